@@ -1,0 +1,167 @@
+"""Run one cell: data -> model + weights -> strategy -> train/eval -> metrics -> explanations.
+
+Every step logs through `tracking` into the cell's (already started) nested MLflow run.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import yaml
+
+from benchmark import data, explain, metrics, plots, tracking
+from benchmark.engine import evaluate, extract_features, fit
+from benchmark.matrix import Cell, flatten
+from benchmark.models import build
+from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str = "cpu"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    on_epoch: Callable[[int, int], None] | None = None  # (epoch, epochs)
+    on_batch: Callable[[int, int], None] | None = None  # (batch, batches)
+
+
+def normalisation(cell: Cell, spec) -> tuple[tuple, tuple]:
+    if cell.preprocess.normalize == "unit":
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if cell.preprocess.normalize == "model":
+        return tuple(spec.mean), tuple(spec.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
+    """Train and evaluate one cell; returns its headline test metrics."""
+    wall = time.perf_counter()
+    torch.manual_seed(cell.seed)
+    if opts.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    resolved = cell.resolved()
+    tracking.log_params(flatten(resolved))
+    tracking.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
+
+    prepared = data.prepare(cell.dataset, cell.split, cell.preprocess, seed=cell.seed,
+                            fold=cell.fold, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+    _log_data(prepared)
+
+    built = build(cell.model, cell.strategy, num_classes=len(prepared.classes),
+                  in_chans=cell.preprocess.channels)
+    built.model.to(opts.device)
+    mean, std = normalisation(cell, built.spec)
+    tracking.log_params({k: v for k, v in built.info.items()})
+
+    cfg = cell.training
+    loader = _loaders(cell, prepared, mean, std)
+    reuse = built.frozen_backbone and not cell.augment.active
+    tracking.set_tags({"training_path": "feature_reuse" if reuse else "end_to_end"})
+    if reuse:
+        # The frozen backbone (eval mode, no augmentation) maps each image to the same features
+        # every epoch: compute them once per split and train only the head.
+        t0 = time.perf_counter()
+        feats = {name: extract_features(built.backbone, loader(name, name == "train"),
+                                        opts.device, cfg.batch_size, name == "train", cell.seed)
+                 for name in ("train", "val")}
+        tracking.log_metrics({"feature_extraction_seconds": time.perf_counter() - t0})
+        net, set_train = built.head, built.head.train
+        train_loader, val_loader = feats["train"], feats["val"]
+    else:
+        net, set_train = built.model, built.train
+        train_loader, val_loader = loader("train", True), loader("val", False)
+
+    def on_epoch(row: dict) -> None:
+        tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+        if opts.on_epoch:
+            opts.on_epoch(row["epoch"], cfg.epochs)
+
+    result = fit(net, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
+                 built.on_epoch_start, train_loader, val_loader, cfg, opts.device,
+                 on_epoch=on_epoch, on_batch=opts.on_batch)
+    tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                          "stopped_early": int(result.stopped_early)})
+    tracking.log_figure(plots.learning_curves_figure(result.history), "plots/learning_curves.png")
+
+    headline = _test(built.model, prepared, loader, opts.device)
+    if cell.explain.methods:
+        _explain(cell, built, prepared, mean, std, opts.device)
+    headline["wall_seconds"] = time.perf_counter() - wall
+    cost = {"wall_seconds": headline["wall_seconds"],
+            "seconds_per_epoch": sum(r["train_seconds"] + r["eval_seconds"]
+                                     for r in result.history) / len(result.history),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if opts.device.startswith("cuda"):
+        cost["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    tracking.log_metrics(cost)
+    return headline
+
+
+def _loaders(cell: Cell, prepared, mean, std):
+    def loader(split: str, train: bool, samples=None):
+        return data.make_loader(samples if samples is not None else prepared.splits[split],
+                                cell.preprocess, cell.augment if train else None, mean=mean,
+                                std=std, batch_size=cell.training.batch_size, shuffle=train,
+                                seed=cell.seed, num_workers=cell.training.num_workers)
+    return loader
+
+
+def _log_data(prepared) -> None:
+    tracking.log_params({"classes": prepared.classes,
+                         **{f"n_{k}": len(v) for k, v in prepared.splits.items()}})
+    tracking.log_split(prepared.split_rows(), prepared.digest(), prepared.name)
+    if prepared.audit:
+        tracking.log_dict(prepared.audit, "data/audit_summary.json")
+    if prepared.skipped:
+        tracking.log_text("path,reason\n" + "\n".join(f"{p},{r}" for p, r in prepared.skipped),
+                          "data/skipped_files.csv")
+
+
+def _test(model, prepared, loader, device) -> dict[str, float]:
+    """Test metrics of the restored best-validation checkpoint, on the test split only."""
+    loss_fn = torch.nn.CrossEntropyLoss()
+    out = {}
+    subsets = {"test": prepared.splits["test"]}
+    if prepared.clean_test is not None:
+        subsets["test_clean"] = prepared.clean_test
+    for prefix, samples in subsets.items():
+        ev = evaluate(model, loader("test", False, samples), loss_fn, device)
+        y, probs = ev["targets"], ev["probs"]
+        scores = metrics.compute(y, probs, prepared.classes)
+        tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()}
+                             | {f"{prefix}_loss": ev["loss"]})
+        out[f"{prefix}_accuracy"] = scores["accuracy"]
+        if prefix != "test":
+            continue
+        pred = probs.argmax(1)
+        report, text = metrics.report(y, pred, prepared.classes)
+        tracking.log_dict(report, "metrics/classification_report.json")
+        tracking.log_text(text, "metrics/classification_report.txt")
+        cm = metrics.confusion(y, pred, prepared.classes)
+        tracking.log_frame(cm, "metrics/confusion_matrix.csv", index=True)
+        tracking.log_figure(plots.confusion_figure(cm, normalize=False),
+                            "plots/confusion_matrix.png")
+        tracking.log_figure(plots.confusion_figure(cm, normalize=True),
+                            "plots/confusion_matrix_normalized.png")
+        paths = [str(s.path) for s in samples]
+        tracking.log_frame(metrics.predictions_frame(paths, y, probs, prepared.classes),
+                           "metrics/predictions.csv")
+    return out
+
+
+def _explain(cell: Cell, built, prepared, mean, std, device) -> None:
+    test = prepared.splits["test"]
+    picks = explain.select_images([s.label for s in test], len(prepared.classes),
+                                  cell.explain.per_class, cell.explain.seed)
+    chosen = [test[i] for i in picks]
+    raw = [data.load_image(s.path, cell.preprocess) for s in chosen]
+    batch = next(iter(data.make_loader(chosen, cell.preprocess, None, mean=mean, std=std,
+                                       batch_size=len(chosen), shuffle=False, seed=cell.seed)))
+    result = explain.explain(built.model, built.gradcam_layer(), raw, batch[0],
+                             [s.label for s in chosen], prepared.classes, cell.explain, device)
+    tracking.log_metrics(result.metrics)
+    for method, fig in result.figures.items():
+        tracking.log_figure(fig, f"explanations/{method}.png")

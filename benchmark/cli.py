@@ -1,0 +1,103 @@
+"""Command line: sub-commands only; the work lives in the modules they call."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+from rich.markup import escape
+
+from benchmark.console import console
+
+
+def _truthy(value: str) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    # MLproject passes unset parameters as empty strings
+    return value if value not in (None, "") else None
+
+
+def _overrides(args) -> dict:
+    out = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    if _blank_to_none(args.epochs):
+        out["training.epochs"] = int(args.epochs)
+    if _blank_to_none(args.experiment):
+        out["experiment"] = args.experiment
+    return out
+
+
+def cmd_suite(args) -> int:
+    from benchmark.config import load_suite
+    from benchmark.engine import resolve_device
+    from benchmark.suite import SuiteOptions, dry_run, run_suite
+
+    suite = load_suite(args.suite, _overrides(args))
+    if args.dry_run:
+        return dry_run(suite, args.json)
+    opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
+                        cache_dir=_blank_to_none(args.cache_dir), force=_truthy(args.force),
+                        as_json=args.json)
+    return run_suite(suite, opts)
+
+
+def cmd_report(args) -> int:
+    from benchmark.report import report
+
+    return report(args.suite, _blank_to_none(args.experiment), args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="benchmark", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("suite", help="run a suite (bare name from suites/ or a YAML path)")
+    p.add_argument("suite")
+    p.add_argument("--dry-run", action="store_true", help="print the cell matrix and exit")
+    p.add_argument("--epochs", default=None, help="override training.epochs")
+    p.add_argument("--data-dir", default=None, help="where datasets live (else "
+                   "BENCHMARK_DATA_DIR, else ./data)")
+    p.add_argument("--cache-dir", default=None, help="decoded-image cache directory")
+    p.add_argument("--experiment", default=None, help="override the MLflow experiment name")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--force", nargs="?", const="true", default="false",
+                   help="rerun cells that already have a finished run")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any suite key, e.g. --set preprocess.image_size=64")
+    p.add_argument("--json", action="store_true", help="print the result table as JSON on stdout")
+    p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser("report", help="compare a suite's runs from MLflow (mean and 95%% CI)")
+    p.add_argument("suite")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    from benchmark.data.commands import register as register_data
+    from benchmark.models.commands import register as register_models
+
+    register_data(sub)
+    register_models(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmark.config import SuiteError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SuiteError, ValueError, FileNotFoundError) as err:
+        # bad input: a clear message, no traceback
+        console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

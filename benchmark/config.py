@@ -1,0 +1,240 @@
+"""Typed, strict suite schema.
+
+A suite YAML is validated into a frozen `Suite`. Unknown keys, unknown names, wrong types and
+impossible values are errors that name the YAML path of the offending key (e.g.
+`models[1].head.hidden`) and what was expected, raised before anything runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+PosInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(Strict):
+    name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
+    root: str | None = None  # folder of class sub-folders (optionally split sub-folders)
+    manifest: str | None = None  # CSV with path,label[,split]
+    subset_per_class: PosInt | None = None  # deterministic first-N-per-class-per-split subset
+    dedup: Literal["none", "exact", "near"] = "none"
+    near_threshold: Annotated[int, Field(ge=0, le=64)] = 4
+    on_bad_image: Literal["error", "skip"] = "error"
+
+    @model_validator(mode="after")
+    def _known_or_declared(self):
+        from benchmark.data.registry import KNOWN
+
+        if self.name not in KNOWN and not (self.root or self.manifest):
+            raise ValueError(
+                f"unknown dataset {self.name!r}: use one of {sorted(KNOWN)} "
+                "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
+            )
+        return self
+
+
+class SplitConfig(Strict):
+    protocol: Literal["official", "holdout", "kfold"] = "official"
+    val_fraction: Fraction = 0.15  # carved from train, stratified
+    test_fraction: Fraction = 0.2  # holdout only
+    folds: Annotated[int, Field(ge=2)] = 5  # kfold only
+
+
+class PreprocessConfig(Strict):
+    image_size: Annotated[int, Field(ge=8, le=2048)] = 224
+    channels: Literal[1, 3] = 3
+    interpolation: Literal["area", "bilinear", "bicubic", "nearest"] = "bilinear"
+    # imagenet mean/std, plain [0,1] scaling (Study B), or the model's own registry default
+    normalize: Literal["imagenet", "unit", "model"] = "imagenet"
+
+
+class AugmentConfig(Strict):
+    rotation: Annotated[float, Field(ge=0, le=180)] = 0.0  # degrees, +-
+    hflip: bool = False
+    vflip: bool = False
+    brightness: Annotated[float, Field(ge=0, le=1)] = 0.0  # +- factor
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rotation or self.hflip or self.vflip or self.brightness)
+
+
+class TrainingConfig(Strict):
+    epochs: PosInt = 10
+    batch_size: PosInt = 32
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3  # head (and everything unless backbone_lr)
+    backbone_lr: Annotated[float, Field(gt=0, le=10)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    scheduler: Literal["none", "cosine", "step", "plateau"] = "none"
+    step_size: PosInt = 10
+    gamma: Fraction = 0.1
+    patience: PosInt | None = None  # early stopping on validation loss; None = off
+    num_workers: Annotated[int, Field(ge=0)] = 0
+
+
+class HeadConfig(Strict):
+    # linear: replace the final layer (Study B); gap_mlp: GAP -> Dense(hidden) -> ReLU -> Dense(k)
+    # (Study A); flatten_mlp: flatten -> dense -> dropout -> batch-norm -> dense (Study C)
+    type: Literal["linear", "gap_mlp", "flatten_mlp"] = "linear"
+    hidden: PosInt = 1024
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class StrategyConfig(Strict):
+    name: Literal["scratch", "frozen", "full", "partial", "gradual"]
+    label: str | None = None  # display name, e.g. Study A's "tf1"
+    blocks: PosInt = 1  # partial: last N block groups trained
+    every: PosInt = 1  # gradual: unfreeze one more block group every N epochs
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class ModelConfig(Strict):
+    name: str
+    label: str | None = None
+    head: HeadConfig = HeadConfig()
+    weights: str | None = None  # explicit pretrained weight file
+    training: dict[str, Any] = Field(default_factory=dict)  # per-model overrides of `training`
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from benchmark.models import registry
+
+        registry.get(name)  # raises with the list of known models
+        return name
+
+    @field_validator("training")
+    @classmethod
+    def _overrides_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        TrainingConfig(**value)  # same checks as the suite-level block
+        return value
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class ExplainConfig(Strict):
+    methods: list[Literal["gradcam", "lime"]] = Field(default_factory=list)
+    per_class: PosInt = 1  # seeded test images per class, identical across the suite's cells
+    lime_samples: PosInt = 200
+    lime_features: PosInt = 10  # top-k superpixels
+    lime_segments: PosInt = 64  # SLIC superpixels asked for (about as many, at any image size)
+    faithfulness: bool = True
+    seed: int = 0
+
+
+class Suite(Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    experiment: str | None = None
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    split: SplitConfig = SplitConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    augment: AugmentConfig = AugmentConfig()
+    training: TrainingConfig = TrainingConfig()
+    models: list[ModelConfig] = Field(min_length=1)
+    strategies: list[StrategyConfig] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    explain: ExplainConfig = ExplainConfig()
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _bare_names(cls, value: Any) -> Any:
+        # `- frozen` is shorthand for `- {name: frozen}`
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or f"benchmark-{self.name}"
+
+    def training_for(self, model: ModelConfig) -> TrainingConfig:
+        return self.training.model_copy(update=TrainingConfig(**model.training).model_dump(
+            exclude_unset=True))
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A bare name resolves under suites/; anything else is a path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") and not path.exists():
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+        raise SuiteError(f"suite {str(name_or_path)!r} not found (looked at {path}); "
+                         f"suites in {SUITES_DIR}: {known}")
+    return path
+
+
+def _yaml_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue  # pydantic's internal validator frames, not YAML keys
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s) in the suite"]
+    for e in err.errors():
+        got = e.get("input")
+        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"  {_yaml_path(e['loc'])}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | None = None) -> Suite:
+    if not isinstance(data, dict):
+        raise SuiteError(f"{source}: a suite is a YAML mapping, got {type(data).__name__}")
+    data = _apply_overrides(data, overrides or {})
+    try:
+        return Suite(**data)
+    except ValidationError as err:
+        raise SuiteError(format_errors(err, source)) from None
+
+
+def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
+    path = resolve_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SuiteError(f"{path}: not valid YAML: {err}") from None
+    return parse_suite(data, str(path), overrides)
+
+
+def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """Dotted overrides from the command line, e.g. {'training.epochs': 3}."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return data

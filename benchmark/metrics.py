@@ -1,0 +1,139 @@
+"""Test-set metrics, classification report, confusion matrix and the predictions table.
+
+Everything is computed by scikit-learn from integer labels and class probabilities. Metric names
+are flat and MLflow-safe with no split prefix: the caller adds "test_" or "test_clean_".
+"""
+from __future__ import annotations
+
+import re
+import resource
+import sys
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+
+def safe_name(name: str) -> str:
+    """A class name usable inside an MLflow metric key (letters, digits, _ - . only)."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_") or "class"
+
+
+def _check(y_true: np.ndarray, classes: list[str], probs: np.ndarray | None = None,
+           y_pred: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    k = len(classes)
+    if k < 2:
+        raise ValueError(f"classes: need at least 2 class names, got {classes!r}")
+    if len({safe_name(c) for c in classes}) != k:
+        raise ValueError(f"classes: names collide once made metric-safe: {classes!r}")
+    y_true = np.asarray(y_true)
+    if y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y_true: expected a non-empty 1-D array of labels, got shape {y_true.shape}")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y is not None and (np.asarray(y).min() < 0 or np.asarray(y).max() >= k):
+            raise ValueError(f"{name}: labels must lie in [0, {k - 1}] for classes {classes!r}, "
+                             f"got range [{np.min(y)}, {np.max(y)}]")
+    if probs is not None:
+        if probs.shape != (len(y_true), k):
+            raise ValueError(f"probs: expected shape {(len(y_true), k)} (images x classes), "
+                             f"got {probs.shape}")
+        if not np.all(np.isfinite(probs)) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+            raise ValueError("probs: each row must be finite class probabilities summing to 1 "
+                             "(apply softmax to the logits first)")
+    return y_true.astype(int), k
+
+
+def compute(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """All test metrics for one run, from true labels [N] and class probabilities [N, K]."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true, k = _check(y_true, classes, probs)
+    y_pred = probs.argmax(axis=1)
+    labels = list(range(k))
+    out: dict[str, float] = {
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
+        "kappa": skm.cohen_kappa_score(y_true, y_pred, labels=labels),
+        "log_loss": skm.log_loss(y_true, probs, labels=labels),
+    }
+    for avg in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=avg, zero_division=0)
+        out.update({f"precision_{avg}": p, f"recall_{avg}": r, f"f1_{avg}": f})
+    p, r, f, s = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average=None, zero_division=0)
+    for i, name in enumerate(map(safe_name, classes)):
+        out.update({f"precision_{name}": p[i], f"recall_{name}": r[i], f"f1_{name}": f[i],
+                    f"support_{name}": s[i]})
+    out.update(_auc(y_true, probs, classes))
+    return {key: float(value) for key, value in out.items()}
+
+
+def _auc(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Binary AUC, or one-vs-rest AUC per class plus their macro mean.
+
+    AUC is undefined for a class with no positive (or no negative) test image; such keys are
+    left out rather than filled with a made-up value, and so is the macro mean.
+    """
+    present = [c for c in range(len(classes)) if 0 < np.sum(y_true == c) < len(y_true)]
+    if len(classes) == 2:
+        return {"roc_auc": skm.roc_auc_score(y_true, probs[:, 1])} if len(present) == 2 else {}
+    per_class = {f"roc_auc_{safe_name(classes[c])}": skm.roc_auc_score(y_true == c, probs[:, c])
+                 for c in present}
+    if len(present) == len(classes):
+        per_class["roc_auc_macro"] = float(np.mean(list(per_class.values())))
+    return per_class
+
+
+def report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> tuple[dict, str]:
+    """scikit-learn's classification report, as a JSON-able dict and as text."""
+    y_pred = np.asarray(y_pred).astype(int)
+    y_true, k = _check(y_true, classes, y_pred=y_pred)
+    kwargs = dict(labels=list(range(k)), target_names=list(classes), zero_division=0, digits=4)
+    as_dict = skm.classification_report(y_true, y_pred, output_dict=True, **kwargs)
+    as_text = skm.classification_report(y_true, y_pred, **kwargs)
+    return _plain(as_dict), as_text
+
+
+def _plain(value):
+    """numpy scalars to Python numbers so json.dumps accepts the report."""
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Counts; rows are true classes, columns predicted classes, both named."""
+    y_pred = np.asarray(y_pred).astype(int)
+    y_true, k = _check(y_true, classes, y_pred=y_pred)
+    counts = skm.confusion_matrix(y_true, y_pred, labels=list(range(k)))
+    return pd.DataFrame(counts, index=pd.Index(classes, name="true"),
+                        columns=pd.Index(classes, name="predicted"))
+
+
+def predictions_frame(paths: list[str], y_true: np.ndarray, probs: np.ndarray,
+                      classes: list[str]) -> pd.DataFrame:
+    """One row per test image: file, true and predicted class names, and every class probability.
+
+    Keyed by file so two runs on the same split can be paired (see stats.mcnemar_frames).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true, _ = _check(y_true, classes, probs)
+    if len(paths) != len(y_true):
+        raise ValueError(f"paths: {len(paths)} files for {len(y_true)} labels")
+    names = np.asarray(classes, dtype=object)
+    frame = pd.DataFrame({"file": [str(p) for p in paths], "true": names[y_true],
+                          "pred": names[probs.argmax(axis=1)]})
+    for i, name in enumerate(classes):
+        frame[f"prob_{safe_name(name)}"] = probs[:, i]
+    return frame
+
+
+def peak_memory(device: str = "cpu") -> dict[str, float]:
+    """Peak process RSS in MiB (and peak CUDA memory allocated when running on a GPU)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {"peak_rss_mb": rss / (1024 * 1024 if sys.platform == "darwin" else 1024)}
+    if str(device).startswith("cuda"):
+        import torch
+
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out

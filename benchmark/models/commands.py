@@ -1,0 +1,86 @@
+"""`benchmark models list` and `benchmark models describe`: the registry as tables (or --json)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from benchmark.console import emit_table
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="the model zoo: list entries, describe a setup")
+    sub = parser.add_subparsers(dest="models_command", required=True)
+
+    lst = sub.add_parser("list", help="registered models, parameter counts, weight sources")
+    lst.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    lst.set_defaults(func=_list)
+
+    desc = sub.add_parser("describe", help="parameter and layer counts for model+head+strategy")
+    desc.add_argument("model", help="a registered model name (see `benchmark models list`)")
+    desc.add_argument("--head", default="linear", choices=["linear", "gap_mlp", "flatten_mlp"])
+    desc.add_argument("--hidden", type=int, default=1024, help="hidden units of an MLP head")
+    desc.add_argument("--dropout", type=float, default=0.0)
+    desc.add_argument("--strategy", default="full",
+                      choices=["scratch", "frozen", "full", "partial", "gradual"])
+    desc.add_argument("--blocks", type=int, default=1, help="partial: last N block groups trained")
+    desc.add_argument("--num-classes", type=int, required=True)
+    desc.add_argument("--in-chans", type=int, default=3, choices=[1, 3])
+    desc.add_argument("--image-size", type=int, default=None,
+                      help="input side in pixels (default: the model's own input size)")
+    desc.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    desc.set_defaults(func=_describe)
+
+
+def weight_sources(spec) -> str:
+    """Where `pretrained: imagenet` would come from, in resolution order (no download)."""
+    from benchmark.models.weights import EXTENSIONS, WEIGHTS_DIR_ENV, pip_file
+
+    out = []
+    wdir = os.environ.get(WEIGHTS_DIR_ENV)
+    if wdir and any(os.path.isfile(os.path.join(wdir, spec.name + e)) for e in EXTENSIONS):
+        out.append(f"weights_dir ({wdir})")
+    if spec.pip:
+        out.append(f"pip:{spec.pip}" + ("" if pip_file(spec.pip) else " (not installed)"))
+    if spec.hub:
+        out.append(f"hub:{spec.source}:{spec.hub}")
+    return ", ".join(out) or "none (scratch only)"
+
+
+def _list(args) -> int:
+    from benchmark.models import registry
+    from benchmark.models.archs import create_network, make_trunk
+
+    rows = []
+    for name in registry.names():
+        spec = registry.get(name)
+        with torch.device("meta"):  # shapes only: no memory, no init cost
+            net = create_network(spec)
+            imagenet = sum(p.numel() for p in net.parameters())
+            backbone = sum(p.numel() for p in make_trunk(net, spec, False, 3).parameters())
+        rows.append({"name": name, "source": spec.source, "arch": spec.arch,
+                     "input_size": spec.input_size, "block_groups": len(spec.groups),
+                     "params_backbone": backbone, "params_imagenet": imagenet,
+                     "gradcam_layer": spec.gradcam, "weights": weight_sources(spec)})
+    emit_table(rows, "Registered models", args.json)
+    return 0
+
+
+def _describe(args) -> int:
+    from benchmark.config import HeadConfig, ModelConfig, StrategyConfig
+    from benchmark.models import build
+
+    model = ModelConfig(name=args.model, head=HeadConfig(type=args.head, hidden=args.hidden,
+                                                          dropout=args.dropout))
+    strategy = StrategyConfig(name=args.strategy, blocks=args.blocks)
+    built = build(model, strategy, args.num_classes, args.in_chans, image_size=args.image_size,
+                  load_weights=False)
+    keep = ("params_total", "params_trainable", "params_non_trainable", "params_backbone",
+            "params_head", "layers_conv", "layers_dense", "layers_activation", "layers_norm",
+            "layers_other", "block_groups", "trainable_groups", "feature_shape", "image_size")
+    rows = [{"name": key, "value": built.info[key]} for key in keep]
+    emit_table(rows, f"{args.model} + {args.head} head + {args.strategy}", args.json,
+               extra={"model": args.model, "head": args.head, "strategy": args.strategy,
+                      "trainable_block_groups": [list(g) for g in built.trainable_group_names()],
+                      "weights": weight_sources(built.spec)})
+    return 0

@@ -1,0 +1,138 @@
+"""Run a whole suite: expand, skip finished cells, run the rest in a parent run, summarise."""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from benchmark import data, tracking
+from benchmark.cell import RunOptions, run_cell
+from benchmark.config import Suite
+from benchmark.console import console, emit_table
+from benchmark.matrix import Cell, expand
+
+COLUMNS = ["cell", "dataset", "model", "strategy", "seed", "fold", "run_key", "status",
+           "test_accuracy", "seconds", "run_id"]
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    device: str = "cpu"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    force: bool = False
+    as_json: bool = False
+
+
+def matrix_rows(cells: list[Cell]) -> list[dict]:
+    return [{"cell": i + 1, **{k: v for k, v in c.tags().items()}} for i, c in enumerate(cells)]
+
+
+def dry_run(suite: Suite, as_json: bool) -> int:
+    cells = expand(suite)
+    emit_table(matrix_rows(cells), f"{suite.name}: {len(cells)} cells (dry run)", as_json,
+               extra={"experiment": suite.experiment_name})
+    return 0
+
+
+def run_suite(suite: Suite, opts: SuiteOptions) -> int:
+    """Returns the process exit code: non-zero when any cell failed."""
+    cells = expand(suite)
+    preflight(cells, opts)
+    exp_id = tracking.setup(suite.experiment_name)
+    keys = {c.run_key for c in cells}
+    stale = tracking.mark_stale_killed(exp_id, keys)
+    if stale:
+        console.print(f"[yellow]{stale} cell run(s) left RUNNING by an interrupted invocation "
+                      "were marked KILLED and will be retried")
+    done = {} if opts.force else tracking.finished_keys(exp_id)
+    console.print(f"suite [bold]{suite.name}[/]: {len(cells)} cells, experiment "
+                  f"'{suite.experiment_name}' at {tracking.tracking_uri()}")
+    rows = []
+    params = {"suite": suite.name, "cells": len(cells), "device": opts.device,
+              "force": opts.force}
+    with tracking.parent_run(exp_id, suite.name, params) as parent_id, _progress() as progress:
+        cells_bar = progress.add_task("cells", total=len(cells))
+        epochs_bar = progress.add_task("epochs", total=None, visible=False)
+        batches_bar = progress.add_task("batches", total=None, visible=False)
+        for i, cell in enumerate(cells):
+            row = {"cell": i + 1, **cell.tags()}
+            if cell.run_key in done:
+                console.print(f"skip {cell.title}: finished run {done[cell.run_key]} exists "
+                              "(--force reruns it)")
+                rows.append({**row, "status": "SKIPPED (finished)", "run_id": done[cell.run_key]})
+                progress.advance(cells_bar)
+                continue
+            progress.update(cells_bar, description=cell.title)
+            progress.reset(epochs_bar, total=cell.training.epochs, visible=True)
+            hooks = RunOptions(
+                device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir,
+                on_epoch=lambda e, n: progress.update(epochs_bar, completed=e, total=n),
+                on_batch=lambda b, n: progress.update(batches_bar, completed=b, total=n,
+                                                      visible=True))
+            rows.append({**row, **_run_one(cell, hooks)})
+            progress.advance(cells_bar)
+        summary = pd.DataFrame(rows, columns=COLUMNS)
+        tracking.log_frame(summary, "summary/cells.csv")
+        tracking.log_text(summary.to_markdown(index=False) if _has_tabulate()
+                          else summary.to_string(index=False), "summary/cells.md")
+        failed = [r for r in rows if r["status"] == "FAILED"]
+        tracking.log_metrics({"cells_failed": len(failed),
+                              "cells_finished": sum(r["status"] == "FINISHED" for r in rows),
+                              "cells_skipped": sum(r["status"].startswith("SKIPPED")
+                                                   for r in rows)})
+    emit_table(rows, f"{suite.name}: results", opts.as_json, columns=COLUMNS,
+               extra={"experiment": suite.experiment_name, "parent_run_id": parent_id,
+                      "failed": len(failed)})
+    if failed:
+        console.print(f"[red]{len(failed)} cell(s) failed: "
+                      + "; ".join(f"{r['dataset']}/{r['model']}/{r['strategy']}/seed "
+                                  f"{r['seed']}: {r['error']}" for r in failed))
+        return 1
+    return 0
+
+
+def preflight(cells: list[Cell], opts: SuiteOptions) -> None:
+    """Scan and validate every dataset before anything is trained or logged, so a bad file or a
+    missing folder stops the suite with a clear error instead of failing cell after cell. It also
+    fills the decoded-image cache that the cells then read."""
+    seen = set()
+    for cell in cells:
+        key = (cell.dataset, cell.split, cell.preprocess)
+        if key in seen:
+            continue
+        seen.add(key)
+        console.print(f"checking dataset {cell.dataset.name} ...")
+        data.prepare(cell.dataset, cell.split, cell.preprocess, seed=cell.seed, fold=cell.fold,
+                     data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+
+
+def _run_one(cell: Cell, hooks: RunOptions) -> dict:
+    start, run_ids = time.perf_counter(), []
+    try:
+        with tracking.cell_run(cell.title, cell.tags()) as run_id:
+            run_ids.append(run_id)
+            headline = run_cell(cell, hooks)
+    except Exception as err:  # one cell's failure must not stop the suite
+        console.print(f"[red]cell {cell.title} failed:[/] {type(err).__name__}: {err}")
+        console.print(traceback.format_exc(), markup=False, highlight=False)
+        return {"status": "FAILED", "error": f"{type(err).__name__}: {err}",
+                "seconds": time.perf_counter() - start, "run_id": run_ids[0] if run_ids else None}
+    return {"status": "FINISHED", "test_accuracy": headline.get("test_accuracy"),
+            "seconds": time.perf_counter() - start, "run_id": run_id}
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401  (pandas.to_markdown needs it)
+        return True
+    except ImportError:
+        return False
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)

@@ -1,0 +1,162 @@
+"""The only module that talks to MLflow.
+
+One experiment per suite, a parent run per invocation, a nested child run per cell. A cell's
+identity is its `run_key` tag, which is how a rerun finds finished work.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+import pandas as pd
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+import benchmark
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+_MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
+
+
+def setup(experiment: str) -> str:
+    """Point MLflow at the default store (unless MLFLOW_TRACKING_URI is set); return the exp id."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri(DEFAULT_URI)
+    exp = mlflow.set_experiment(experiment)
+    return exp.experiment_id
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+def _cell_runs(experiment_id: str, status: str) -> list:
+    return MlflowClient().search_runs(
+        [experiment_id], filter_string=f"attributes.status = '{status}' and tags.run_key != ''",
+        max_results=50000)
+
+
+def finished_keys(experiment_id: str) -> dict[str, str]:
+    """run_key -> run_id of every FINISHED cell run in the experiment."""
+    return {r.data.tags["run_key"]: r.info.run_id for r in _cell_runs(experiment_id, "FINISHED")
+            if "run_key" in r.data.tags}
+
+
+def mark_stale_killed(experiment_id: str, keys: set[str]) -> int:
+    """Cells left RUNNING by a killed invocation become KILLED, so they are retried, not counted."""
+    client, n = MlflowClient(), 0
+    for run in _cell_runs(experiment_id, "RUNNING"):
+        if run.data.tags.get("run_key") in keys:
+            client.set_tag(run.info.run_id, "error", "interrupted: the invocation died")
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            n += 1
+    return n
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@contextmanager
+def parent_run(experiment_id: str, suite_name: str, params: dict[str, Any]) -> Iterator[str]:
+    """The invocation's run. Under `mlflow run` the launcher's run may live in another
+    experiment; it then gets a tag pointing at the suite's parent run."""
+    launcher = os.environ.pop("MLFLOW_RUN_ID", None)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{suite_name} suite") as run:
+        mlflow.set_tags({"suite": suite_name, "role": "suite", "git_commit": git_commit(),
+                         "package_version": benchmark.__version__})
+        log_params(params)
+        if launcher and launcher != run.info.run_id:
+            MlflowClient().set_tag(launcher, "benchmark.suite_run_id", run.info.run_id)
+            mlflow.set_tag("benchmark.launcher_run_id", launcher)
+        yield run.info.run_id
+
+
+@contextmanager
+def cell_run(title: str, tags: dict[str, str]) -> Iterator[str]:
+    """A nested run; an exception marks it FAILED with the error as a tag, then propagates."""
+    run = mlflow.start_run(run_name=title, nested=True)
+    mlflow.set_tags({**tags, "role": "cell", "git_commit": git_commit(),
+                     "package_version": benchmark.__version__})
+    try:
+        yield run.info.run_id
+    except BaseException as err:
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
+        mlflow.end_run(status)
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def log_params(params: dict[str, Any]) -> None:
+    clean = {k: _param_value(v) for k, v in params.items()}
+    items = list(clean.items())
+    for i in range(0, len(items), 100):  # the REST API takes at most 100 params per batch
+        mlflow.log_params(dict(items[i:i + 100]))
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text[:_MAX_PARAM]
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_figure(fig, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(fig, path)
+    plt.close(fig)
+
+
+def log_text(text: str, path: str) -> None:
+    mlflow.log_text(text, path)
+
+
+def log_dict(data: dict, path: str) -> None:
+    mlflow.log_dict(data, path)
+
+
+def log_frame(frame: pd.DataFrame, path: str, index: bool = False) -> None:
+    mlflow.log_text(frame.to_csv(index=index), path)
+
+
+def log_split(rows: list[dict], digest: str, name: str, context: str = "split") -> None:
+    """The exact split as a CSV artifact, registered as a dataset input so its digest shows."""
+    frame = pd.DataFrame(rows)
+    log_frame(frame, f"data/{context}.csv")
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / f"{context}.csv"
+        frame.to_csv(csv, index=False)
+        dataset = mlflow.data.from_pandas(frame, source=str(csv), name=name, digest=digest[:36])
+    mlflow.log_input(dataset, context=context)
+
+
+def search_cells(experiment_id: str) -> pd.DataFrame:
+    """Every cell run of the experiment with its tags, params and metrics (for reports)."""
+    return mlflow.search_runs([experiment_id], filter_string="tags.role = 'cell'",
+                              max_results=50000)
+
+
+def experiment_id_of(name: str) -> str | None:
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri(DEFAULT_URI)
+    exp = mlflow.get_experiment_by_name(name)
+    return exp.experiment_id if exp else None

@@ -1,0 +1,112 @@
+"""Leakage audit and the `benchmark data list | audit` commands."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.data.commands import register
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real data not available")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="benchmark")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def blob(seed: int, size: int = 48) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = np.zeros((size, size))
+    for _ in range(4):
+        cy, cx, r = rng.integers(6, size - 6, 2).tolist() + [int(rng.integers(3, 9))]
+        out += np.where((yy - cy) ** 2 + (xx - cx) ** 2 < r * r, rng.integers(60, 120), 0)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def leaky(tmp_path) -> Path:
+    """train/test folders with one exact cross-split copy, one brighter re-encoded copy in test,
+    and one image filed under both classes."""
+    root = tmp_path / "leaky"
+    for split, n, start in (("train", 5, 0), ("test", 3, 100)):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(blob(start + i + (50 if cls == "b" else 0))).save(root / split / cls / f"{i}.png")
+    (root / "test/a/0.png").write_bytes((root / "train/a/1.png").read_bytes())
+    bright = np.clip(blob(52).astype(int) * 1.2 + 5, 0, 255).astype(np.uint8)
+    Image.fromarray(bright).save(root / "test/b/0.jpg", quality=60)  # near copy of train/b/2.png
+    (root / "test/b/0.png").unlink()
+    (root / "train/b/4.png").write_bytes((root / "train/a/3.png").read_bytes())  # label conflict
+    return root
+
+
+def test_audit_counts_exact_near_and_conflicts(leaky, tmp_path, capsys):
+    groups_csv = tmp_path / "groups.csv"
+    assert cli("data", "audit", str(leaky), "--json", "--csv", str(groups_csv)) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["kind"]: r for r in out["rows"]}
+    assert out["files"] == 16 and out["splits"] == {"test": 6, "train": 10}
+    assert rows["exact"]["groups"] == 2 and rows["exact"]["cross_split_groups"] == 1
+    assert rows["exact"]["test_files_leaked"] == 1 and rows["exact"]["label_conflict_groups"] == 1
+    assert rows["near"]["groups"] == 3 and rows["near"]["test_files_leaked"] == 2
+    written = list(csv.DictReader(groups_csv.open()))
+    conflict = {r["path"] for r in written if r["kind"] == "exact" and r["label_conflict"] == "True"}
+    assert conflict == {"train/a/3.png", "train/b/4.png"}
+
+
+def test_zero_threshold_finds_only_exact(leaky, capsys):
+    cli("data", "audit", str(leaky), "--json", "--near-threshold", "0")
+    rows = {r["kind"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["near"]["groups"] == rows["exact"]["groups"] == 2
+
+
+def test_audit_names_unknown_dataset(capsys):
+    assert cli("data", "audit", "no-such-set") == 1
+    assert "no-such-set" in capsys.readouterr().err
+
+
+@needs_real
+def test_real_binary_set_audit(capsys):
+    assert cli("data", "audit", "brain-mri-binary-253", "--data-dir", str(REAL), "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["kind"]: r for r in out["rows"]}
+    assert out["files"] == 253 and out["unreadable"] == []
+    assert (rows["exact"]["groups"], rows["exact"]["redundant_files"]) == (22, 25)
+    assert rows["exact"]["label_conflict_groups"] == 0
+
+
+@needs_real
+def test_list_reports_location_and_completeness(capsys):
+    assert cli("data", "list", "--data-dir", str(REAL), "--json") == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert set(rows) == {"brain-tumor-mri-7023", "brain-tumor-classification-3264", "brain-mri-binary-253"}
+    assert rows["brain-tumor-classification-3264"]["complete"] is True
+    assert rows["brain-tumor-classification-3264"]["counts"] == {"Training": 2870, "Testing": 394}
+    # this copy lacks 4 notumor training images of the published 7023
+    assert rows["brain-tumor-mri-7023"]["counts"]["Training"] == 5708
+    assert rows["brain-tumor-mri-7023"]["complete"] is False
+    assert rows["brain-mri-binary-253"]["path"] == str((REAL / "brain-mri-binary-253").resolve())
+
+
+def test_list_without_data_shows_nothing_found(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCHMARK_DATA_DIR", raising=False)
+    assert cli("data", "list", "--json") == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert all(r["path"] is None and r["complete"] is False for r in rows)

@@ -1,0 +1,96 @@
+"""The README's main command on the smoke suite, then the tracking store read back.
+
+Runs `mlflow run . -e suite -P suite=smoke --env-manager local` for real, twice: the first
+invocation must land a parent run with nested cell runs, per-epoch metrics and artifacts; the
+second must skip every finished cell and create no new cell runs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from benchmark.config import load_suite
+from benchmark.matrix import expand
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mlflow_run(env: dict, *extra: str) -> subprocess.CompletedProcess:
+    mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
+    cmd = [mlflow, "run", ".", "-e", "suite", "-P", "suite=smoke", "--env-manager", "local",
+           *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("e2e")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+           "BENCHMARK_DATA_DIR": str(data_dir), "BENCHMARK_CACHE_DIR": str(tmp / "cache"),
+           "MPLBACKEND": "Agg"}
+    first = mlflow_run(env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name(load_suite("smoke").experiment_name)
+    runs_after_first = client.search_runs([exp.experiment_id])
+    second = mlflow_run(env)
+    return {"client": client, "exp": exp, "first": first, "second": second,
+            "runs_after_first": runs_after_first}
+
+
+def cell_runs(runs):
+    return [r for r in runs if r.data.tags.get("role") == "cell"]
+
+
+def test_parent_and_nested_cell_runs(smoke_runs):
+    runs = smoke_runs["runs_after_first"]
+    parents = [r for r in runs if r.data.tags.get("role") == "suite"]
+    cells = cell_runs(runs)
+    expected = expand(load_suite("smoke"))
+    assert len(parents) == 1 and len(cells) == len(expected)
+    assert {r.data.tags["run_key"] for r in cells} == {c.run_key for c in expected}
+    for run in cells:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        for tag in ("dataset", "model", "strategy", "seed", "fold", "git_commit",
+                    "package_version"):
+            assert run.data.tags.get(tag), tag
+        assert run.data.params["training.epochs"] == "2"
+
+
+def test_per_epoch_metrics_have_steps(smoke_runs):
+    client = smoke_runs["client"]
+    for run in cell_runs(smoke_runs["runs_after_first"]):
+        for key in ("train_loss", "val_loss", "train_acc", "val_acc", "lr", "train_seconds",
+                    "eval_seconds", "images_per_s"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert steps == [1, 2], (key, steps)
+        assert 0 <= run.data.metrics["test_accuracy"] <= 1
+
+
+def test_artifacts_exist(smoke_runs):
+    client = smoke_runs["client"]
+    for run in cell_runs(smoke_runs["runs_after_first"]):
+        files = {f.path for d in ("config", "metrics", "plots", "data", "explanations")
+                 for f in client.list_artifacts(run.info.run_id, d)}
+        for path in ("config/resolved.yaml", "metrics/confusion_matrix.csv",
+                     "metrics/classification_report.json", "metrics/predictions.csv",
+                     "plots/confusion_matrix.png", "plots/learning_curves.png",
+                     "data/split.csv", "explanations/gradcam.png", "explanations/lime.png"):
+            assert path in files, (path, sorted(files))
+
+
+def test_second_invocation_skips_finished_cells(smoke_runs):
+    second = smoke_runs["second"]
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "skip" in second.stderr
+    client, exp = smoke_runs["client"], smoke_runs["exp"]
+    before = cell_runs(smoke_runs["runs_after_first"])
+    after = cell_runs(client.search_runs([exp.experiment_id]))
+    assert sorted(r.info.run_id for r in after) == sorted(r.info.run_id for r in before)

@@ -1,0 +1,182 @@
+"""Explanations on a synthetic task whose answer is known.
+
+A bright square in the left or right half decides the class; a dim square sits in the other
+half, so removing the bright one flips the evidence. A tiny CNN learns it in well under a second.
+"""
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from benchmark import explain
+from benchmark.config import ExplainConfig
+
+SIZE, SQUARE = 40, 10
+CLASSES = ["left", "right"]
+
+
+def make_images(n: int, seed: int, channels: int = 3):
+    rng = np.random.default_rng(seed)
+    raw = (rng.random((n, SIZE, SIZE, channels)) * 60).astype(np.uint8)
+    labels = rng.integers(0, 2, n)
+    for img, y in zip(raw, labels):
+        for value, half in ((230, y), (110, 1 - y)):
+            r = rng.integers(0, SIZE - SQUARE)
+            c = rng.integers(0, SIZE // 2 - SQUARE) + half * SIZE // 2
+            img[r:r + SQUARE, c:c + SQUARE] = value
+    return raw, labels
+
+
+def normalise(raw: np.ndarray) -> torch.Tensor:
+    return (torch.from_numpy(raw).float().permute(0, 3, 1, 2) / 255 - 0.5) / 0.25
+
+
+class TinyCNN(nn.Module):
+    def __init__(self, channels: int = 3):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+        # flatten, not pooling: the class is a position, which global pooling would erase
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * (SIZE // 4) ** 2, 2))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def train(model: nn.Module, channels: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    raw, labels = make_images(400, seed=0, channels=channels)
+    x, y = normalise(raw), torch.from_numpy(labels)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(4):
+        for i in range(0, len(x), 32):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32]).backward()
+            opt.step()
+    return model
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(1)
+    untrained = TinyCNN()
+    return train(TinyCNN()), untrained
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    raw, labels = make_images(8, seed=1)
+    return list(raw), normalise(raw), [int(y) for y in labels]
+
+
+CFG = ExplainConfig(methods=["gradcam", "lime"], per_class=4, lime_samples=100, lime_features=5,
+                    lime_segments=30, seed=0)
+
+
+@pytest.fixture(scope="module")
+def results(models, test_set):
+    raw, x, labels = test_set
+    return [explain.explain(m, m.features[-1], raw, x, labels, CLASSES, CFG) for m in models]
+
+
+def test_trained_model_learned_the_task(models, test_set):
+    _, x, labels = test_set
+    with torch.no_grad():
+        assert (models[0](x).argmax(1).numpy() == labels).mean() == 1.0
+
+
+def test_every_metric_is_logged_and_finite(results):
+    expected = {f"{m}_{k}" for m in ("gradcam", "lime")
+                for k in ("deletion_auc", "insertion_auc", "road_combined", "seconds",
+                          "faithfulness_seconds")}
+    expected |= {"random_deletion_auc", "random_insertion_auc", "gradcam_empty_fraction"}
+    for result in results:
+        assert set(result.metrics) == expected
+        assert all(np.isfinite(v) for v in result.metrics.values())
+        assert all(0 <= result.metrics[k] <= 1 for k in expected if k.endswith("_auc"))
+
+
+def test_faithfulness_separates_trained_from_random_model(results):
+    trained, untrained = (r.metrics for r in results)
+    for method in ("gradcam", "lime"):
+        # the trained model's maps remove the evidence faster than a random pixel order...
+        assert trained[f"{method}_deletion_auc"] < trained["random_deletion_auc"] - 0.05
+        # ...and ROAD (least- minus most-relevant-first) sees it too
+        assert trained[f"{method}_road_combined"] > untrained[f"{method}_road_combined"] + 0.03
+        # an untrained model is unsure of everything: nothing to delete, maps or not
+        assert abs(untrained[f"{method}_deletion_auc"] - untrained["random_deletion_auc"]) < 0.05
+
+
+def test_gradcam_points_at_the_bright_square(results, test_set):
+    raw, _, labels = test_set
+    maps = results[0].maps["gradcam"]
+    assert maps.shape == (8, SIZE, SIZE) and maps.min() >= 0 and maps.max() <= 1
+    # This CNN scores "left" mostly by the absence of right-hand evidence, so Grad-CAM (which
+    # keeps only positive evidence) is empty for "left" images; the metric reports it.
+    nonempty = maps.max(axis=(1, 2)) > 0
+    assert results[0].metrics["gradcam_empty_fraction"] == pytest.approx(1 - nonempty.mean())
+    assert nonempty.sum() >= 4
+    for img, cam in zip(np.asarray(raw)[nonempty], maps[nonempty]):
+        square = img.mean(-1) >= 200
+        peak = np.unravel_index(cam.argmax(), cam.shape)
+        assert np.abs(np.subtract(peak, np.argwhere(square).mean(0))).max() <= SQUARE / 2
+        assert cam[square].mean() > 4 * cam[~square].mean()
+
+
+def test_lime_map_weights_superpixels(results):
+    lime_maps = results[0].maps["lime"]
+    assert lime_maps.shape == (8, SIZE, SIZE)
+    # piecewise constant over superpixels, with both supporting and opposing regions overall
+    assert 2 < len(np.unique(lime_maps[0])) <= 40
+    assert (lime_maps > 0).any() and (lime_maps < 0).any()
+
+
+def test_one_grid_per_method_with_titles(results):
+    for method, fig in results[0].figures.items():
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        assert len(titles) == 8
+        assert all(t.startswith("true: ") and "\npred: " in t and "(1.00)" in t for t in titles)
+        assert len(fig.axes) == 16  # image above overlay, for each of the 8 images
+        plt.close(fig)
+
+
+def test_select_images_is_seeded_and_per_class():
+    labels = [0] * 10 + [1] * 3 + [2] * 20
+    picks = explain.select_images(labels, 4, per_class=4, seed=7)
+    assert [labels[i] for i in picks] == [0] * 4 + [1] * 3 + [2] * 4  # class 1 has only 3, 3 none
+    assert picks == explain.select_images(labels, 4, per_class=4, seed=7)
+    assert picks != explain.select_images(labels, 4, per_class=4, seed=8)
+    # a class's picks do not depend on how many images the other classes have
+    assert explain.select_images(labels + [1] * 5, 4, 4, 7)[:4] == picks[:4]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        explain.select_images([0, 2], 2, 1, 0)
+
+
+def test_grayscale_and_frozen_backbone():
+    model = train(TinyCNN(channels=1), channels=1)
+    for p in model.features.parameters():
+        p.requires_grad_(False)  # a frozen backbone: Grad-CAM must still get gradients
+    raw, labels = make_images(2, seed=3, channels=1)
+    cfg = ExplainConfig(methods=["gradcam", "lime"], lime_samples=20, lime_segments=20,
+                        faithfulness=False)
+    result = explain.explain(model, model.features[-1], [r[..., 0] for r in raw], normalise(raw),
+                             labels.tolist(), CLASSES, cfg)
+    assert result.maps["gradcam"].max() == pytest.approx(1.0)
+    assert set(result.metrics) == {"gradcam_seconds", "gradcam_empty_fraction", "lime_seconds"}
+    assert model.training  # the caller's mode is restored
+    for fig in result.figures.values():
+        plt.close(fig)
+
+
+def test_bad_inputs_are_named(models, test_set):
+    raw, x, labels = test_set
+    with pytest.raises(ValueError, match="not a per-channel affine"):
+        explain.explain(models[0], models[0].features[-1], raw, x.flip(-1), labels, CLASSES, CFG)
+    with pytest.raises(ValueError, match="did not produce a tensor"):
+        explain.explain(models[0], nn.Conv2d(3, 3, 1), raw, x, labels, CLASSES, CFG)
+    with pytest.raises(ValueError, match="raw image 0 must be uint8"):
+        explain.explain(models[0], models[0].features[-1], [r.astype(float) for r in raw], x,
+                        labels, CLASSES, CFG)

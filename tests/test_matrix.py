@@ -1,0 +1,62 @@
+"""Matrix expansion and run_key stability."""
+from __future__ import annotations
+
+import pytest
+
+from benchmark.config import parse_suite
+from benchmark.matrix import expand, flatten
+
+SUITE = {
+    "name": "m",
+    "datasets": [{"name": "brain-mri-binary-253"}],
+    "models": [{"name": "test_resnet"}, {"name": "test_efficientnet"}],
+    "strategies": ["scratch", {"name": "partial", "blocks": 2}],
+    "seeds": [0, 1, 2],
+}
+
+
+def test_cells_are_the_cross_product():
+    cells = expand(parse_suite(SUITE))
+    assert len(cells) == 2 * 2 * 3
+    assert {(c.model.name, c.strategy.name, c.seed) for c in cells} == {
+        (m, s, seed) for m in ("test_resnet", "test_efficientnet")
+        for s in ("scratch", "partial") for seed in (0, 1, 2)}
+    assert len({c.run_key for c in cells}) == len(cells)
+
+
+def test_kfold_makes_one_cell_per_fold():
+    cells = expand(parse_suite({**SUITE, "split": {"protocol": "kfold", "folds": 4}}))
+    assert len(cells) == 12 * 4 and {c.fold for c in cells} == {0, 1, 2, 3}
+
+
+def test_run_key_is_stable_and_ignores_display_labels():
+    a = expand(parse_suite(SUITE))
+    b = expand(parse_suite({**SUITE, "strategies": [{"name": "scratch", "label": "non_tf"},
+                                                    {"name": "partial", "blocks": 2}]}))
+    assert [c.run_key for c in a] == [c.run_key for c in b]
+    assert a[0].run_key == expand(parse_suite(SUITE))[0].run_key
+
+
+def test_run_key_changes_with_anything_that_changes_results():
+    base = {c.run_key for c in expand(parse_suite(SUITE))}
+    for change in ({"training": {"lr": 0.01}}, {"preprocess": {"image_size": 64}},
+                   {"augment": {"hflip": True}}):
+        assert not base & {c.run_key for c in expand(parse_suite({**SUITE, **change}))}
+
+
+def test_per_model_override_changes_only_that_models_cells():
+    changed = {**SUITE, "models": [{"name": "test_resnet", "training": {"epochs": 3}},
+                                   {"name": "test_efficientnet"}]}
+    old = {(c.model.name, c.strategy.name, c.seed): c.run_key for c in expand(parse_suite(SUITE))}
+    new = {(c.model.name, c.strategy.name, c.seed): c.run_key
+           for c in expand(parse_suite(changed))}
+    assert all((old[k] == new[k]) == (k[0] == "test_efficientnet") for k in old)
+
+
+def test_duplicate_cells_are_rejected():
+    with pytest.raises(ValueError, match="more than once"):
+        expand(parse_suite({**SUITE, "strategies": ["scratch", "scratch"]}))
+
+
+def test_flatten_makes_dotted_params():
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": []}) == {"a.b": 1, "a.c.d": 2, "e": []}

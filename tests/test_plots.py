@@ -1,0 +1,79 @@
+"""Figures read correctly: class names on the axes, the right numbers in the cells, both curves."""
+import io
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark import metrics, plots
+
+CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
+
+
+def _cm():
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 3, 3, 3])
+    pred = np.array([0, 0, 0, 1, 1, 0, 2, 3, 3, 2])
+    return metrics.confusion(y, pred, CLASSES)
+
+
+def _png(fig) -> Image.Image:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return Image.open(buf)
+
+
+def _cell_texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_confusion_counts_and_labels():
+    fig = plots.confusion_figure(_cm(), normalize=False)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == CLASSES
+    assert [t.get_text() for t in ax.get_yticklabels()] == CLASSES
+    assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
+    # row-major cells: the glioma row is 3 right, 1 called meningioma
+    assert _cell_texts(fig)[:4] == ["3", "1", "0", "0"]
+    assert "n=10" in ax.get_title()
+    assert _png(fig).size[0] > 300
+
+
+def test_confusion_row_normalised():
+    fig = plots.confusion_figure(_cm(), normalize=True)
+    texts = _cell_texts(fig)
+    assert texts[:4] == ["0.75", "0.25", "0.00", "0.00"]
+    assert texts[12:] == ["0.00", "0.00", "0.33", "0.67"]
+    assert "row-normalised" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_confusion_rejects_mismatched_names():
+    cm = _cm()
+    cm.columns = ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="same class names"):
+        plots.confusion_figure(cm, normalize=False)
+
+
+def test_learning_curves_two_panels_train_and_val():
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e + (0.3 if e == 4 else 0),
+                "train_acc": 0.5 + 0.1 * e, "val_acc": 0.45 + 0.1 * e} for e in range(1, 5)]
+    fig = plots.learning_curves_figure(history)
+    loss_ax, acc_ax = fig.axes
+    assert loss_ax.get_ylabel() == "loss" and acc_ax.get_ylabel() == "accuracy"
+    for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
+        lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+        assert set(lines) == {"train", "validation"}
+        assert list(lines["validation"].get_ydata()) == [row[f"val_{key}"] for row in history]
+    assert any("epoch 3" in t.get_text() for t in loss_ax.texts)  # best validation loss marked
+    assert _png(fig).size == (1000, 400)
+
+
+def test_learning_curves_missing_key_named():
+    with pytest.raises(ValueError, match=r"epoch row 1 lacks \['val_acc'\]"):
+        plots.learning_curves_figure([{"epoch": 1, "train_loss": 1, "val_loss": 1, "train_acc": 0}])
+    with pytest.raises(ValueError, match="no epochs"):
+        plots.learning_curves_figure([])
+

@@ -1,0 +1,74 @@
+"""Suite orchestration in-process: failures are isolated, killed runs are retried, --force reruns."""
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from benchmark import cell as cell_module
+from benchmark.config import load_suite
+from benchmark.matrix import expand
+from benchmark.suite import SuiteOptions, run_suite
+
+FAST = {"training.epochs": 1, "explain.methods": [], "experiment": "bench-test",
+        "seeds": [0, 1], "models": [{"name": "test_resnet"}]}
+
+
+@pytest.fixture
+def suite(mlflow_store, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+    return load_suite("smoke", FAST)
+
+
+def opts(data_dir, **kw):
+    return SuiteOptions(device="cpu", data_dir=str(data_dir), **kw)
+
+
+def cells_by_status(client):
+    exp = client.get_experiment_by_name("bench-test")
+    runs = client.search_runs([exp.experiment_id], "tags.role = 'cell'")
+    out = {}
+    for r in runs:
+        out.setdefault(r.info.status, []).append(r)
+    return out
+
+
+def test_failing_cell_is_marked_failed_and_others_finish(suite, data_dir, monkeypatch, capsys):
+    real_fit = cell_module.fit
+    bad_key = expand(suite)[1].run_key
+
+    def fit_that_fails_for_seed_1(*args, **kwargs):
+        if mlflow.active_run().data.tags.get("run_key") == bad_key:
+            raise RuntimeError("simulated divergence")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(cell_module, "fit", fit_that_fails_for_seed_1)
+    assert run_suite(suite, opts(data_dir)) == 1
+    runs = cells_by_status(MlflowClient())
+    assert len(runs["FINISHED"]) == 1 and len(runs["FAILED"]) == 1
+    assert "simulated divergence" in runs["FAILED"][0].data.tags["error"]
+    assert "seed 1" in capsys.readouterr().err.replace("\n", " ")
+
+    # the rerun retries only the failed cell and then succeeds
+    monkeypatch.setattr(cell_module, "fit", real_fit)
+    assert run_suite(suite, opts(data_dir)) == 0
+    runs = cells_by_status(MlflowClient())
+    assert len(runs["FINISHED"]) == 2 and len(runs["FAILED"]) == 1
+
+
+def test_killed_run_is_retried_not_duplicated(suite, data_dir):
+    victim = expand(suite)[0]
+    exp = mlflow.set_experiment("bench-test")
+    # what a SIGKILL mid-cell leaves behind: a cell run stuck in RUNNING
+    stale = MlflowClient().create_run(exp.experiment_id, tags={"run_key": victim.run_key,
+                                                                "role": "cell"})
+    assert run_suite(suite, opts(data_dir)) == 0
+    runs = cells_by_status(MlflowClient())
+    assert "RUNNING" not in runs
+    assert [r.info.run_id for r in runs["KILLED"]] == [stale.info.run_id]
+    finished_keys = [r.data.tags["run_key"] for r in runs["FINISHED"]]
+    assert sorted(finished_keys) == sorted(c.run_key for c in expand(suite))
+
+    # --force reruns finished cells
+    assert run_suite(suite, opts(data_dir, force=True)) == 0
+    assert len(cells_by_status(MlflowClient())["FINISHED"]) == 4
