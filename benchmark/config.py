@@ -32,6 +32,8 @@ class DatasetConfig(Strict):
     manifest: str | None = None  # CSV with path,label[,split]
     subset_per_class: PosInt | None = None  # deterministic first-N-per-class-per-split subset
     dedup: Literal["none", "exact", "near"] = "none"
+    # near duplicates: differing bits per 64 of a 256-bit perceptual hash (re-encoded, resized or
+    # brightened copies stay within ~2; different patients are 12+ apart)
     near_threshold: Annotated[int, Field(ge=0, le=64)] = 4
     on_bad_image: Literal["error", "skip"] = "error"
 

@@ -60,7 +60,7 @@ def evaluate(net: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: str
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = net(x)
         loss_sum += loss_fn(logits, y).item() * len(y)
-        probs.append(torch.softmax(logits.float(), 1).cpu())
+        probs.append(torch.softmax(logits.double(), 1).cpu())  # float64: sums to 1 for sklearn
         targets.append(y.cpu())
         if on_batch:
             on_batch(i + 1, len(loader))

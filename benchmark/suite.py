@@ -16,6 +16,8 @@ from benchmark.matrix import Cell, expand
 
 COLUMNS = ["cell", "dataset", "model", "strategy", "seed", "fold", "run_key", "status",
            "test_accuracy", "seconds", "run_id"]
+SHOWN = ["cell", "dataset", "model", "strategy", "seed", "fold", "status", "test_accuracy",
+         "seconds"]  # the console table; --json and the logged summary carry every column
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
                               "cells_finished": sum(r["status"] == "FINISHED" for r in rows),
                               "cells_skipped": sum(r["status"].startswith("SKIPPED")
                                                    for r in rows)})
-    emit_table(rows, f"{suite.name}: results", opts.as_json, columns=COLUMNS,
+    emit_table(rows, f"{suite.name}: results", opts.as_json, columns=SHOWN,
                extra={"experiment": suite.experiment_name, "parent_run_id": parent_id,
                       "failed": len(failed)})
     if failed:

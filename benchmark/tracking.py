@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -142,11 +143,13 @@ def log_split(rows: list[dict], digest: str, name: str, context: str = "split") 
     """The exact split as a CSV artifact, registered as a dataset input so its digest shows."""
     frame = pd.DataFrame(rows)
     log_frame(frame, f"data/{context}.csv")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # MLflow warns about ambiguous local sources and integer schema columns; neither applies
+        warnings.simplefilter("ignore", UserWarning)
         csv = Path(tmp) / f"{context}.csv"
         frame.to_csv(csv, index=False)
         dataset = mlflow.data.from_pandas(frame, source=str(csv), name=name, digest=digest[:36])
-    mlflow.log_input(dataset, context=context)
+        mlflow.log_input(dataset, context=context)
 
 
 def search_cells(experiment_id: str) -> pd.DataFrame:

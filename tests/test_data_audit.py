@@ -76,6 +76,16 @@ def test_zero_threshold_finds_only_exact(leaky, capsys):
     assert rows["near"]["groups"] == rows["exact"]["groups"] == 2
 
 
+def test_audit_reads_a_manifest(leaky, tmp_path, capsys):
+    manifest = tmp_path / "files.csv"
+    lines = ["path,label,split"] + [f"{p.relative_to(leaky.parent)},{p.parent.name},{p.parent.parent.name}"
+                                    for p in sorted(leaky.rglob("*.*"))]
+    manifest.write_text("\n".join(lines) + "\n")
+    assert cli("data", "audit", str(manifest), "--json") == 0
+    rows = {r["kind"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["exact"]["test_files_leaked"] == 1 and rows["near"]["test_files_leaked"] == 2
+
+
 def test_audit_names_unknown_dataset(capsys):
     assert cli("data", "audit", "no-such-set") == 1
     assert "no-such-set" in capsys.readouterr().err

@@ -1,10 +1,16 @@
-"""Grad-CAM works for every registered architecture, on two real MRI images at a tiny size."""
+"""Grad-CAM works for every registered architecture, on two real MRI images at a tiny size.
+
+Untrained networks often have no positive evidence at their last stage (an all-zero map is a
+correct answer), so the check is against the textbook formula computed here by hand, on the
+registry's layer: ReLU(sum_k mean(dy/dA_k) * A_k), upsampled, then min-max scaled.
+"""
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from benchmark import explain
@@ -19,6 +25,23 @@ def mri(data_dir: Path) -> list[np.ndarray]:
     test = data_dir / "brain-tumor-mri-7023" / "Testing"
     files = [sorted((test / c).glob("*.jpg"))[0] for c in ("glioma", "pituitary")]
     return [Image.open(f).convert("RGB") for f in files]
+
+
+def reference_gradcam(model, layer, inputs, size) -> np.ndarray:
+    outputs = []
+    handle = layer.register_forward_hook(lambda m, i, o: outputs.append(o))
+    model.eval()
+    logits = model(inputs.clone().requires_grad_(True))
+    handle.remove()
+    assert len(outputs) == 1, "Grad-CAM layer runs more than once per forward pass"
+    act = outputs[0]
+    assert act.dim() == 4 and act.shape[1] > 1, f"not a conv feature map: {tuple(act.shape)}"
+    score = logits[torch.arange(len(logits)), logits.argmax(1)].sum()
+    grads, = torch.autograd.grad(score, act)
+    cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * act).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=(size, size), mode="bilinear")
+    cam = cam - cam.amin(dim=(2, 3), keepdim=True)
+    return (cam / (cam.amax(dim=(2, 3), keepdim=True) + 1e-7))[:, 0].detach().numpy()
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -36,7 +59,10 @@ def test_gradcam_on_every_architecture(name, mri):
     cams = result.maps["gradcam"]
     assert cams.shape == (2, size, size)
     assert np.all(np.isfinite(cams)) and cams.min() >= 0 and cams.max() <= 1
-    # even an untrained network has positive evidence somewhere at its last stage
-    assert result.metrics["gradcam_empty_fraction"] < 1, "Grad-CAM map empty for both images"
+    expected = reference_gradcam(built.model, built.gradcam_layer(), inputs, size)
+    # pytorch-grad-cam divides by (max + 1e-7), which shows on the tiny CAMs of untrained
+    # networks: compare shapes up to that scale
+    peak = cams.max(axis=(1, 2), keepdims=True)
+    assert np.abs(np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0) - expected).max() < 0.02
     assert set(result.figures) == {"gradcam"}
     plt.close(result.figures["gradcam"])

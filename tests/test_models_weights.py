@@ -141,3 +141,21 @@ def test_torchvision_format_file_loads_through_timm_converter(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(built.backbone(x), F.relu(reference.features(x)), atol=1e-6)
+
+
+def test_torchvision_googlenet_file_with_aux_heads_matches_torchvision(tmp_path):
+    """torchvision's published GoogLeNet file carries aux classifiers and expects its input
+    transform; the backbone must reproduce torchvision's own pooled features."""
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=True,
+                                             init_weights=True).eval()
+    path = tmp_path / "googlenet.pth"
+    torch.save(reference.state_dict(), path)
+    built = build(ModelConfig(name="googlenet", weights=str(path)), FROZEN, 3, image_size=64)
+    built.eval()
+    reference.dropout, reference.fc = torch.nn.Identity(), torch.nn.Identity()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(built.backbone(x).mean((2, 3)), reference(x), atol=1e-5)

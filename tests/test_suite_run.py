@@ -38,7 +38,7 @@ def test_failing_cell_is_marked_failed_and_others_finish(suite, data_dir, monkey
     bad_key = expand(suite)[1].run_key
 
     def fit_that_fails_for_seed_1(*args, **kwargs):
-        if mlflow.active_run().data.tags.get("run_key") == bad_key:
+        if mlflow.get_run(mlflow.active_run().info.run_id).data.tags.get("run_key") == bad_key:
             raise RuntimeError("simulated divergence")
         return real_fit(*args, **kwargs)
 

@@ -15,7 +15,7 @@ from benchmark.data.locate import candidate_dirs, find_root
 from benchmark.data.prepare import validate
 from benchmark.data.registry import KNOWN, count_files, get
 from benchmark.data.samples import DataError
-from benchmark.data.scan import scan_folder, scan_known
+from benchmark.data.scan import scan_folder, scan_known, scan_manifest
 
 
 def _common(p) -> None:
@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     _common(p)
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("audit", help="exact and near duplicates within and across splits")
-    p.add_argument("dataset", help="a known dataset name or a folder of class (or split) folders")
+    p.add_argument("dataset", help="a known dataset name, a folder of class (or split) folders, "
+                   "or a CSV manifest (path,label[,split])")
     p.add_argument("--near-threshold", type=int, default=4, help="near duplicates differ in at most this many bits per 64 of their 256-bit pHash (0-64)")
     p.add_argument("--csv", help="write every duplicate group, one row per file, to this CSV")
     p.add_argument("--cache-dir", help="hash cache folder (default: $BENCHMARK_CACHE_DIR, ./.cache/benchmark)")
@@ -80,8 +81,11 @@ def cmd_audit(args) -> int:
         scan = scan_known(KNOWN[args.dataset], find_root(args.dataset, None, args.data_dir))
     elif Path(args.dataset).is_dir():
         scan = scan_folder(Path(args.dataset).resolve())
+    elif Path(args.dataset).suffix.lower() == ".csv" and Path(args.dataset).is_file():
+        scan = scan_manifest(Path(args.dataset).resolve(), None)
     else:
-        raise DataError(f"{args.dataset!r} is neither a known dataset {sorted(KNOWN)} nor a folder")
+        raise DataError(f"{args.dataset!r} is neither a known dataset {sorted(KNOWN)}, a folder, "
+                        "nor a CSV manifest")
     start = time.perf_counter()
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"hashing {len(scan.entries)} files", total=len(scan.entries))

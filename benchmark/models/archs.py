@@ -14,8 +14,9 @@ from torch import nn
 from benchmark.models.registry import ModelSpec
 
 
-def create_network(spec: ModelSpec) -> nn.Module:
-    """The architecture as its library defines it, randomly initialised."""
+def create_network(spec: ModelSpec, pretrained: bool = False) -> nn.Module:
+    """The architecture as its library defines it, randomly initialised. `pretrained` only sets
+    what the library itself changes for its published weights (GoogLeNet's input transform)."""
     if spec.source == "timm":
         import timm
 
@@ -24,9 +25,9 @@ def create_network(spec: ModelSpec) -> nn.Module:
         import torchvision.models as tvm
 
         if spec.arch == "googlenet":
-            # aux classifiers only matter for GoogLeNet's own training recipe; no input transform:
-            # the registry's mean/std (0.5) already give the scaling the ported weights expect.
-            return tvm.googlenet(weights=None, aux_logits=False, transform_input=False,
+            # aux classifiers only matter for GoogLeNet's own training recipe; torchvision turns
+            # transform_input on with its weights (they were ported from TensorFlow)
+            return tvm.googlenet(weights=None, aux_logits=False, transform_input=pretrained,
                                  init_weights=True)
         return getattr(tvm, spec.arch)(weights=None)
     if spec.source == "local" and spec.arch == "small_cnn":
@@ -74,10 +75,23 @@ def make_trunk(net: nn.Module, spec: ModelSpec, pooled: bool, in_chans: int) -> 
             setattr(net, spec.pre_logits, nn.Identity())  # unused: keep it out of the counts
     elif spec.source == "torchvision":
         drop = _TV_CLASSIFIER[spec.arch]
-        net = nn.Sequential(OrderedDict((n, m) for n, m in net.named_children() if n not in drop))
+        layers = OrderedDict((n, m) for n, m in net.named_children() if n not in drop)
+        if getattr(net, "transform_input", False) and in_chans == 3:
+            layers = OrderedDict([("transform_input", GoogLeNetInput()), *layers.items()])
+        net = nn.Sequential(layers)
     if in_chans != 3:
         _adapt_first_conv(net, in_chans, spec.name)
     return Trunk(net, spec, pooled)
+
+
+class GoogLeNetInput(nn.Module):
+    """torchvision GoogLeNet's `_transform_input`: ImageNet-normalised RGB -> the (x-0.5)/0.5
+    scaling its TensorFlow-ported weights expect."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+        std = x.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+        return x * (std / 0.5) + (mean - 0.5) / 0.5
 
 
 def _adapt_first_conv(net: nn.Module, in_chans: int, name: str) -> None:

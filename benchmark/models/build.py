@@ -94,7 +94,7 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
     if size < spec.min_size:
         raise ValueError(f"model {spec.name!r} needs images of at least {spec.min_size} px, "
                          f"got image_size {size}")
-    net = create_network(spec)
+    net = create_network(spec, pretrained=strategies.uses_pretrained(strategy))
     info: dict[str, str | int | float] = {"weight_source": "scratch", "weight_file": "none",
                                           "weight_sha256": "none"}
     if strategies.uses_pretrained(strategy):

@@ -35,6 +35,7 @@ class ModelSpec:
     hub: str | None = None  # timm "arch.tag" or torchvision "Weights_Enum.MEMBER"
     pip: str | None = None  # importable package that ships an ImageNet weight file
     map_keys_by_order: bool = False  # file uses another key naming with identical order/shapes
+    ignore_keys: tuple[str, ...] = ()  # key prefixes in published files that are not used (aux heads)
 
     @property
     def pretrained_available(self) -> bool:
@@ -103,7 +104,7 @@ register(ModelSpec("googlenet", "torchvision", "googlenet", groups=(
     ("conv1", "conv2", "conv3"), ("inception3a", "inception3b"),
     tuple(f"inception4{c}" for c in "abcde"),
     ("inception5a", "inception5b")),
-    gradcam="inception5b", hub="GoogLeNet_Weights.IMAGENET1K_V1",
+    gradcam="inception5b", hub="GoogLeNet_Weights.IMAGENET1K_V1", ignore_keys=("aux1.", "aux2."),
     notes="torchvision (timm has no GoogLeNet)"))
 register(ModelSpec("shufflenet_v2", "torchvision", "shufflenet_v2_x1_0", groups=(
     ("conv1",), ("stage2",), ("stage3",), ("stage4", "conv5")),
@@ -118,7 +119,8 @@ register(ModelSpec("inception_v3", "timm", "inception_v3", 299, INCEPTION_MEAN, 
                        ("Mixed_5b", "Mixed_5c", "Mixed_5d"),
                        ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
                        ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
-                   gradcam="Mixed_7c", min_size=75, hub="inception_v3.tv_in1k"))
+                   gradcam="Mixed_7c", min_size=75, hub="inception_v3.tv_in1k",
+                   ignore_keys=("AuxLogits.",)))
 # Xception: entry stem, the twelve separable-conv blocks, then the exit convolutions (Keras'
 # "block14"), so `partial` with blocks=1 retrains the last convolutional block as in Study C.
 register(ModelSpec("xception", "timm", "legacy_xception", 299, INCEPTION_MEAN, INCEPTION_STD,

@@ -180,8 +180,8 @@ def load_into(net: nn.Module, spec: ModelSpec, path: Path) -> None:
     """Load `path` into the full network strictly; the error names the file and the keys."""
     state = read_state_dict(path)
     target = net.state_dict()
-    if spec.arch == "googlenet":
-        state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+    if spec.ignore_keys:  # auxiliary classifiers of the published training recipe
+        state = {k: v for k, v in state.items() if not k.startswith(spec.ignore_keys)}
     if set(state) != set(target) and spec.map_keys_by_order:
         state = _map_by_order(state, target, path)
     elif set(state) != set(target) and spec.source == "timm":
