@@ -64,17 +64,23 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
         # The frozen backbone (eval mode, no augmentation) maps each image to the same features
         # every epoch: compute them once per split and train only the head.
         t0 = time.perf_counter()
+        splits = ("train", "val", "test") if cfg.peek_test else ("train", "val")
         feats = {name: extract_features(built.backbone, loader(name, name == "train"),
                                         opts.device, cfg.batch_size, name == "train", cell.seed)
-                 for name in ("train", "val")}
+                 for name in splits}
         tracking.log_metrics({"feature_extraction_seconds": time.perf_counter() - t0})
         net, set_train = built.head, built.head.train
-        train_loader, val_loader = feats["train"], feats["val"]
+        train_loader, val_loader, peek_loader = feats["train"], feats["val"], feats.get("test")
     else:
         net, set_train = built.model, built.train
         train_loader, val_loader = loader("train", True), loader("val", False)
+        peek_loader = loader("test", False) if cfg.peek_test else None
+    peeked: list[float] = []
 
     def on_epoch(row: dict) -> None:
+        if peek_loader is not None:
+            peeked.append(evaluate(net, peek_loader, torch.nn.CrossEntropyLoss(), opts.device)["acc"])
+            row = {**row, "test_acc_epoch_peeking": peeked[-1]}
         tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         if opts.on_epoch:
             opts.on_epoch(row["epoch"], cfg.epochs)
@@ -84,6 +90,8 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
                  on_epoch=on_epoch, on_batch=opts.on_batch)
     tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                           "stopped_early": int(result.stopped_early)})
+    if peeked:  # Study B's "best accuracy": best test accuracy over epochs, named as a peek
+        tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked)})
     tracking.log_figure(plots.learning_curves_figure(result.history), "plots/learning_curves.png")
 
     headline = _test(built.model, prepared, loader, opts.device)

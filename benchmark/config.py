@@ -87,6 +87,9 @@ class TrainingConfig(Strict):
     step_size: PosInt = 10
     gamma: Fraction = 0.1
     patience: PosInt | None = None  # early stopping on validation loss; None = off
+    # Study B's "best accuracy": also evaluate the test split every epoch and log the best value
+    # as test_best_epoch_accuracy_peeking. It peeks at the test set, so it is never the headline.
+    peek_test: bool = False
     num_workers: Annotated[int, Field(ge=0)] = 0
 
 
@@ -115,6 +118,8 @@ class ModelConfig(Strict):
     head: HeadConfig = HeadConfig()
     weights: str | None = None  # explicit pretrained weight file
     training: dict[str, Any] = Field(default_factory=dict)  # per-model overrides of `training`
+    # run this model only with these suite strategies (by label or name); None = all of them
+    strategies: list[str] | None = None
 
     @field_validator("name")
     @classmethod
@@ -166,6 +171,16 @@ class Suite(Strict):
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _model_strategies_declared(self):
+        declared = {s.display for s in self.strategies} | {s.name for s in self.strategies}
+        for i, model in enumerate(self.models):
+            unknown = sorted(set(model.strategies or []) - declared)
+            if unknown:
+                raise ValueError(f"models[{i}].strategies names {unknown}, which the suite's "
+                                 f"strategies do not declare (declared: {sorted(declared)})")
+        return self
 
     @property
     def experiment_name(self) -> str:

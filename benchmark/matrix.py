@@ -34,6 +34,7 @@ class Cell:
 
         model = dump(self.model)
         model.pop("training")  # already merged into `training`
+        model.pop("strategies")  # selects cells; not part of any one cell's identity
         return {
             "dataset": dump(self.dataset), "split": dump(self.split),
             "preprocess": dump(self.preprocess), "augment": dump(self.augment),
@@ -76,6 +77,7 @@ def expand(suite: Suite) -> list[Cell]:
         for ds in suite.datasets
         for model in suite.models
         for strategy in suite.strategies
+        if model.strategies is None or {strategy.name, strategy.display} & set(model.strategies)
         for seed in suite.seeds
         for fold in folds_of(suite.split)
     ]

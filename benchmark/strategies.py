@@ -50,8 +50,6 @@ def set_trainable(groups: list[list[nn.Module]], n_trainable: int) -> None:
             module.requires_grad_(flag)
 
 
-def freeze_modes(groups: list[list[nn.Module]], n_trainable: int) -> None:
-    """After `model.train()`: put the frozen groups back in eval mode (BN stats, dropout)."""
-    for group in groups[: len(groups) - n_trainable]:
-        for module in group:
-            module.eval()
+def frozen_modules(groups: list[list[nn.Module]], n_trainable: int) -> list[nn.Module]:
+    """The modules that stay in eval mode while the model trains (BN stats, dropout)."""
+    return [module for group in groups[: len(groups) - n_trainable] for module in group]

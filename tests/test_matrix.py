@@ -60,3 +60,18 @@ def test_duplicate_cells_are_rejected():
 
 def test_flatten_makes_dotted_params():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": []}) == {"a.b": 1, "a.c.d": 2, "e": []}
+
+
+def test_model_can_be_limited_to_some_strategies():
+    suite = parse_suite({**SUITE, "models": [
+        {"name": "test_resnet", "strategies": ["scratch"]}, {"name": "test_efficientnet"}]})
+    combos = {(c.model.name, c.strategy.name) for c in expand(suite)}
+    assert combos == {("test_resnet", "scratch"), ("test_efficientnet", "scratch"),
+                      ("test_efficientnet", "partial")}
+
+
+def test_model_strategies_must_be_declared():
+    from benchmark.config import SuiteError
+
+    with pytest.raises(SuiteError, match="thaw"):
+        parse_suite({**SUITE, "models": [{"name": "test_resnet", "strategies": ["thaw"]}]})

@@ -159,3 +159,19 @@ def test_torchvision_googlenet_file_with_aux_heads_matches_torchvision(tmp_path)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(built.backbone(x).mean((2, 3)), reference(x), atol=1e-5)
+
+
+def test_hub_step_uses_the_torch_hub_cache_offline(tmp_path, monkeypatch):
+    """A machine whose torch hub cache already holds torchvision's file needs no network."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch.hub.get_dir() -> $TORCH_HOME/hub
+    torch.manual_seed(0)
+    reference = torchvision.models.shufflenet_v2_x1_0()
+    cached = tmp_path / "hub" / "checkpoints" / "shufflenetv2_x1-5666bf0f80.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), cached)
+    built = build(ModelConfig(name="shufflenet_v2"), FROZEN, 3, image_size=32)
+    assert built.info["weight_source"] == "hub:ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1"
+    assert built.info["weight_file"] == str(cached)
+    assert torch.equal(built.backbone.net.conv5[0].weight, reference.conv5[0].weight)

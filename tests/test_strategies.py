@@ -88,6 +88,8 @@ def test_frozen_backbone_weights_and_bn_stats_survive_a_training_step(weight_fil
     assert all(torch.equal(before[k], after[k]) for k in before), "frozen backbone changed"
     assert any(not torch.equal(a, b) for a, b in zip(head_before, built.head.parameters()))
     assert not any(m.training for m in built.backbone.modules())
+    built.model.train()  # a caller that trains the nn.Module directly gets the same rule
+    assert not any(m.training for m in built.backbone.modules()) and built.head.training
     assert [g["name"] for g in built.param_groups(0.1)] == ["head"]
 
 

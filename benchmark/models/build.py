@@ -16,14 +16,22 @@ from benchmark.models.summary import layer_counts, param_counts
 
 
 class Classifier(nn.Module):
-    """model(x) == head(backbone(x))."""
+    """model(x) == head(backbone(x)). `train()` keeps the frozen parts in eval mode, so any
+    caller of `model.train()` (not only BuiltModel.train) leaves their BN statistics alone."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
+        self.frozen_parts: list[nn.Module] = []  # plain list: already registered via backbone
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        for module in self.frozen_parts:
+            module.eval()
+        return self
 
 
 @dataclass
@@ -54,11 +62,8 @@ class BuiltModel:
         return out
 
     def train(self, mode: bool = True) -> "BuiltModel":
+        """Train mode, except frozen parts (BN statistics and dropout stay in eval)."""
         self.model.train(mode)
-        if mode:
-            if self.frozen_backbone:
-                self.backbone.eval()
-            strategies.freeze_modes(self.groups, self.n_trainable_groups)
         return self
 
     def eval(self) -> "BuiltModel":
@@ -79,6 +84,8 @@ class BuiltModel:
     def _set_trainable(self, n_groups: int) -> None:
         strategies.set_trainable(self.groups, n_groups)
         self.n_trainable_groups = n_groups
+        self.model.frozen_parts = ([self.backbone] if self.frozen_backbone
+                                   else strategies.frozen_modules(self.groups, n_groups))
         self.train(self.model.training)
 
 
