@@ -82,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     from benchmark.data.commands import register as register_data
     from benchmark.models.commands import register as register_models
 
+    from benchmark.perf import register as register_perf
+
     register_data(sub)
     register_models(sub)
+    register_perf(sub)
     return parser
 
 

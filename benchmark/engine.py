@@ -117,7 +117,8 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
     """Train `net` for cfg.epochs with early stopping on validation loss.
 
     `set_train` puts the net in training mode (frozen batch-norm stays in eval), `param_groups`
-    gives the trainable groups, `on_epoch_start(epoch)` returns True when the trainable set
+    gives the trainable groups (named "backbone" / "head"; lr_backbone is 0 while the backbone
+    is frozen), `on_epoch_start(epoch)` (0-based) returns True when the trainable set
     changed (gradual unfreezing) so the optimizer is rebuilt. The best-validation weights are
     restored before returning.
     """
@@ -126,16 +127,16 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
     scheduler = make_scheduler(optimizer, cfg)
     result, best_loss, best_state, waited = FitResult(), float("inf"), None, 0
     for epoch in range(1, cfg.epochs + 1):
-        if on_epoch_start(epoch):
+        if on_epoch_start(epoch - 1):  # strategies count epochs from 0
             optimizer = make_optimizer(param_groups(), cfg)
             scheduler = make_scheduler(optimizer, cfg)
         set_train()
-        lrs = [g["lr"] for g in optimizer.param_groups]
+        lrs = {g.get("name", "head"): g["lr"] for g in optimizer.param_groups}
         tr = train_one_epoch(net, train_loader, optimizer, loss_fn, device, on_batch)
         va = evaluate(net, val_loader, loss_fn, device)
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
-               "val_loss": va["loss"], "val_acc": va["acc"], "lr": lrs[-1],
-               "lr_backbone": lrs[0], "train_seconds": tr["seconds"],
+               "val_loss": va["loss"], "val_acc": va["acc"], "lr": lrs.get("head", 0.0),
+               "lr_backbone": lrs.get("backbone", 0.0), "train_seconds": tr["seconds"],
                "eval_seconds": va["seconds"], "images_per_s": tr["images_per_s"]}
         result.history.append(row)
         if on_epoch:

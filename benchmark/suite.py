@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmark import data, tracking
+from benchmark import data, strategies, tracking
+from benchmark.models import registry, weights
 from benchmark.cell import RunOptions, run_cell
 from benchmark.config import Suite
 from benchmark.console import console, emit_table
@@ -98,9 +99,14 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
 
 
 def preflight(cells: list[Cell], opts: SuiteOptions) -> None:
-    """Scan and validate every dataset before anything is trained or logged, so a bad file or a
-    missing folder stops the suite with a clear error instead of failing cell after cell. It also
-    fills the decoded-image cache that the cells then read."""
+    """Scan and validate every dataset and find every pretrained weight file before anything is
+    trained or logged, so a bad file, a missing folder or missing weights stop the suite with a
+    clear error instead of failing cell after cell. It also fills the decoded-image cache that
+    the cells then read (and downloads hub weights once, for users with a network)."""
+    needs_weights = {(c.model.name, c.model.weights) for c in cells
+                     if strategies.uses_pretrained(c.strategy)}
+    for name, explicit in sorted(needs_weights, key=str):
+        weights.resolve(registry.get(name), explicit)
     seen = set()
     for cell in cells:
         key = (cell.dataset, cell.split, cell.preprocess)

@@ -2,7 +2,7 @@
 
 Untrained networks often have no positive evidence at their last stage (an all-zero map is a
 correct answer), so the check is against the textbook formula computed here by hand, on the
-registry's layer: ReLU(sum_k mean(dy/dA_k) * A_k), upsampled, then min-max scaled.
+registry's layer: ReLU(sum_k mean(dy/dA_k) * A_k), upsampled.
 """
 from pathlib import Path
 
@@ -39,9 +39,7 @@ def reference_gradcam(model, layer, inputs, size) -> np.ndarray:
     score = logits[torch.arange(len(logits)), logits.argmax(1)].sum()
     grads, = torch.autograd.grad(score, act)
     cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * act).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=(size, size), mode="bilinear")
-    cam = cam - cam.amin(dim=(2, 3), keepdim=True)
-    return (cam / (cam.amax(dim=(2, 3), keepdim=True) + 1e-7))[:, 0].detach().numpy()
+    return F.interpolate(cam.double(), size=(size, size), mode="bilinear")[:, 0].detach().numpy()
 
 
 @pytest.mark.parametrize("name", registry.names())
@@ -60,9 +58,12 @@ def test_gradcam_on_every_architecture(name, mri):
     assert cams.shape == (2, size, size)
     assert np.all(np.isfinite(cams)) and cams.min() >= 0 and cams.max() <= 1
     expected = reference_gradcam(built.model, built.gradcam_layer(), inputs, size)
-    # pytorch-grad-cam divides by (max + 1e-7), which shows on the tiny CAMs of untrained
-    # networks: compare shapes up to that scale
-    peak = cams.max(axis=(1, 2), keepdims=True)
-    assert np.abs(np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0) - expected).max() < 0.02
+    # pytorch-grad-cam min-max scales the map, with a 1e-7 guard that is not negligible on the
+    # tiny CAMs of untrained networks: compare up to scale, by correlation
+    for got, want in zip(cams, expected):
+        if np.ptp(want) <= 1e-6 * np.abs(want).max():
+            assert got.max() == 0  # a constant map (e.g. a 1x1 feature map) carries nothing
+        else:
+            assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
     assert set(result.figures) == {"gradcam"}
     plt.close(result.figures["gradcam"])

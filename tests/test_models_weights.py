@@ -175,3 +175,24 @@ def test_hub_step_uses_the_torch_hub_cache_offline(tmp_path, monkeypatch):
     assert built.info["weight_source"] == "hub:ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1"
     assert built.info["weight_file"] == str(cached)
     assert torch.equal(built.backbone.net.conv5[0].weight, reference.conv5[0].weight)
+
+
+def test_fetch_command_prepares_a_weights_dir(tmp_path, monkeypatch, capsys):
+    import argparse
+    import json
+
+    from benchmark.models import commands
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["models", "fetch", "efficientnet_lite0", "--dir", str(tmp_path),
+                              "--json"])
+    assert args.func(args) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    copied = tmp_path / "efficientnet_lite0.pth"
+    assert row["file"] == str(copied) and copied.is_file()
+    assert row["sha256"] == hashlib.sha256(copied.read_bytes()).hexdigest()
+
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
+    found = resolve(registry.get("efficientnet_lite0"))
+    assert (found.source, found.path) == ("weights_dir", copied)

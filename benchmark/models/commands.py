@@ -31,6 +31,13 @@ def register(subparsers) -> None:
     desc.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
     desc.set_defaults(func=_describe)
 
+    fetch = sub.add_parser("fetch", help="copy pretrained weights into a folder for offline use "
+                                         "(then set BENCHMARK_WEIGHTS_DIR to it)")
+    fetch.add_argument("models", nargs="+", help="registered model names")
+    fetch.add_argument("--dir", required=True, help="destination folder")
+    fetch.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    fetch.set_defaults(func=_fetch)
+
 
 def weight_sources(spec) -> str:
     """Where `pretrained: imagenet` would come from, in resolution order (no download)."""
@@ -83,4 +90,25 @@ def _describe(args) -> int:
                extra={"model": args.model, "head": args.head, "strategy": args.strategy,
                       "trainable_block_groups": [list(g) for g in built.trainable_group_names()],
                       "weights": weight_sources(built.spec)})
+    return 0
+
+
+def _fetch(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from benchmark.models import registry
+    from benchmark.models.weights import resolve
+
+    dest = Path(args.dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.models:
+        found = resolve(registry.get(name))  # raises with every place searched
+        target = dest / f"{name}{found.path.suffix}"
+        if found.path.resolve() != target.resolve():
+            shutil.copyfile(found.path, target)
+        rows.append({"model": name, "source": found.source, "file": str(target),
+                     "sha256": found.sha256})
+    emit_table(rows, f"Weights in {dest} (export BENCHMARK_WEIGHTS_DIR={dest})", args.json)
     return 0

@@ -1,0 +1,113 @@
+"""`benchmark perf`: where training time goes, as ratios measured in one run on one machine.
+
+- synthetic: the model's own training throughput on random tensors (the ceiling);
+- pipeline: a real epoch through our loader (cached decoded images, per-epoch augmentation);
+- loader: the loader alone, to show whether data or compute is the bottleneck;
+- frozen with feature reuse: one backbone pass per split, then head-only epochs, against a
+  frozen epoch that recomputes the backbone and against a full fine-tuning epoch.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from benchmark import data
+from benchmark.config import (AugmentConfig, DatasetConfig, ModelConfig, PreprocessConfig,
+                              SplitConfig, StrategyConfig)
+from benchmark.console import console, emit_table
+from benchmark.engine import extract_features, train_one_epoch
+from benchmark.models import build
+
+
+def _timed_epoch(net: nn.Module, loader, params) -> dict:
+    opt = torch.optim.Adam(params, lr=1e-4)
+    return train_one_epoch(net, loader, opt, nn.CrossEntropyLoss(), "cpu")
+
+
+def _synthetic(net: nn.Module, params, n_images: int, batch: int, size: int, k: int) -> dict:
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, k, (batch,))
+    loader = [(x, y)] * max(1, n_images // batch)
+    return _timed_epoch(net, loader, params)
+
+
+def measure(model: str, dataset: str, image_size: int, batch_size: int, per_class: int,
+            data_dir: str | None) -> list[dict]:
+    torch.manual_seed(0)
+    pre = PreprocessConfig(image_size=image_size)
+    ds = DatasetConfig(name=dataset, subset_per_class=per_class)
+    prepared = data.prepare(ds, SplitConfig(protocol="official", val_fraction=0.2), pre, seed=0,
+                            fold=None, data_dir=data_dir)
+    train, k = prepared.splits["train"], len(prepared.classes)
+    aug = AugmentConfig(rotation=10, hflip=True)
+
+    def loader(augment):
+        return data.make_loader(train, pre, augment, mean=(0.5,) * 3, std=(0.25,) * 3,
+                                batch_size=batch_size, shuffle=True, seed=0)
+
+    rows = []
+
+    def add(name: str, r: dict, **ratios) -> None:
+        rows.append({"measurement": name, "seconds": round(r["seconds"], 3),
+                     "images_per_s": round(r["images_per_s"], 1), **ratios})
+        console.print(f"{name}: {r['images_per_s']:.1f} img/s")
+
+    start = time.perf_counter()
+    n = sum(len(x) for x, _ in loader(aug))
+    t = time.perf_counter() - start
+    add("loader only (cached, augmented)", {"seconds": t, "images_per_s": n / t})
+
+    full = build(ModelConfig(name=model), StrategyConfig(name="full"), k)
+    full.train()
+    params = [p for g in full.param_groups(1e-4) for p in g["params"]]
+    _synthetic(full.model, params, batch_size, batch_size, image_size, k)  # warm-up
+    syn = _synthetic(full.model, params, n, batch_size, image_size, k)
+    add("full: synthetic input", syn)
+    real = _timed_epoch(full.model, loader(aug), params)
+    add("full: pipeline epoch", real,
+        vs_synthetic=round(real["images_per_s"] / syn["images_per_s"], 3))
+
+    frozen = build(ModelConfig(name=model), StrategyConfig(name="frozen"), k)
+    frozen.train()
+    head_params = [p for g in frozen.param_groups(1e-4) for p in g["params"]]
+    recompute = _timed_epoch(frozen.model, loader(None), head_params)
+    add("frozen: epoch recomputing backbone", recompute,
+        vs_full_epoch=round(recompute["seconds"] / real["seconds"], 3))
+    t0 = time.perf_counter()
+    feats = extract_features(frozen.backbone, loader(None), "cpu", batch_size, True, 0)
+    extract = time.perf_counter() - t0
+    add("frozen: one-time feature extraction", {"seconds": extract, "images_per_s": n / extract})
+    frozen.head.train()
+    reuse = _timed_epoch(frozen.head, feats, head_params)
+    add("frozen: epoch on reused features", reuse,
+        vs_full_epoch=round(reuse["seconds"] / real["seconds"], 4))
+    return rows
+
+
+def run(args) -> int:
+    rows = measure(args.model, args.dataset, args.image_size, args.batch_size, args.per_class,
+                   args.data_dir)
+    emit_table(rows, f"perf: {args.model} at {args.image_size}px, batch {args.batch_size}, "
+               f"{torch.get_num_threads()} CPU threads", args.json,
+               columns=["measurement", "seconds", "images_per_s", "vs_synthetic",
+                        "vs_full_epoch"],
+               extra={"model": args.model, "dataset": args.dataset,
+                      "image_size": args.image_size, "batch_size": args.batch_size})
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("perf", help="measure pipeline vs synthetic throughput and the "
+                              "cost of frozen (feature reuse) vs full epochs")
+    p.add_argument("--model", default="efficientnet_lite0",
+                   help="a registered model with pretrained weights available (default has "
+                   "pip-shipped weights, so it works offline)")
+    p.add_argument("--dataset", default="brain-tumor-mri-7023")
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--per-class", type=int, default=40, help="training images per class")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
