@@ -51,7 +51,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     _log_data(prepared)
 
     built = build(cell.model, cell.strategy, num_classes=len(prepared.classes),
-                  in_chans=cell.preprocess.channels)
+                  in_chans=cell.preprocess.channels, image_size=cell.preprocess.image_size)
     built.model.to(opts.device)
     mean, std = normalisation(cell, built.spec)
     tracking.log_params({k: v for k, v in built.info.items()})

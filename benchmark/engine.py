@@ -33,6 +33,8 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
     total, correct, loss_sum = 0, 0, 0.0
     start = time.perf_counter()
     for i, (x, y) in enumerate(loader):
+        if len(y) < 2:
+            continue  # a last batch of one image: batch-norm cannot train on it (and 1 of N)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         logits = net(x)

@@ -59,7 +59,7 @@ def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], in
     """Explain `inputs` [N, C, H, W] (normalised) whose unnormalised uint8 images are `raw`."""
     images = _as_float_images(raw, inputs)
     to_input = _affine_from(raw, inputs)
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}  # restored exactly (frozen parts stay eval)
     model.eval()
     inputs = inputs.to(device)
     try:
@@ -75,14 +75,16 @@ def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], in
             else:
                 maps, overlays = _lime(model, images, preds, to_input, cfg, device)
             result.metrics[f"{method}_seconds"] = time.perf_counter() - t0
-            if method == "gradcam":
-                # an all-zero CAM: nothing at this layer raises the class score (ReLU'd away)
-                result.metrics["gradcam_empty_fraction"] = float(np.mean(maps.max(axis=(1, 2)) == 0))
+            # An all-zero map: nothing raises the class score (Grad-CAM keeps positive evidence
+            # only; a 1x1 feature map is constant), or LIME found no superpixel that matters.
+            empty = maps.max(axis=(1, 2)) == maps.min(axis=(1, 2))
+            result.metrics[f"{method}_empty_fraction"] = float(empty.mean())
             result.maps[method] = maps
             result.figures[method] = plots.explanation_grid(
                 images, overlays, titles, TITLES[method],
                 LEGENDS[method].format(k=cfg.lime_features, s=cfg.lime_segments),
-                correct=[p == y for p, y in zip(preds, labels)])
+                correct=[p == y for p, y in zip(preds, labels)],
+                notes=["empty map" if e else "" for e in empty])
             if cfg.faithfulness:
                 result.metrics.update(_faithfulness(method, model, inputs, maps, preds, to_input, cfg))
         if cfg.faithfulness and cfg.methods:
@@ -92,7 +94,8 @@ def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], in
             result.metrics |= {"random_deletion_auc": float(d.mean()),
                                "random_insertion_auc": float(i.mean())}
     finally:
-        model.train(was_training)
+        for module, training in modes.items():
+            module.training = training
     return result
 
 

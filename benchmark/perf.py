@@ -59,7 +59,7 @@ def measure(model: str, dataset: str, image_size: int, batch_size: int, per_clas
     t = time.perf_counter() - start
     add("loader only (cached, augmented)", {"seconds": t, "images_per_s": n / t})
 
-    full = build(ModelConfig(name=model), StrategyConfig(name="full"), k)
+    full = build(ModelConfig(name=model), StrategyConfig(name="full"), k, image_size=image_size)
     full.train()
     params = [p for g in full.param_groups(1e-4) for p in g["params"]]
     _synthetic(full.model, params, batch_size, batch_size, image_size, k)  # warm-up
@@ -69,7 +69,7 @@ def measure(model: str, dataset: str, image_size: int, batch_size: int, per_clas
     add("full: pipeline epoch", real,
         vs_synthetic=round(real["images_per_s"] / syn["images_per_s"], 3))
 
-    frozen = build(ModelConfig(name=model), StrategyConfig(name="frozen"), k)
+    frozen = build(ModelConfig(name=model), StrategyConfig(name="frozen"), k, image_size=image_size)
     frozen.train()
     head_params = [p for g in frozen.param_groups(1e-4) for p in g["params"]]
     recompute = _timed_epoch(frozen.model, loader(None), head_params)

@@ -67,11 +67,12 @@ def learning_curves_figure(history: list[dict]) -> Figure:
         ax.set_ylabel(label)
         ax.set_title(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+    # the engine restores the first epoch with the lowest validation loss
     best = min(history, key=lambda row: row["val_loss"])
-    loss_ax.axvline(best["epoch"], color="grey", linestyle=":", linewidth=1)
-    loss_ax.annotate(f"best val loss (epoch {best['epoch']})", (best["epoch"], best["val_loss"]),
-                     textcoords="offset points", xytext=(4, 8), fontsize=8, color="grey")
+    for ax in (loss_ax, acc_ax):
+        ax.axvline(best["epoch"], color="grey", linestyle=":", linewidth=1,
+                   label=f"best val loss (epoch {best['epoch']})")
+        ax.legend(fontsize=8)
     acc_ax.set_ylim(0, 1.02)
     if len(epochs) < 15:
         for ax in (loss_ax, acc_ax):
@@ -81,11 +82,13 @@ def learning_curves_figure(history: list[dict]) -> Figure:
 
 
 def explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], titles: list[str],
-                     method: str, legend: str = "", correct: list[bool] | None = None) -> Figure:
+                     method: str, legend: str = "", correct: list[bool] | None = None,
+                     notes: list[str] | None = None) -> Figure:
     """Each image above its explanation overlay, up to four images per row, titled per image.
 
     images and overlays are [H, W, 3] floats in [0, 1] (or [H, W] grey), titles one per image;
-    titles of misclassified images (correct[i] False) are drawn in red.
+    titles of misclassified images (correct[i] False) are drawn in red; notes[i], when not
+    empty, is written across the overlay (e.g. "empty map").
     """
     n = len(images)
     if not n or len(overlays) != n or len(titles) != n:
@@ -103,6 +106,10 @@ def explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], title
         wrong = correct is not None and not correct[i]
         axes[r, c].set_title(titles[i], fontsize=8, color="firebrick" if wrong else "black")
         axes[r + 1, c].imshow(overlays[i])
+        if notes and notes[i]:
+            axes[r + 1, c].text(0.5, 0.5, notes[i], transform=axes[r + 1, c].transAxes,
+                                ha="center", va="center", fontsize=8, color="white",
+                                bbox=dict(facecolor="black", alpha=0.6, edgecolor="none"))
     fig.suptitle(f"{method}" + (f"\n{legend}" if legend else ""), fontsize=10)
     fig.tight_layout()
     return fig

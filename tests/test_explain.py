@@ -91,8 +91,8 @@ def test_trained_model_learned_the_task(models, test_set):
 def test_every_metric_is_logged_and_finite(results):
     expected = {f"{m}_{k}" for m in ("gradcam", "lime")
                 for k in ("deletion_auc", "insertion_auc", "road_combined", "seconds",
-                          "faithfulness_seconds")}
-    expected |= {"random_deletion_auc", "random_insertion_auc", "gradcam_empty_fraction"}
+                          "faithfulness_seconds", "empty_fraction")}
+    expected |= {"random_deletion_auc", "random_insertion_auc"}
     for result in results:
         assert set(result.metrics) == expected
         assert all(np.isfinite(v) for v in result.metrics.values())
@@ -124,6 +124,8 @@ def test_gradcam_points_at_the_bright_square(results, test_set):
         peak = np.unravel_index(cam.argmax(), cam.shape)
         assert np.abs(np.subtract(peak, np.argwhere(square).mean(0))).max() <= SQUARE / 2
         assert cam[square].mean() > 4 * cam[~square].mean()
+    notes = [t.get_text() for ax in results[0].figures["gradcam"].axes for t in ax.texts]
+    assert notes.count("empty map") == (~nonempty).sum()  # the grid says so, not just a blue wash
 
 
 def test_lime_map_weights_superpixels(results):
@@ -143,6 +145,33 @@ def test_one_grid_per_method_with_titles(results):
         plt.close(fig)
 
 
+CHECKER = torch.tensor([[(i + j) % 2 * 2.0 - 1 for j in range(8)] for i in range(8)])
+
+
+class RegionModel(nn.Module):
+    """Class 1 iff the top-left quadrant holds a fine checkerboard: the right map is known, and
+    both deleting it (to 0) and blurring it (the insertion start) remove the evidence."""
+
+    def forward(self, x):
+        evidence = 8 * ((x[:, :, :8, :8] * CHECKER).mean(dim=(1, 2, 3)) - 0.5)
+        return torch.stack([-evidence, evidence], dim=1)
+
+
+def test_deletion_and_insertion_rank_maps_by_truth():
+    from benchmark.faithfulness import deletion_insertion
+
+    x = torch.zeros(1, 3, 16, 16)
+    x[:, :, :8, :8] = CHECKER
+    truth = np.zeros((1, 16, 16))
+    truth[0, :8, :8] = 1.0
+    scores = {name: deletion_insertion(RegionModel(), x, sal, [1], torch.zeros(3))
+              for name, sal in (("truth", truth), ("inverse", 1 - truth))}
+    (del_truth,), (ins_truth,) = scores["truth"]
+    (del_inverse,), (ins_inverse,) = scores["inverse"]
+    assert del_truth < 0.3 and del_inverse > 0.7  # deleting the evidence first kills the score
+    assert ins_truth > 0.7 and ins_inverse < 0.3  # inserting it first restores it
+
+
 def test_select_images_is_seeded_and_per_class():
     labels = [0] * 10 + [1] * 3 + [2] * 20
     picks = explain.select_images(labels, 4, per_class=4, seed=7)
@@ -159,14 +188,16 @@ def test_grayscale_and_frozen_backbone():
     model = train(TinyCNN(channels=1), channels=1)
     for p in model.features.parameters():
         p.requires_grad_(False)  # a frozen backbone: Grad-CAM must still get gradients
+    model.features.eval()  # and stays in eval mode while the head trains
     raw, labels = make_images(2, seed=3, channels=1)
     cfg = ExplainConfig(methods=["gradcam", "lime"], lime_samples=20, lime_segments=20,
                         faithfulness=False)
     result = explain.explain(model, model.features[-1], [r[..., 0] for r in raw], normalise(raw),
                              labels.tolist(), CLASSES, cfg)
     assert result.maps["gradcam"].max() == pytest.approx(1.0)
-    assert set(result.metrics) == {"gradcam_seconds", "gradcam_empty_fraction", "lime_seconds"}
-    assert model.training  # the caller's mode is restored
+    assert set(result.metrics) == {"gradcam_seconds", "gradcam_empty_fraction", "lime_seconds",
+                                   "lime_empty_fraction"}
+    assert model.training and not model.features[0].training  # every module's mode restored
     for fig in result.figures.values():
         plt.close(fig)
 

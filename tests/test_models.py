@@ -30,6 +30,16 @@ def test_unknown_model_lists_registered_names():
         registry.get("resnet51")
 
 
+@pytest.mark.parametrize("name", [n for n in registry.names() if registry.get(n).source == "timm"])
+def test_normalisation_and_size_match_the_published_weights(name):
+    import timm
+
+    spec = registry.get(name)
+    cfg = timm.models.get_pretrained_cfg(spec.hub)
+    assert (spec.mean, spec.std) == (tuple(cfg.mean), tuple(cfg.std))
+    assert spec.input_size == cfg.input_size[-1]
+
+
 @pytest.mark.parametrize("name", registry.names())
 def test_forward_backward_classes_groups_and_gradcam(name):
     torch.manual_seed(0)
@@ -65,14 +75,15 @@ def test_forward_backward_classes_groups_and_gradcam(name):
         assert trainable == expected
 
 
-@pytest.mark.parametrize("name,total,trainable", [
-    ("vgg16", 15_244_100, 529_412),
-    ("resnet50", 25_610_308, 2_102_276),
-    ("inception_v3", 23_887_844, 2_102_276),
+@pytest.mark.parametrize("name,total,trainable,bn_stats", [
+    ("vgg16", 15_244_100, 529_412, 0),
+    ("resnet50", 25_610_308, 2_102_276, 53_120),
+    ("inception_v3", 23_887_844, 2_102_276, 34_432),
 ])
-def test_study_a_parameter_counts_via_describe(name, total, trainable, capsys):
+def test_study_a_parameter_counts_via_describe(name, total, trainable, bn_stats, capsys):
     """Study A's head (GAP -> 1024 -> 4), frozen. vgg16's total and all three trainable counts
-    are the paper's; resnet50 / inception_v3 totals differ from Keras (bias-free convs here)."""
+    are the paper's; the BN statistics equal Keras' non-trainable counts for these backbones.
+    resnet50 / inception_v3 totals differ from Keras (conv biases, BN scales)."""
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["models", "describe", name, "--head", "gap_mlp", "--strategy",
@@ -83,10 +94,12 @@ def test_study_a_parameter_counts_via_describe(name, total, trainable, capsys):
     assert values["params_total"] == total
     assert values["params_trainable"] == trainable
     assert values["params_non_trainable"] == total - trainable
+    assert values["params_bn_statistics"] == bn_stats
     assert values["layers_dense"] == 2
 
 
-def test_models_list_json_names_every_entry(capsys):
+def test_models_list_json_names_every_entry(capsys, monkeypatch):
+    monkeypatch.delenv("BENCHMARK_WEIGHTS_DIR", raising=False)
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["models", "list", "--json"])
@@ -116,7 +129,7 @@ def test_heads_have_the_declared_layers(head, expected):
 def test_flatten_head_names_the_size_problem():
     built = build(ModelConfig(name="small_cnn", head=HeadConfig(type="flatten_mlp", hidden=8)),
                   StrategyConfig(name="scratch"), num_classes=2, image_size=32)
-    assert built.info["feature_shape"] == "128x4x4"
+    assert built.info["model_feature_shape"] == "128x4x4"
     with pytest.raises(ValueError, match="built for backbone features"):
         built.model(torch.randn(2, 3, 64, 64))
 
@@ -125,7 +138,7 @@ def test_vgg_linear_head_replaces_only_the_final_layer():
     """Study B: VGG16's fc6/fc7 stay in the backbone; the new head is one Linear(4096, k)."""
     built = build(ModelConfig(name="vgg16"), StrategyConfig(name="scratch"), num_classes=4,
                   image_size=32)
-    assert built.info["feature_shape"] == "4096"
+    assert built.info["model_feature_shape"] == "4096"
     assert [type(m).__name__ for m in built.head] == ["Linear"]
     assert built.info["params_head"] == 4096 * 4 + 4
     assert built.group_names[-1] == ("pre_logits",)

@@ -11,9 +11,8 @@ from PIL import Image
 
 from benchmark import strategies
 from benchmark.config import ModelConfig, StrategyConfig
-from benchmark.models import build
+from benchmark.models import build, registry
 from benchmark.models.archs import create_network
-from benchmark.models import registry
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-mri-binary-253"
 SIZE = 48

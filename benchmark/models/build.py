@@ -128,10 +128,11 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
     built._set_trainable(strategies.trainable_groups(strategy, len(groups), epoch=0))
     info.update(param_counts(built.model))
     info.update(layer_counts(built.model, example))
-    info.update(model_source=spec.source, model_arch=spec.arch, head_type=model.head.type,
-                strategy=strategy.name, block_groups=len(groups),
-                trainable_groups=built.n_trainable_groups, image_size=size, in_chans=in_chans,
-                feature_shape="x".join(map(str, feature_shape)),
+    # prefixed so they never collide with the caller's own run parameters
+    info.update(model_source=spec.source, model_arch=spec.arch, model_head=model.head.type,
+                model_block_groups=len(groups), model_trainable_groups=built.n_trainable_groups,
+                model_image_size=size, model_in_chans=in_chans,
+                model_feature_shape="x".join(map(str, feature_shape)),
                 params_backbone=sum(p.numel() for p in backbone.parameters()),
                 params_head=sum(p.numel() for p in head.parameters()))
     built.train(True)

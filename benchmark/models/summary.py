@@ -58,5 +58,9 @@ def layer_counts(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
 def param_counts(model: nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # Keras lists batch-norm moving mean/variance among its "non-trainable params"; logged apart
+    # so Keras-style totals (Study A's table) are params_total + params_bn_statistics
+    bn_stats = sum(b.numel() for name, b in model.named_buffers()
+                   if name.endswith(("running_mean", "running_var")))
     return {"params_total": total, "params_trainable": trainable,
-            "params_non_trainable": total - trainable}
+            "params_non_trainable": total - trainable, "params_bn_statistics": bn_stats}

@@ -111,16 +111,7 @@ def hub_file(spec: ModelSpec) -> Path:
 
         cfg = timm.models.get_pretrained_cfg(spec.hub)
         if cfg.hf_hub_id:
-            from huggingface_hub import hf_hub_download
-
-            filename = cfg.hf_hub_filename or "model.safetensors"
-            if offline or not _reachable("huggingface.co"):
-                try:  # the local Hugging Face cache still counts
-                    return Path(hf_hub_download(cfg.hf_hub_id, filename, local_files_only=True))
-                except Exception:  # noqa: BLE001
-                    raise ConnectionError(f"offline and {cfg.hf_hub_id}/{filename} is not in the "
-                                          "Hugging Face cache") from None
-            return Path(hf_hub_download(cfg.hf_hub_id, filename))
+            return _hf_file(cfg.hf_hub_id, cfg.hf_hub_filename, offline)
         url = cfg.url
     else:
         from torchvision.models import get_weight
@@ -131,8 +122,24 @@ def hub_file(spec: ModelSpec) -> Path:
         if offline or not _reachable(urlparse(url).hostname):
             raise ConnectionError(f"offline and {path} is not cached ({url})")
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(path))
+        digest = torch.hub.HASH_REGEX.search(path.name)  # "name-<sha256 prefix>.pth" convention
+        torch.hub.download_url_to_file(url, str(path), digest.group(1) if digest else None)
     return path
+
+
+def _hf_file(repo: str, filename: str | None, offline: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    local = offline or not _reachable("huggingface.co")  # the local HF cache still counts
+    # timm's own order: safetensors first, older repos only have the PyTorch pickle
+    for name in [filename] if filename else ["model.safetensors", "pytorch_model.bin"]:
+        try:
+            return Path(hf_hub_download(repo, name, local_files_only=local))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            continue
+    where = "is not in the Hugging Face cache (offline)" if local else "has no weight file"
+    raise ConnectionError(f"{repo} {where}")
 
 
 def _reachable(host: str | None, timeout: float = 3.0) -> bool:
