@@ -49,7 +49,8 @@ def select_images(labels: list[int], num_classes: int, per_class: int, seed: int
     for c in range(num_classes):
         members = np.flatnonzero(labels == c)
         rng = np.random.default_rng([seed, c])
-        picks += sorted(rng.choice(members, size=min(per_class, members.size), replace=False).tolist())
+        chosen = rng.choice(members, size=min(per_class, members.size), replace=False)
+        picks += sorted(chosen.tolist())
     return picks
 
 
@@ -58,6 +59,9 @@ def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], in
             device: str = "cpu") -> ExplainResult:
     """Explain `inputs` [N, C, H, W] (normalised) whose unnormalised uint8 images are `raw`."""
     images = _as_float_images(raw, inputs)
+    if len(labels) != len(images) or not all(0 <= y < len(classes) for y in labels):
+        raise ValueError(f"explain: need one label in [0, {len(classes) - 1}] per image, "
+                         f"got {list(labels)} for {len(images)} images")
     to_input = _affine_from(raw, inputs)
     modes = {m: m.training for m in model.modules()}  # restored exactly (frozen parts stay eval)
     model.eval()
@@ -66,7 +70,7 @@ def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], in
         probs, layer_out = _predict_and_probe(model, target_layer, inputs)
         preds = probs.argmax(1)
         titles = [f"true: {classes[y]}\npred: {classes[p]} ({probs[i, p]:.2f})"
-                  for i, (y, p) in enumerate(zip(labels, preds))]
+                  for i, (y, p) in enumerate(zip(labels, preds, strict=True))]
         result = ExplainResult()
         for method in cfg.methods:
             t0 = time.perf_counter()
@@ -83,14 +87,15 @@ def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], in
             result.figures[method] = plots.explanation_grid(
                 images, overlays, titles, TITLES[method],
                 LEGENDS[method].format(k=cfg.lime_features, s=cfg.lime_segments),
-                correct=[p == y for p, y in zip(preds, labels)],
+                correct=[p == y for p, y in zip(preds, labels, strict=True)],
                 notes=["empty map" if e else "" for e in empty])
             if cfg.faithfulness:
-                result.metrics.update(_faithfulness(method, model, inputs, maps, preds, to_input, cfg))
+                result.metrics |= _faithfulness(method, model, inputs, maps, preds, to_input, cfg)
         if cfg.faithfulness and cfg.methods:
             # What an uninformative map scores on the same model and images: the floor to beat.
             noise = np.random.default_rng(cfg.seed).random((len(preds), *inputs.shape[-2:]))
-            d, i = deletion_insertion(model, inputs, noise, list(preds), to_input(0.0), seed=cfg.seed)
+            d, i = deletion_insertion(model, inputs, noise, list(preds), to_input(0.0),
+                                      seed=cfg.seed)
             result.metrics |= {"random_deletion_auc": float(d.mean()),
                                "random_insertion_auc": float(i.mean())}
     finally:
@@ -102,14 +107,16 @@ def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], in
 def _as_float_images(raw: list[np.ndarray], inputs: torch.Tensor) -> list[np.ndarray]:
     """raw uint8 [H, W(, C)] to float RGB [H, W, 3] in [0, 1], checked against inputs."""
     if inputs.dim() != 4 or len(raw) != inputs.shape[0] or not len(raw):
-        raise ValueError(f"explain: {len(raw)} raw images for inputs of shape {tuple(inputs.shape)}")
+        raise ValueError(f"explain: {len(raw)} raw images for inputs of shape "
+                         f"{tuple(inputs.shape)}")
     out = []
     for i, img in enumerate(raw):
         img = np.asarray(img)
         img = img[..., None] if img.ndim == 2 else img
-        if img.dtype != np.uint8 or img.shape[:2] != tuple(inputs.shape[-2:]) or img.shape[2] not in (1, 3):
+        size = tuple(inputs.shape[-2:])
+        if img.dtype != np.uint8 or img.shape[:2] != size or img.shape[2] not in (1, 3):
             raise ValueError(f"explain: raw image {i} must be uint8 [H, W, 1|3] with H, W = "
-                             f"{tuple(inputs.shape[-2:])}, got {img.dtype} {img.shape}")
+                             f"{size}, got {img.dtype} {img.shape}")
         out.append(np.repeat(img, 3, axis=2).astype(np.float64) / 255 if img.shape[2] == 1
                    else img.astype(np.float64) / 255)
     return out
@@ -127,8 +134,8 @@ def _affine_from(raw: list[np.ndarray], inputs: torch.Tensor):
             raise ValueError("explain: raw images are constant, cannot relate them to inputs")
         a[c], b[c] = np.polyfit(xc, yc, 1)
         if np.abs(a[c] * xc + b[c] - yc).max() > 1e-3 * max(1.0, np.abs(yc).max()):
-            raise ValueError(f"explain: inputs channel {c} is not a per-channel affine normalisation "
-                             "of the raw images (augmented or resized differently?)")
+            raise ValueError(f"explain: inputs channel {c} is not a per-channel affine "
+                             "normalisation of the raw images (augmented or resized differently?)")
 
     def to_input(pixels) -> torch.Tensor:
         """uint8-scale pixels [..., H, W, C'] (or a scalar) to model-space tensors."""
@@ -174,7 +181,8 @@ def _gradcam(model, layer, inputs, preds, images, layer_out):
         maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(p)) for p in preds])
     if maps is None or not np.all(np.isfinite(maps)):  # GradCAM.__exit__ swallows IndexError
         raise RuntimeError(f"Grad-CAM failed on layer {type(layer).__name__}")
-    overlays = [show_cam_on_image(img.astype(np.float32), m, use_rgb=True) for img, m in zip(images, maps)]
+    overlays = [show_cam_on_image(img.astype(np.float32), m, use_rgb=True)
+                for img, m in zip(images, maps, strict=True)]
     return maps, overlays
 
 
@@ -196,7 +204,7 @@ def _lime(model, images, preds, to_input, cfg: ExplainConfig, device):
 
     explainer = lime_image.LimeImageExplainer(random_state=cfg.seed)
     maps, overlays = [], []
-    for i, (img, pred) in enumerate(zip(images, preds)):
+    for i, (img, pred) in enumerate(zip(images, preds, strict=True)):
         exp = explainer.explain_instance(img, classify, labels=(int(pred),), top_labels=None,
                                          num_samples=cfg.lime_samples, batch_size=64,
                                          segmentation_fn=slic, random_seed=cfg.seed + i)
@@ -204,8 +212,14 @@ def _lime(model, images, preds, to_input, cfg: ExplainConfig, device):
         for seg_id, weight in exp.local_exp[int(pred)]:
             weights[seg_id] = weight
         maps.append(weights[exp.segments])
-        _, mask = exp.get_image_and_mask(int(pred), positive_only=False, negative_only=False,
-                                         num_features=cfg.lime_features, hide_rest=False)
+        # Top-k superpixels by |weight| (lime's order), signed. Not get_image_and_mask: it paints
+        # zero-weight superpixels as positive, so a flat explanation would look all green. A
+        # flat map (all weights equal, e.g. one superpixel) singles nothing out: paint nothing.
+        top = [] if np.ptp(maps[-1]) == 0 else \
+            [(seg_id, w) for seg_id, w in exp.local_exp[int(pred)] if w != 0][:cfg.lime_features]
+        mask = np.zeros_like(exp.segments)
+        for seg_id, weight in top:
+            mask[exp.segments == seg_id] = 1 if weight > 0 else -1
         tint = img.copy()
         for sign, colour in ((1, (0.0, 1.0, 0.0)), (-1, (1.0, 0.0, 0.0))):
             tint[mask == sign] = 0.55 * img[mask == sign] + 0.45 * np.array(colour)

@@ -59,14 +59,16 @@ def deletion_insertion(model: torch.nn.Module, inputs: torch.Tensor, saliency: n
     removed [C] or [N, C, H, W]: what a deleted pixel becomes.
     """
     if saliency.shape != (inputs.shape[0], *inputs.shape[-2:]):
-        raise ValueError(f"saliency shape {saliency.shape} does not match inputs {tuple(inputs.shape)}")
+        raise ValueError(f"saliency shape {saliency.shape} does not match inputs "
+                         f"{tuple(inputs.shape)}")
     removed = removed.view(1, -1, 1, 1) if removed.dim() == 1 else removed
     removed = removed.to(inputs).expand_as(inputs)
     blurred = blur(inputs)
     deletion, insertion = [], []
     for i, target in enumerate(targets):
         order = pixel_order(saliency[i], seed + i)
-        dx = 1.0 / steps
-        deletion.append(np.trapezoid(_curve(model, inputs[i], removed[i], order, target, steps), dx=dx))
-        insertion.append(np.trapezoid(_curve(model, blurred[i], inputs[i], order, target, steps), dx=dx))
+        falling = _curve(model, inputs[i], removed[i], order, target, steps)
+        rising = _curve(model, blurred[i], inputs[i], order, target, steps)
+        deletion.append(np.trapezoid(falling, dx=1.0 / steps))
+        insertion.append(np.trapezoid(rising, dx=1.0 / steps))
     return np.asarray(deletion), np.asarray(insertion)

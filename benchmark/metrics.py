@@ -28,7 +28,8 @@ def _check(y_true: np.ndarray, classes: list[str], probs: np.ndarray | None = No
         raise ValueError(f"classes: names collide once made metric-safe: {classes!r}")
     y_true = np.asarray(y_true)
     if y_true.ndim != 1 or len(y_true) == 0:
-        raise ValueError(f"y_true: expected a non-empty 1-D array of labels, got shape {y_true.shape}")
+        raise ValueError(f"y_true: expected a non-empty 1-D array of labels, "
+                         f"got shape {y_true.shape}")
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
         if y is not None and (np.asarray(y).min() < 0 or np.asarray(y).max() >= k):
             raise ValueError(f"{name}: labels must lie in [0, {k - 1}] for classes {classes!r}, "

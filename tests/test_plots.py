@@ -3,7 +3,6 @@ import io
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -78,3 +77,17 @@ def test_learning_curves_missing_key_named():
     with pytest.raises(ValueError, match="no epochs"):
         plots.learning_curves_figure([])
 
+
+
+def test_explanation_grid_titles_colours_and_notes():
+    images = [np.full((8, 8, 3), v) for v in (0.2, 0.5, 0.8)]
+    fig = plots.explanation_grid(images, images, ["a", "b", "c"], "Grad-CAM", "legend text",
+                                 correct=[True, False, True], notes=["", "empty map", ""])
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == ["a", "b", "c"]
+    assert titled[1].title.get_color() == "firebrick" and titled[0].title.get_color() == "black"
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["empty map"]
+    assert fig._suptitle.get_text() == "Grad-CAM\nlegend text"
+    assert _png(fig).size == (780, 610)  # 3 columns of 2.6 in, one image + overlay row pair
+    with pytest.raises(ValueError, match="3 images, 2 overlays"):
+        plots.explanation_grid(images, images[:2], ["a", "b", "c"], "LIME")
