@@ -30,6 +30,10 @@ def setup(experiment: str) -> str:
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri(DEFAULT_URI)
     exp = mlflow.set_experiment(experiment)
+    if "mlflow.experimentKind" not in exp.tags:
+        # opens the UI on its model-training view (runs, charts) rather than the GenAI one
+        MlflowClient().set_experiment_tag(exp.experiment_id, "mlflow.experimentKind",
+                                          "custom_model_development")
     return exp.experiment_id
 
 

@@ -6,6 +6,7 @@ second must skip every finished cell and create no new cell runs.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -40,7 +41,7 @@ def smoke_runs(tmp_path_factory, data_dir):
     exp = client.get_experiment_by_name(load_suite("smoke").experiment_name)
     runs_after_first = client.search_runs([exp.experiment_id])
     second = mlflow_run(env)
-    return {"client": client, "exp": exp, "first": first, "second": second,
+    return {"client": client, "exp": exp, "first": first, "second": second, "env": env,
             "runs_after_first": runs_after_first}
 
 
@@ -94,3 +95,15 @@ def test_second_invocation_skips_finished_cells(smoke_runs):
     before = cell_runs(smoke_runs["runs_after_first"])
     after = cell_runs(client.search_runs([exp.experiment_id]))
     assert sorted(r.info.run_id for r in after) == sorted(r.info.run_id for r in before)
+
+
+def test_report_summarises_finished_cells_as_json(smoke_runs):
+    out = subprocess.run([sys.executable, "-m", "benchmark", "report", "smoke", "--json"],
+                         cwd=ROOT, env=smoke_runs["env"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    rows = {(r["model"], r["strategy"]): r for r in report["rows"]}
+    assert set(rows) == {("test_resnet", "scratch"), ("test_efficientnet", "scratch")}
+    for row in rows.values():
+        assert row["n"] == 1 and 0 <= row["test_accuracy"] <= 1
