@@ -50,7 +50,8 @@ def cmd_suite(args) -> int:
 def cmd_report(args) -> int:
     from benchmark.report import report
 
-    return report(args.suite, _blank_to_none(args.experiment), args.json)
+    return report(args.suite, _blank_to_none(args.experiment), args.json, args.all,
+                  args.compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="compare a suite's runs from MLflow (mean and 95%% CI)")
     p.add_argument("suite")
     p.add_argument("--experiment", default=None)
+    p.add_argument("--all", action="store_true",
+                   help="include cells of older versions of the suite (other run_keys)")
+    p.add_argument("--compare", action="store_true",
+                   help="paired McNemar tests between configurations on the same test images")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_report)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any, Iterable
 
@@ -15,8 +16,8 @@ def emit_table(rows: list[dict[str, Any]], title: str, as_json: bool,
                columns: Iterable[str] | None = None, extra: dict[str, Any] | None = None) -> None:
     """Print rows as a rich table on stderr, or the same rows as JSON on stdout."""
     if as_json:
-        payload = {"title": title, "rows": rows, **(extra or {})}
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        payload = _finite({"title": title, "rows": rows, **(extra or {})})
+        sys.stdout.write(json.dumps(payload, indent=2, default=str, allow_nan=False) + "\n")
         return
     cols = list(columns or (rows[0].keys() if rows else []))
     table = Table(title=title)
@@ -35,3 +36,14 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON has no NaN, and scripts must parse it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

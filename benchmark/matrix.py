@@ -47,6 +47,13 @@ class Cell:
         blob = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    @cached_property
+    def config_key(self) -> str:
+        """The run_key without seed and fold: cells that are repeats of one configuration."""
+        resolved = {k: v for k, v in self.resolved().items() if k not in ("seed", "fold")}
+        blob = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
     @property
     def title(self) -> str:
         fold = "" if self.fold is None else f" fold {self.fold}"
@@ -56,7 +63,8 @@ class Cell:
     def tags(self) -> dict[str, str]:
         return {"dataset": self.dataset.name, "model": self.model.display,
                 "strategy": self.strategy.display, "seed": str(self.seed),
-                "fold": "-" if self.fold is None else str(self.fold), "run_key": self.run_key}
+                "fold": "-" if self.fold is None else str(self.fold), "run_key": self.run_key,
+                "config_key": self.config_key}
 
 
 def _drop_display(value: Any) -> Any:

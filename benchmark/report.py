@@ -1,23 +1,32 @@
-"""Compare a suite's finished cells from MLflow: mean and 95% CI over seeds and folds."""
+"""Compare a suite's finished cells from MLflow: mean and 95% CI over seeds and folds.
+
+Cells are grouped by configuration (run_key without seed and fold), so runs of an older version
+of the suite never blend into the current one's numbers.
+"""
 from __future__ import annotations
 
 import pandas as pd
 
 from benchmark import stats, tracking
+from benchmark.compare import paired_rows
 from benchmark.config import load_suite
 from benchmark.console import console, emit_table
+from benchmark.matrix import expand
 
 GROUP = ["dataset", "model", "strategy"]
 METRICS = ["test_accuracy", "test_balanced_accuracy", "test_f1_macro", "test_kappa",
-           "test_clean_accuracy", "seconds_per_epoch"]
+           "test_clean_accuracy", "test_best_epoch_accuracy_peeking", "seconds_per_epoch"]
+SHOWN = ["test_accuracy", "test_clean_accuracy", "test_f1_macro", "test_kappa",
+         "seconds_per_epoch"]
 
 
 def summary_rows(runs: pd.DataFrame) -> list[dict]:
-    """One row per (dataset, model, strategy): n runs and mean [ci95] of each headline metric."""
+    """One row per configuration: n runs and the mean [95% CI] of each headline metric."""
     runs = runs[runs["status"] == "FINISHED"]
     rows = []
-    for key, group in runs.groupby([f"tags.{g}" for g in GROUP], sort=True):
-        row = dict(zip(GROUP, key)) | {"n": len(group)}
+    keys = [f"tags.{g}" for g in GROUP] + ["tags.config_key"]
+    for key, group in runs.groupby(keys, sort=True):
+        row = dict(zip(GROUP + ["config_key"], key)) | {"n": len(group)}
         for metric in METRICS:
             col = f"metrics.{metric}"
             if col not in group or group[col].isna().all():
@@ -29,19 +38,38 @@ def summary_rows(runs: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def report(suite_name: str, experiment: str | None, as_json: bool) -> int:
-    name = experiment or load_suite(suite_name).experiment_name
+def report(suite_name: str, experiment: str | None, as_json: bool,
+           include_all: bool = False, compare: bool = False) -> int:
+    suite = load_suite(suite_name)
+    name = experiment or suite.experiment_name
     exp_id = tracking.experiment_id_of(name)
     if exp_id is None:
         console.print(f"[red]no experiment named {name!r} at {tracking.tracking_uri()}; "
                       f"run the suite first")
         return 2
     runs = tracking.search_cells(exp_id)
+    if not include_all and not runs.empty:
+        current = {c.run_key for c in expand(suite)}
+        runs = runs[runs["tags.run_key"].isin(current)]
     if runs.empty:
-        console.print(f"[red]experiment {name!r} has no cell runs yet")
+        console.print(f"[red]experiment {name!r} has no cell runs of suite {suite.name!r} "
+                      "as it is now (--all includes older versions)")
         return 2
+    # runs logged before config_key existed stand alone, keyed by their run_key
+    runs = runs.assign(**{"tags.config_key": runs.get("tags.config_key", runs["tags.run_key"])
+                          .fillna(runs["tags.run_key"])})
     rows = summary_rows(runs)
-    cols = GROUP + ["n"] + [m for m in METRICS if any(m in r for r in rows)]
-    emit_table(rows, f"{name}: mean over seeds/folds (95% CI in --json)", as_json, columns=cols,
-               extra={"experiment": name, "runs": int(len(runs))})
+    shown = [m for m in SHOWN if any(m in r for r in rows)]
+    datasets = sorted({r["dataset"] for r in rows})
+    cols = (["dataset"] if len(datasets) > 1 else []) + ["model", "strategy", "n"] + shown
+    extra = {"experiment": name, "runs": int(len(runs))}
+    pairs = paired_rows(runs, tracking.load_predictions) if compare else []
+    if compare and as_json:
+        extra["comparisons"] = pairs
+    emit_table(rows, f"{name} ({', '.join(datasets)}): mean over seeds/folds, 95% CI in --json",
+               as_json, columns=cols, extra=extra)
+    if compare and not as_json:
+        emit_table(pairs, "paired McNemar tests over shared seeds/folds (Holm-adjusted)", False,
+                   columns=["a", "b", "repeats", "images", "accuracy_a", "accuracy_b",
+                            "p_value", "p_holm"])
     return 0

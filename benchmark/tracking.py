@@ -167,3 +167,10 @@ def experiment_id_of(name: str) -> str | None:
         mlflow.set_tracking_uri(DEFAULT_URI)
     exp = mlflow.get_experiment_by_name(name)
     return exp.experiment_id if exp else None
+
+
+def load_predictions(run_id: str) -> pd.DataFrame:
+    """A cell's metrics/predictions.csv (file, true, pred, probabilities)."""
+    path = mlflow.artifacts.download_artifacts(run_id=run_id,
+                                               artifact_path="metrics/predictions.csv")
+    return pd.read_csv(path)

@@ -98,7 +98,8 @@ def test_second_invocation_skips_finished_cells(smoke_runs):
 
 
 def test_report_summarises_finished_cells_as_json(smoke_runs):
-    out = subprocess.run([sys.executable, "-m", "benchmark", "report", "smoke", "--json"],
+    out = subprocess.run([sys.executable, "-m", "benchmark", "report", "smoke", "--compare",
+                          "--json"],
                          cwd=ROOT, env=smoke_runs["env"], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -107,3 +108,5 @@ def test_report_summarises_finished_cells_as_json(smoke_runs):
     assert set(rows) == {("test_resnet", "scratch"), ("test_efficientnet", "scratch")}
     for row in rows.values():
         assert row["n"] == 1 and 0 <= row["test_accuracy"] <= 1
+    (pair,) = report["comparisons"]  # the two models, paired on the same test images
+    assert pair["images"] == 24 and 0 <= pair["p_value"] <= 1
