@@ -24,7 +24,8 @@ class RunOptions:
     device: str = "cpu"
     data_dir: str | None = None
     cache_dir: str | None = None
-    on_epoch: Callable[[int, int], None] | None = None  # (epoch, epochs)
+    on_epoch: Callable[[dict, int], None] | None = None  # (epoch's metrics row, epochs)
+    evaluate_test: bool = True  # tuning trials select on validation only: no test, no explain
     on_batch: Callable[[int, int], None] | None = None  # (batch, batches)
 
 
@@ -37,7 +38,7 @@ def normalisation(cell: Cell, spec) -> tuple[tuple, tuple]:
 
 
 def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
-    """Train and evaluate one cell; returns its headline test metrics."""
+    """Train and evaluate one cell; returns its best validation and headline test metrics."""
     wall = time.perf_counter()
     torch.manual_seed(cell.seed)
     if opts.device.startswith("cuda"):
@@ -83,7 +84,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
             row = {**row, "test_acc_epoch_peeking": peeked[-1]}
         tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         if opts.on_epoch:
-            opts.on_epoch(row["epoch"], cfg.epochs)
+            opts.on_epoch(row, cfg.epochs)
 
     result = fit(net, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
                  built.on_epoch_start, train_loader, val_loader, cfg, opts.device,
@@ -94,9 +95,12 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
         tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked)})
     tracking.log_figure(plots.learning_curves_figure(result.history), "plots/learning_curves.png")
 
-    headline = _test(built.model, prepared, loader, opts.device)
-    if cell.explain.methods:
-        _explain(cell, built, prepared, mean, std, opts.device)
+    best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
+    headline = {"val_loss_best": best["val_loss"], "val_acc_best": best["val_acc"]}
+    if opts.evaluate_test:
+        headline |= _test(built.model, prepared, loader, opts.device)
+        if cell.explain.methods:
+            _explain(cell, built, prepared, mean, std, opts.device)
     headline["wall_seconds"] = time.perf_counter() - wall
     cost = {"wall_seconds": headline["wall_seconds"],
             "seconds_per_epoch": sum(r["train_seconds"] + r["eval_seconds"]

@@ -54,6 +54,19 @@ def cmd_report(args) -> int:
                   args.compare)
 
 
+def cmd_tune(args) -> int:
+    from benchmark.config import load_suite
+    from benchmark.engine import resolve_device
+    from benchmark.suite import SuiteOptions
+    from benchmark.tuning import tune
+
+    suite = load_suite(args.suite, _overrides(args))
+    opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
+                        cache_dir=_blank_to_none(args.cache_dir), as_json=args.json)
+    return tune(suite, args.model, args.strategy, args.dataset, args.trials, opts,
+                args.storage, tuple(args.lr_range))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any suite key, e.g. --set preprocess.image_size=64")
     p.add_argument("--json", action="store_true", help="print the result table as JSON on stdout")
     p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser("tune", help="Optuna search over the learning rates of one "
+                       "(dataset, model, strategy) of a suite, scored on validation loss")
+    p.add_argument("suite")
+    p.add_argument("--model", required=True)
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--dataset", default=None, help="default: the suite's first dataset")
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default "
+                   "sqlite:///optuna.db); reuse it to resume or share a study")
+    p.add_argument("--lr-range", type=float, nargs=2, default=(1e-5, 1e-2),
+                   metavar=("LOW", "HIGH"))
+    for flag in ("--epochs", "--data-dir", "--cache-dir", "--experiment"):
+        p.add_argument(flag, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="compare a suite's runs from MLflow (mean and 95%% CI)")
     p.add_argument("suite")

@@ -73,7 +73,8 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
             progress.reset(epochs_bar, total=cell.training.epochs, visible=True)
             hooks = RunOptions(
                 device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir,
-                on_epoch=lambda e, n: progress.update(epochs_bar, completed=e, total=n),
+                on_epoch=lambda row, n: progress.update(epochs_bar, completed=row["epoch"],
+                                                        total=n),
                 on_batch=lambda b, n: progress.update(batches_bar, completed=b, total=n,
                                                       visible=True))
             rows.append({**row, **_run_one(cell, hooks)})

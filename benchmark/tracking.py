@@ -74,12 +74,14 @@ def git_commit() -> str:
 
 
 @contextmanager
-def parent_run(experiment_id: str, suite_name: str, params: dict[str, Any]) -> Iterator[str]:
+def parent_run(experiment_id: str, suite_name: str, params: dict[str, Any],
+               role: str = "suite", run_name: str | None = None) -> Iterator[str]:
     """The invocation's run. Under `mlflow run` the launcher's run may live in another
     experiment; it then gets a tag pointing at the suite's parent run."""
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{suite_name} suite") as run:
-        mlflow.set_tags({"suite": suite_name, "role": "suite", "git_commit": git_commit(),
+    with mlflow.start_run(experiment_id=experiment_id,
+                          run_name=run_name or f"{suite_name} {role}") as run:
+        mlflow.set_tags({"suite": suite_name, "role": role, "git_commit": git_commit(),
                          "package_version": benchmark.__version__})
         log_params(params)
         if launcher and launcher != run.info.run_id:
@@ -89,15 +91,17 @@ def parent_run(experiment_id: str, suite_name: str, params: dict[str, Any]) -> I
 
 
 @contextmanager
-def cell_run(title: str, tags: dict[str, str]) -> Iterator[str]:
-    """A nested run; an exception marks it FAILED with the error as a tag, then propagates."""
+def cell_run(title: str, tags: dict[str, str], role: str = "cell",
+             stopped: tuple[type[BaseException], ...] = ()) -> Iterator[str]:
+    """A nested run; an exception marks it FAILED with the error as a tag, then propagates.
+    Exceptions of the `stopped` types (e.g. a pruned tuning trial) end it as KILLED instead."""
     run = mlflow.start_run(run_name=title, nested=True)
-    mlflow.set_tags({**tags, "role": "cell", "git_commit": git_commit(),
+    mlflow.set_tags({**tags, "role": role, "git_commit": git_commit(),
                      "package_version": benchmark.__version__})
     try:
         yield run.info.run_id
     except BaseException as err:
-        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(err, (KeyboardInterrupt, *stopped)) else "FAILED"
         mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
         mlflow.end_run(status)
         raise

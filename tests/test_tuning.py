@@ -1,0 +1,47 @@
+"""Optuna tuning: real trials as nested MLflow runs, scored on validation only, resumable."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from benchmark.config import load_suite
+from benchmark.suite import SuiteOptions
+from benchmark.tuning import tune
+
+
+def test_tune_runs_trials_and_resumes(mlflow_store, data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+    suite = load_suite("smoke", {"training.epochs": 1, "experiment": "tune-test"})
+    opts = SuiteOptions(device="cpu", data_dir=str(data_dir), as_json=True)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    assert tune(suite, "test_resnet", "scratch", None, 2, opts, storage) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["state"] for r in out["rows"]] == ["COMPLETE", "COMPLETE"]
+    assert 1e-5 <= out["best"]["params"]["lr"] <= 1e-2
+    assert "lr:" in out["suite_override"]
+
+    exp = mlflow.get_experiment_by_name("tune-test")
+    runs = MlflowClient().search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("role") == "tune"]
+    trials = [r for r in runs if r.data.tags.get("role") == "trial"]
+    assert len(parents) == 1 and len(trials) == 2
+    for run in trials:
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert "run_key" not in run.data.tags  # trials are never mistaken for suite cells
+        assert "val_loss" in run.data.metrics
+        assert not any(k.startswith("test_") for k in run.data.metrics)  # no peeking at test
+
+    # the same storage resumes the study: one more trial makes three
+    assert tune(suite, "test_resnet", "scratch", None, 1, opts, storage) == 0
+    assert len(json.loads(capsys.readouterr().out)["rows"]) == 3
+
+
+def test_unknown_combination_names_what_exists(mlflow_store, data_dir):
+    import pytest
+
+    suite = load_suite("smoke")
+    with pytest.raises(ValueError, match="test_efficientnet"):
+        tune(suite, "test_resnet", "frozen", None, 1, SuiteOptions(data_dir=str(data_dir)))
