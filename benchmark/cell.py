@@ -4,7 +4,6 @@ Every step logs through `tracking` into the cell's (already started) nested MLfl
 """
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -55,7 +54,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
                   in_chans=cell.preprocess.channels, image_size=cell.preprocess.image_size)
     built.model.to(opts.device)
     mean, std = normalisation(cell, built.spec)
-    tracking.log_params({k: v for k, v in built.info.items()})
+    tracking.log_params(built.info)
 
     cfg = cell.training
     loader = _loaders(cell, prepared, mean, std)
@@ -102,13 +101,10 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
         if cell.explain.methods:
             _explain(cell, built, prepared, mean, std, opts.device)
     headline["wall_seconds"] = time.perf_counter() - wall
-    cost = {"wall_seconds": headline["wall_seconds"],
-            "seconds_per_epoch": sum(r["train_seconds"] + r["eval_seconds"]
-                                     for r in result.history) / len(result.history),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if opts.device.startswith("cuda"):
-        cost["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    tracking.log_metrics(cost)
+    tracking.log_metrics({"wall_seconds": headline["wall_seconds"],
+                          "seconds_per_epoch": sum(r["train_seconds"] + r["eval_seconds"]
+                                                   for r in result.history) / len(result.history),
+                          **metrics.peak_memory(opts.device)})
     return headline
 
 

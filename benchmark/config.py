@@ -60,8 +60,9 @@ class PreprocessConfig(Strict):
     image_size: Annotated[int, Field(ge=8, le=2048)] = 224
     channels: Literal[1, 3] = 3
     interpolation: Literal["area", "bilinear", "bicubic", "nearest"] = "bilinear"
-    # imagenet mean/std, plain [0,1] scaling (Study B), or the model's own registry default
-    normalize: Literal["imagenet", "unit", "model"] = "imagenet"
+    # the model's own pretrained statistics (ImageNet mean/std for most, 0.5/0.5 for the
+    # TF-ported EfficientNet-Lite), always-ImageNet, or plain [0,1] scaling (Study B)
+    normalize: Literal["model", "imagenet", "unit"] = "model"
 
 
 class AugmentConfig(Strict):

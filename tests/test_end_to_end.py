@@ -32,7 +32,9 @@ def mlflow_run(env: dict, *extra: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+    # in-process tests before this one leave MLFLOW_EXPERIMENT_ID & co. in os.environ
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = {**clean, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
            "BENCHMARK_DATA_DIR": str(data_dir), "BENCHMARK_CACHE_DIR": str(tmp / "cache"),
            "MPLBACKEND": "Agg"}
     first = mlflow_run(env)

@@ -16,6 +16,9 @@ SIZE, SQUARE = 40, 6
 CLASSES = ["left", "right"]
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 def make_images(n: int, seed: int, channels: int = 3):
     rng = np.random.default_rng(seed)
     raw = (rng.random((n, SIZE, SIZE, channels)) * 60).astype(np.uint8)
@@ -57,16 +60,6 @@ def train(model: nn.Module, channels: int = 3) -> nn.Module:
             nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32]).backward()
             opt.step()
     return model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine torch's spinning
-    threads made this file several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
