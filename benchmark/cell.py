@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from benchmark import data, explain, metrics, plots, tracking
-from benchmark.engine import evaluate, extract_features, fit
+from benchmark.engine import FitResult, evaluate, extract_features, fit
 from benchmark.matrix import Cell, flatten
 from benchmark.models import build
 from benchmark.models.registry import IMAGENET_MEAN, IMAGENET_STD
@@ -56,43 +56,8 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     mean, std = normalisation(cell, built.spec)
     tracking.log_params(built.info)
 
-    cfg = cell.training
     loader = _loaders(cell, prepared, mean, std)
-    reuse = built.frozen_backbone and not cell.augment.active
-    tracking.set_tags({"training_path": "feature_reuse" if reuse else "end_to_end"})
-    if reuse:
-        # The frozen backbone (eval mode, no augmentation) maps each image to the same features
-        # every epoch: compute them once per split and train only the head.
-        t0 = time.perf_counter()
-        splits = ("train", "val", "test") if cfg.peek_test else ("train", "val")
-        feats = {name: extract_features(built.backbone, loader(name, name == "train"),
-                                        opts.device, cfg.batch_size, name == "train", cell.seed)
-                 for name in splits}
-        tracking.log_metrics({"feature_extraction_seconds": time.perf_counter() - t0})
-        net, set_train = built.head, built.head.train
-        train_loader, val_loader, peek_loader = feats["train"], feats["val"], feats.get("test")
-    else:
-        net, set_train = built.model, built.train
-        train_loader, val_loader = loader("train", True), loader("val", False)
-        peek_loader = loader("test", False) if cfg.peek_test else None
-    peeked: list[float] = []
-
-    def on_epoch(row: dict) -> None:
-        if peek_loader is not None:
-            peeked.append(evaluate(net, peek_loader, torch.nn.CrossEntropyLoss(), opts.device)["acc"])
-            row = {**row, "test_acc_epoch_peeking": peeked[-1]}
-        tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
-        if opts.on_epoch:
-            opts.on_epoch(row, cfg.epochs)
-
-    result = fit(net, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
-                 built.on_epoch_start, train_loader, val_loader, cfg, opts.device,
-                 on_epoch=on_epoch, on_batch=opts.on_batch)
-    tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                          "stopped_early": int(result.stopped_early)})
-    if peeked:  # Study B's "best accuracy": best test accuracy over epochs, named as a peek
-        tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked)})
-    tracking.log_figure(plots.learning_curves_figure(result.history), "plots/learning_curves.png")
+    result = _train(cell, built, loader, opts)
 
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
     headline = {"val_loss_best": best["val_loss"], "val_acc_best": best["val_acc"]}
@@ -106,6 +71,46 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
                                                    for r in result.history) / len(result.history),
                           **metrics.peak_memory(opts.device)})
     return headline
+
+
+def _train(cell: Cell, built, loader, opts: RunOptions) -> FitResult:
+    """Fit the trainable part, logging every epoch; frozen backbones train on reused features."""
+    cfg = cell.training
+    reuse = built.frozen_backbone and not cell.augment.active
+    tracking.set_tags({"training_path": "feature_reuse" if reuse else "end_to_end"})
+    splits = ("train", "val", "test") if cfg.peek_test else ("train", "val")
+    if reuse:
+        # The frozen backbone (eval mode, no augmentation) maps each image to the same features
+        # every epoch: compute them once per split and train only the head.
+        t0 = time.perf_counter()
+        loaders = {name: extract_features(built.backbone, loader(name, name == "train"),
+                                          opts.device, cfg.batch_size, name == "train", cell.seed)
+                   for name in splits}
+        tracking.log_metrics({"feature_extraction_seconds": time.perf_counter() - t0})
+        net, set_train = built.head, built.head.train
+    else:
+        loaders = {name: loader(name, name == "train") for name in splits}
+        net, set_train = built.model, built.train
+    peeked: list[float] = []
+
+    def on_epoch(row: dict) -> None:
+        if "test" in loaders:
+            peeked.append(evaluate(net, loaders["test"], torch.nn.CrossEntropyLoss(),
+                                   opts.device)["acc"])
+            row = {**row, "test_acc_epoch_peeking": peeked[-1]}
+        tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+        if opts.on_epoch:
+            opts.on_epoch(row, cfg.epochs)
+
+    result = fit(net, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
+                 built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
+                 on_epoch=on_epoch, on_batch=opts.on_batch)
+    tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                          "stopped_early": int(result.stopped_early)})
+    if peeked:  # Study B's "best accuracy": best test accuracy over epochs, named as a peek
+        tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked)})
+    tracking.log_figure(plots.learning_curves_figure(result.history), "plots/learning_curves.png")
+    return result
 
 
 def _loaders(cell: Cell, prepared, mean, std):
