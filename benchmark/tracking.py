@@ -26,15 +26,20 @@ _MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
 
 
 def setup(experiment: str) -> str:
-    """Point MLflow at the default store (unless MLFLOW_TRACKING_URI is set); return the exp id."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(DEFAULT_URI)
+    """Point MLflow at MLFLOW_TRACKING_URI, else the default store; return the experiment id."""
+    _use_store()
     exp = mlflow.set_experiment(experiment)
     if "mlflow.experimentKind" not in exp.tags:
         # opens the UI on its model-training view (runs, charts) rather than the GenAI one
         MlflowClient().set_experiment_tag(exp.experiment_id, "mlflow.experimentKind",
                                           "custom_model_development")
     return exp.experiment_id
+
+
+def _use_store() -> None:
+    # set explicitly every time: an earlier set_tracking_uri in this process would otherwise
+    # shadow a changed environment variable
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
 
 
 def tracking_uri() -> str:
@@ -167,8 +172,7 @@ def search_cells(experiment_id: str) -> pd.DataFrame:
 
 
 def experiment_id_of(name: str) -> str | None:
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(DEFAULT_URI)
+    _use_store()
     exp = mlflow.get_experiment_by_name(name)
     return exp.experiment_id if exp else None
 

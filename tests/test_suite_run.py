@@ -6,6 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from benchmark import cell as cell_module
+from benchmark import tracking
 from benchmark.config import load_suite
 from benchmark.matrix import expand
 from benchmark.suite import SuiteOptions, run_suite
@@ -58,10 +59,9 @@ def test_failing_cell_is_marked_failed_and_others_finish(suite, data_dir, monkey
 
 def test_killed_run_is_retried_not_duplicated(suite, data_dir):
     victim = expand(suite)[0]
-    exp = mlflow.set_experiment("bench-test")
+    exp_id = tracking.setup("bench-test")
     # what a SIGKILL mid-cell leaves behind: a cell run stuck in RUNNING
-    stale = MlflowClient().create_run(exp.experiment_id, tags={"run_key": victim.run_key,
-                                                                "role": "cell"})
+    stale = MlflowClient().create_run(exp_id, tags={"run_key": victim.run_key, "role": "cell"})
     assert run_suite(suite, opts(data_dir)) == 0
     runs = cells_by_status(MlflowClient())
     assert "RUNNING" not in runs
