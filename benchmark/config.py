@@ -151,6 +151,14 @@ class ExplainConfig(Strict):
     seed: int = 0
 
 
+class PublishedResult(Strict):
+    """A number a paper reported for one (model, strategy), shown beside ours by `report`."""
+    model: str  # a model of the suite, by label or name
+    strategy: str  # a strategy of the suite, by label or name
+    values: dict[str, float] = Field(min_length=1)  # metric name as we log it -> value
+    source: str = ""
+
+
 class Suite(Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -164,6 +172,7 @@ class Suite(Strict):
     strategies: list[StrategyConfig] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     explain: ExplainConfig = ExplainConfig()
+    published: list[PublishedResult] = Field(default_factory=list)
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -181,6 +190,17 @@ class Suite(Strict):
             if unknown:
                 raise ValueError(f"models[{i}].strategies names {unknown}, which the suite's "
                                  f"strategies do not declare (declared: {sorted(declared)})")
+        return self
+
+    @model_validator(mode="after")
+    def _published_refers_to_cells(self):
+        models = {m.display for m in self.models} | {m.name for m in self.models}
+        strategies = {s.display for s in self.strategies} | {s.name for s in self.strategies}
+        for i, p in enumerate(self.published):
+            if p.model not in models or p.strategy not in strategies:
+                raise ValueError(f"published[{i}] names model {p.model!r} / strategy "
+                                 f"{p.strategy!r}; the suite declares models {sorted(models)} "
+                                 f"and strategies {sorted(strategies)}")
         return self
 
     @property

@@ -59,7 +59,8 @@ def report(suite_name: str, experiment: str | None, as_json: bool,
     runs = runs.assign(**{"tags.config_key": runs.get("tags.config_key", runs["tags.run_key"])
                           .fillna(runs["tags.run_key"])})
     rows = summary_rows(runs)
-    shown = [m for m in SHOWN if any(m in r for r in rows)]
+    published = _with_published(rows, suite)
+    shown = [m for m in SHOWN if any(m in r for r in rows)] + published
     datasets = sorted({r["dataset"] for r in rows})
     cols = (["dataset"] if len(datasets) > 1 else []) + ["model", "strategy", "n"] + shown
     extra = {"experiment": name, "runs": int(len(runs))}
@@ -73,3 +74,22 @@ def report(suite_name: str, experiment: str | None, as_json: bool,
                    columns=["a", "b", "repeats", "images", "accuracy_a", "accuracy_b",
                             "p_value", "p_holm"])
     return 0
+
+
+def _with_published(rows: list[dict], suite) -> list[str]:
+    """Add the suite's published numbers as published_<metric> beside our means; returns the
+    added column names."""
+    added: list[str] = []
+    for p in suite.published:
+        for row in rows:
+            if p.model in _names(suite.models, row["model"]) and \
+                    p.strategy in _names(suite.strategies, row["strategy"]):
+                for metric, value in p.values.items():
+                    row[f"published_{metric}"] = value
+                    added += [] if f"published_{metric}" in added else [f"published_{metric}"]
+    return added
+
+
+def _names(items, display: str) -> set[str]:
+    """Label and name of the suite entry shown as `display` (tags hold the display name)."""
+    return {n for i in items if i.display == display for n in (i.display, i.name)}
