@@ -1,0 +1,73 @@
+"""Training loop behaviour: best-validation checkpoint restored, early stopping, gradual hooks."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from benchmark.config import TrainingConfig
+from benchmark.engine import evaluate, fit, train_one_epoch
+
+
+def loaders(flip_val=False):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g)
+    y = (x[:, 0] > 0).long()  # a linearly separable task
+    val_y = 1 - y[48:] if flip_val else y[48:]  # flipped: every epoch of training hurts val
+    train = DataLoader(TensorDataset(x[:48], y[:48]), batch_size=16)
+    val = DataLoader(TensorDataset(x[48:], val_y), batch_size=16)
+    return train, val
+
+
+def run_fit(net, cfg, on_epoch_start=lambda e: False, flip_val=False):
+    snapshots = []
+    result = fit(net, net.train, lambda: [{"params": list(net.parameters()), "name": "head"}],
+                 on_epoch_start, *loaders(flip_val), cfg, "cpu",
+                 on_epoch=lambda row: snapshots.append(copy.deepcopy(net.state_dict())))
+    return result, snapshots
+
+
+def test_best_validation_checkpoint_is_restored():
+    torch.manual_seed(0)
+    net = nn.Linear(4, 2)
+    result, snapshots = run_fit(net, TrainingConfig(epochs=6, lr=0.5, optimizer="sgd"),
+                                flip_val=True)
+    losses = [row["val_loss"] for row in result.history]
+    assert result.best_epoch == 1 and losses == sorted(losses)  # validation only gets worse
+    restored = net.state_dict()
+    assert not torch.equal(restored["weight"], snapshots[-1]["weight"])
+    assert all(torch.equal(restored[k], snapshots[result.best_epoch - 1][k]) for k in restored)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement():
+    torch.manual_seed(0)
+    net = nn.Linear(4, 2)
+    result, _ = run_fit(net, TrainingConfig(epochs=50, lr=0.5, optimizer="sgd", patience=2),
+                        flip_val=True)
+    assert result.stopped_early and result.best_epoch == 1
+    assert len(result.history) == 3  # best epoch, then two without improvement
+
+
+def test_optimizer_is_rebuilt_when_the_trainable_set_changes():
+    torch.manual_seed(0)
+    net = nn.Linear(4, 2)
+    calls = []
+    result, _ = run_fit(net, TrainingConfig(epochs=3),
+                        on_epoch_start=lambda e: calls.append(e) or e == 1)
+    assert calls == [0, 1, 2]  # 0-based, once before each epoch
+    assert len(result.history) == 3 and all(r["lr"] == 1e-3 for r in result.history)
+
+
+def test_evaluate_returns_probabilities_and_single_image_batches_are_skipped_in_training():
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    x, y = torch.randn(17, 4), torch.randint(0, 2, (17,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)  # last batch holds one image
+    net.train()
+    out = train_one_epoch(net, loader, torch.optim.SGD(net.parameters(), lr=0.1),
+                          nn.CrossEntropyLoss(), "cpu")
+    assert out["loss"] > 0  # no batch-norm error on the one-image batch
+    ev = evaluate(net, loader, nn.CrossEntropyLoss(), "cpu")
+    assert ev["probs"].shape == (17, 2) and abs(ev["probs"].sum(1) - 1).max() < 1e-12
+    assert ev["acc"] == (ev["probs"].argmax(1) == y.numpy()).mean()
