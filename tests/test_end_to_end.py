@@ -112,3 +112,42 @@ def test_report_summarises_finished_cells_as_json(smoke_runs):
         assert row["n"] == 1 and 0 <= row["test_accuracy"] <= 1
     (pair,) = report["comparisons"]  # the two models, paired on the same test images
     assert pair["images"] == 24 and 0 <= pair["p_value"] <= 1
+
+
+def test_killed_invocation_resumes_without_duplicates(data_dir, tmp_path):
+    """SIGKILL the suite after its first cell finished; the rerun keeps that cell and finishes
+    the rest, with exactly one FINISHED run per cell."""
+    import signal
+    import time
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**clean, "MLFLOW_TRACKING_URI": uri, "BENCHMARK_DATA_DIR": str(data_dir),
+           "BENCHMARK_CACHE_DIR": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, "-m", "benchmark", "suite", "smoke", "--set", "training.epochs=6"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    client, first = MlflowClient(uri), None
+    deadline = time.time() + 300
+    while first is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        exp = client.get_experiment_by_name("benchmark-smoke")
+        if exp is not None:
+            done = client.search_runs([exp.experiment_id],
+                                      "tags.role = 'cell' and attributes.status = 'FINISHED'")
+            first = done[0].info.run_id if done else None
+    assert first is not None and proc.poll() is None, "the first cell never finished"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    runs = cell_runs(client.search_runs([exp.experiment_id]))
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags["run_key"] for r in finished) == sorted(
+        c.run_key for c in expand(load_suite("smoke", {"training.epochs": 6})))
+    assert first in {r.info.run_id for r in finished}  # kept, not redone
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    # the cell that was mid-training when killed is marked KILLED and said so, then retried
+    assert [r.info.status for r in runs].count("KILLED") == 1
+    assert "marked KILLED" in " ".join(rerun.stderr.split())
