@@ -47,11 +47,15 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
     preflight(cells, opts)
     exp_id = tracking.setup(suite.experiment_name)
     keys = {c.run_key for c in cells}
-    stale = tracking.mark_stale_killed(exp_id, keys)
+    stale, busy = tracking.triage_running(exp_id, keys)
     if stale:
         console.print(f"[yellow]{stale} cell run(s) left RUNNING by an interrupted invocation "
                       "were marked KILLED and will be retried")
     done = {} if opts.force else tracking.finished_keys(exp_id)
+    skips = {k: ("SKIPPED (finished)", run_id, f"finished run {run_id} exists (--force reruns it)")
+             for k, run_id in done.items()}
+    skips |= {k: ("SKIPPED (running)", run_id, "another live invocation on this machine is "
+                  f"running it (run {run_id})") for k, run_id in busy.items()}
     console.print(f"suite [bold]{suite.name}[/]: {len(cells)} cells, experiment "
                   f"'{suite.experiment_name}' at {tracking.tracking_uri()}")
     rows = []
@@ -63,10 +67,10 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
         batches_bar = progress.add_task("batches", total=None, visible=False)
         for i, cell in enumerate(cells):
             row = {"cell": i + 1, **cell.tags()}
-            if cell.run_key in done:
-                console.print(f"skip {cell.title}: finished run {done[cell.run_key]} exists "
-                              "(--force reruns it)")
-                rows.append({**row, "status": "SKIPPED (finished)", "run_id": done[cell.run_key]})
+            if cell.run_key in skips:
+                status, run_id, why = skips[cell.run_key]
+                console.print(f"skip {cell.title}: {why}")
+                rows.append({**row, "status": status, "run_id": run_id})
                 progress.advance(cells_bar)
                 continue
             progress.update(cells_bar, description=cell.title)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import tempfile
 import warnings
@@ -58,15 +59,35 @@ def finished_keys(experiment_id: str) -> dict[str, str]:
             if "run_key" in r.data.tags}
 
 
-def mark_stale_killed(experiment_id: str, keys: set[str]) -> int:
-    """Cells left RUNNING by a killed invocation become KILLED, so they are retried, not counted."""
-    client, n = MlflowClient(), 0
+def _alive_here(tags: dict[str, str]) -> bool:
+    """Whether the invocation that owns a RUNNING run is still alive on this machine."""
+    if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
+        return False  # another machine's run cannot be checked: a RUNNING leftover is stale
+    try:
+        os.kill(int(tags["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def triage_running(experiment_id: str, keys: set[str]) -> tuple[int, dict[str, str]]:
+    """Sort RUNNING cells of these keys: those of a dead invocation become KILLED (to be
+    retried, never counted); those of a live invocation on this machine are returned as
+    run_key -> run_id so this invocation leaves them to it instead of duplicating them."""
+    client, killed, busy = MlflowClient(), 0, {}
     for run in _cell_runs(experiment_id, "RUNNING"):
-        if run.data.tags.get("run_key") in keys:
-            client.set_tag(run.info.run_id, "error", "interrupted: the invocation died")
-            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
-            n += 1
-    return n
+        key = run.data.tags.get("run_key")
+        if key not in keys:
+            continue
+        if _alive_here(run.data.tags):
+            busy[key] = run.info.run_id
+            continue
+        client.set_tag(run.info.run_id, "error", "interrupted: the invocation died")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        killed += 1
+    return killed, busy
 
 
 def git_commit() -> str:
@@ -102,7 +123,8 @@ def cell_run(title: str, tags: dict[str, str], role: str = "cell",
     Exceptions of the `stopped` types (e.g. a pruned tuning trial) end it as KILLED instead."""
     run = mlflow.start_run(run_name=title, nested=True)
     mlflow.set_tags({**tags, "role": role, "git_commit": git_commit(),
-                     "package_version": benchmark.__version__})
+                     "package_version": benchmark.__version__, "host": socket.gethostname(),
+                     "pid": str(os.getpid())})
     try:
         yield run.info.run_id
     except BaseException as err:

@@ -72,3 +72,19 @@ def test_killed_run_is_retried_not_duplicated(suite, data_dir):
     # --force reruns finished cells
     assert run_suite(suite, opts(data_dir, force=True)) == 0
     assert len(cells_by_status(MlflowClient())["FINISHED"]) == 4
+
+
+def test_cell_running_in_a_live_invocation_is_left_to_it(suite, data_dir, capsys):
+    import os
+    import socket
+
+    busy = expand(suite)[0]
+    exp_id = tracking.setup("bench-test")
+    live = MlflowClient().create_run(exp_id, tags={
+        "run_key": busy.run_key, "role": "cell", "host": socket.gethostname(),
+        "pid": str(os.getpid())})  # this very process: certainly alive
+    assert run_suite(suite, opts(data_dir)) == 0
+    runs = cells_by_status(MlflowClient())
+    assert [r.info.run_id for r in runs["RUNNING"]] == [live.info.run_id]
+    assert [r.data.tags["run_key"] for r in runs["FINISHED"]] == [expand(suite)[1].run_key]
+    assert "another live invocation" in " ".join(capsys.readouterr().err.split())
