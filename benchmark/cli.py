@@ -33,6 +33,13 @@ def _overrides(args) -> dict:
     return out
 
 
+def _shard(value: str) -> tuple[int, int]:
+    k, sep, n = str(value).partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"--shard expects K/N with 0 <= K < N, got {value!r}")
+    return int(k), int(n)
+
+
 def cmd_suite(args) -> int:
     from benchmark.config import load_suite
     from benchmark.engine import resolve_device
@@ -43,7 +50,7 @@ def cmd_suite(args) -> int:
         return dry_run(suite, args.json)
     opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
                         cache_dir=_blank_to_none(args.cache_dir), force=_truthy(args.force),
-                        as_json=args.json)
+                        as_json=args.json, shard=args.shard)
     return run_suite(suite, opts)
 
 
@@ -84,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rerun cells that already have a finished run")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any suite key, e.g. --set preprocess.image_size=64")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                   help="run only cells K, K+N, K+2N, ... (worker K of N, e.g. a job array)")
     p.add_argument("--json", action="store_true", help="print the result table as JSON on stdout")
     p.set_defaults(func=cmd_suite)
 

@@ -28,6 +28,12 @@ class SuiteOptions:
     cache_dir: str | None = None
     force: bool = False
     as_json: bool = False
+    shard: tuple[int, int] = (0, 1)  # (k, n): run cells k, k+n, k+2n, ... (one of n workers)
+
+    def mine(self, cells: list[Cell]) -> list[tuple[int, Cell]]:
+        """This worker's cells with their 1-based numbers in the whole matrix."""
+        k, n = self.shard
+        return [(i + 1, c) for i, c in enumerate(cells) if i % n == k]
 
 
 def matrix_rows(cells: list[Cell]) -> list[dict]:
@@ -43,7 +49,8 @@ def dry_run(suite: Suite, as_json: bool) -> int:
 
 def run_suite(suite: Suite, opts: SuiteOptions) -> int:
     """Returns the process exit code: non-zero when any cell failed."""
-    cells = expand(suite)
+    numbered = opts.mine(expand(suite))
+    cells = [c for _, c in numbered]
     preflight(cells, opts)
     exp_id = tracking.setup(suite.experiment_name)
     keys = {c.run_key for c in cells}
@@ -56,17 +63,18 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
              for k, run_id in done.items()}
     skips |= {k: ("SKIPPED (running)", run_id, "another live invocation on this machine is "
                   f"running it (run {run_id})") for k, run_id in busy.items()}
-    console.print(f"suite [bold]{suite.name}[/]: {len(cells)} cells, experiment "
+    shard = "" if opts.shard[1] == 1 else f" (shard {opts.shard[0]}/{opts.shard[1]})"
+    console.print(f"suite [bold]{suite.name}[/]{shard}: {len(cells)} cells, experiment "
                   f"'{suite.experiment_name}' at {tracking.tracking_uri()}")
     rows = []
     params = {"suite": suite.name, "cells": len(cells), "device": opts.device,
-              "force": opts.force}
+              "force": opts.force, "shard": f"{opts.shard[0]}/{opts.shard[1]}"}
     with tracking.parent_run(exp_id, suite.name, params) as parent_id, _progress() as progress:
         cells_bar = progress.add_task("cells", total=len(cells))
         epochs_bar = progress.add_task("epochs", total=None, visible=False)
         batches_bar = progress.add_task("batches", total=None, visible=False)
-        for i, cell in enumerate(cells):
-            row = {"cell": i + 1, **cell.tags()}
+        for number, cell in numbered:
+            row = {"cell": number, **cell.tags()}
             if cell.run_key in skips:
                 status, run_id, why = skips[cell.run_key]
                 console.print(f"skip {cell.title}: {why}")

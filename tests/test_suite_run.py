@@ -88,3 +88,12 @@ def test_cell_running_in_a_live_invocation_is_left_to_it(suite, data_dir, capsys
     assert [r.info.run_id for r in runs["RUNNING"]] == [live.info.run_id]
     assert [r.data.tags["run_key"] for r in runs["FINISHED"]] == [expand(suite)[1].run_key]
     assert "another live invocation" in " ".join(capsys.readouterr().err.split())
+
+
+def test_shards_split_the_matrix_between_workers(suite, data_dir):
+    for k in (0, 1):
+        assert run_suite(suite, opts(data_dir, shard=(k, 2))) == 0
+        finished = cells_by_status(MlflowClient())["FINISHED"]
+        assert len(finished) == k + 1  # each worker ran exactly its own cell
+    keys = sorted(r.data.tags["run_key"] for r in cells_by_status(MlflowClient())["FINISHED"])
+    assert keys == sorted(c.run_key for c in expand(suite))
