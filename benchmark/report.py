@@ -48,16 +48,17 @@ def report(suite_name: str, experiment: str | None, as_json: bool,
                       f"run the suite first")
         return 2
     runs = tracking.search_cells(exp_id)
+    current = {c.run_key: c.config_key for c in expand(suite)}
     if not include_all and not runs.empty:
-        current = {c.run_key for c in expand(suite)}
         runs = runs[runs["tags.run_key"].isin(current)]
     if runs.empty:
         console.print(f"[red]experiment {name!r} has no cell runs of suite {suite.name!r} "
                       "as it is now (--all includes older versions)")
         return 2
-    # runs logged before config_key existed stand alone, keyed by their run_key
-    runs = runs.assign(**{"tags.config_key": runs.get("tags.config_key", runs["tags.run_key"])
-                          .fillna(runs["tags.run_key"])})
+    # the suite itself knows which runs repeat one configuration; runs of older versions (--all)
+    # use their config_key tag, or stand alone when they predate it
+    tagged = runs.get("tags.config_key", runs["tags.run_key"]).fillna(runs["tags.run_key"])
+    runs = runs.assign(**{"tags.config_key": runs["tags.run_key"].map(current).fillna(tagged)})
     rows = summary_rows(runs)
     published = _with_published(rows, suite)
     shown = [m for m in SHOWN if any(m in r for r in rows)] + published
