@@ -16,8 +16,8 @@ from benchmark.console import console, emit_table
 from benchmark.matrix import Cell, expand
 
 COLUMNS = ["cell", "dataset", "model", "strategy", "seed", "fold", "run_key", "status",
-           "test_accuracy", "seconds", "run_id"]
-SHOWN = ["cell", "dataset", "model", "strategy", "seed", "fold", "status", "test_accuracy",
+           "skip_reason", "test_accuracy", "seconds", "run_id", "error"]
+SHOWN = ["cell", "model", "strategy", "seed", "fold", "status", "test_accuracy",
          "seconds"]  # the console table; --json and the logged summary carry every column
 
 
@@ -59,10 +59,11 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
         console.print(f"[yellow]{stale} cell run(s) left RUNNING by an interrupted invocation "
                       "were marked KILLED and will be retried")
     done = {} if opts.force else tracking.finished_keys(exp_id)
-    skips = {k: ("SKIPPED (finished)", run_id, f"finished run {run_id} exists (--force reruns it)")
-             for k, run_id in done.items()}
-    skips |= {k: ("SKIPPED (running)", run_id, "another live invocation on this machine is "
-                  f"running it (run {run_id})") for k, run_id in busy.items()}
+    skips = {k: ("finished earlier", run_id, acc,
+                 f"finished run {run_id} exists (--force reruns it)")
+             for k, (run_id, acc) in done.items()}
+    skips |= {k: ("running elsewhere", run_id, None, "another live invocation on this machine "
+                  f"is running it (run {run_id})") for k, run_id in busy.items()}
     shard = "" if opts.shard[1] == 1 else f" (shard {opts.shard[0]}/{opts.shard[1]})"
     console.print(f"suite [bold]{suite.name}[/]{shard}: {len(cells)} cells, experiment "
                   f"'{suite.experiment_name}' at {tracking.tracking_uri()}")
@@ -76,9 +77,10 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
         for number, cell in numbered:
             row = {"cell": number, **cell.tags()}
             if cell.run_key in skips:
-                status, run_id, why = skips[cell.run_key]
+                reason, run_id, accuracy, why = skips[cell.run_key]
                 console.print(f"skip {cell.title}: {why}")
-                rows.append({**row, "status": status, "run_id": run_id})
+                rows.append({**row, "status": "SKIPPED", "skip_reason": reason,
+                             "run_id": run_id, "test_accuracy": accuracy})
                 progress.advance(cells_bar)
                 continue
             progress.update(cells_bar, description=cell.title)
@@ -98,9 +100,10 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
         failed = [r for r in rows if r["status"] == "FAILED"]
         tracking.log_metrics({"cells_failed": len(failed),
                               "cells_finished": sum(r["status"] == "FINISHED" for r in rows),
-                              "cells_skipped": sum(r["status"].startswith("SKIPPED")
-                                                   for r in rows)})
-    emit_table(rows, f"{suite.name}: results", opts.as_json, columns=SHOWN,
+                              "cells_skipped": sum(r["status"] == "SKIPPED" for r in rows)})
+    datasets = sorted({c.dataset.name for c in cells})
+    shown = SHOWN if len(datasets) == 1 else SHOWN[:1] + ["dataset"] + SHOWN[1:]
+    emit_table(rows, f"{suite.name} on {', '.join(datasets)}", opts.as_json, columns=shown,
                extra={"experiment": suite.experiment_name, "parent_run_id": parent_id,
                       "failed": len(failed)})
     if failed:

@@ -53,10 +53,10 @@ def _cell_runs(experiment_id: str, status: str) -> list:
         max_results=50000)
 
 
-def finished_keys(experiment_id: str) -> dict[str, str]:
-    """run_key -> run_id of every FINISHED cell run in the experiment."""
-    return {r.data.tags["run_key"]: r.info.run_id for r in _cell_runs(experiment_id, "FINISHED")
-            if "run_key" in r.data.tags}
+def finished_keys(experiment_id: str) -> dict[str, tuple[str, float | None]]:
+    """run_key -> (run_id, test_accuracy) of every FINISHED cell run in the experiment."""
+    return {r.data.tags["run_key"]: (r.info.run_id, r.data.metrics.get("test_accuracy"))
+            for r in _cell_runs(experiment_id, "FINISHED") if "run_key" in r.data.tags}
 
 
 def _alive_here(tags: dict[str, str]) -> bool:
