@@ -41,7 +41,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     wall = time.perf_counter()
     torch.manual_seed(cell.seed)
     if opts.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(opts.device)
     resolved = cell.resolved()
     tracking.log_params(flatten(resolved))
     tracking.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
@@ -138,7 +138,7 @@ def _test(model, prepared, loader, device) -> dict[str, float]:
     loss_fn = torch.nn.CrossEntropyLoss()
     out = {}
     subsets = {"test": prepared.splits["test"]}
-    if prepared.clean_test is not None:
+    if prepared.clean_test:  # None: no dedup; empty: every test image leaked (audit says so)
         subsets["test_clean"] = prepared.clean_test
     for prefix, samples in subsets.items():
         ev = evaluate(model, loader("test", False, samples), loss_fn, device)
@@ -159,7 +159,7 @@ def _test(model, prepared, loader, device) -> dict[str, float]:
                             "plots/confusion_matrix.png")
         tracking.log_figure(plots.confusion_figure(cm, normalize=True),
                             "plots/confusion_matrix_normalized.png")
-        paths = [str(s.path) for s in samples]
+        paths = [prepared.relative(s.path) for s in samples]  # pairs across machines
         tracking.log_frame(metrics.predictions_frame(paths, y, probs, prepared.classes),
                            "metrics/predictions.csv")
     return out

@@ -57,15 +57,19 @@ def paired_rows(runs: pd.DataFrame, predictions: Callable[[str], pd.DataFrame]) 
             a, b, repeats = _pooled(configs[key_a], configs[key_b], predictions)
             if not repeats:
                 continue
-            test = stats.mcnemar_frames(a, b)
-            first_a, first_b = configs[key_a].iloc[0], configs[key_b].iloc[0]
-            rows.append({"dataset": dataset,
-                         "a": label(first_a), "b": label(first_b),
-                         "repeats": repeats, "images": test["n"],
+            row = {"dataset": dataset, "a": label(configs[key_a].iloc[0]),
+                   "b": label(configs[key_b].iloc[0]), "repeats": repeats}
+            try:
+                test = stats.mcnemar_frames(a, b)
+            except ValueError as err:  # e.g. different test images: this pair cannot be paired
+                rows.append({**row, "error": str(err)})
+                continue
+            rows.append({**row, "images": test["n"],
                          "accuracy_a": round(test["accuracy_a"], 4),
                          "accuracy_b": round(test["accuracy_b"], 4),
                          "a_only": test["a_only"], "b_only": test["b_only"],
                          "p_value": test["p_value"]})
-    for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
+    tested = [r for r in rows if "p_value" in r]
+    for row, adjusted in zip(tested, holm([r["p_value"] for r in tested])):
         row["p_holm"] = adjusted
     return rows

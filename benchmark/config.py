@@ -78,7 +78,7 @@ class AugmentConfig(Strict):
 
 class TrainingConfig(Strict):
     epochs: PosInt = 10
-    batch_size: PosInt = 32
+    batch_size: Annotated[int, Field(ge=2)] = 32  # batch-norm cannot train on one image
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: Annotated[float, Field(gt=0, le=10)] = 1e-3  # head (and everything unless backbone_lr)
     backbone_lr: Annotated[float, Field(gt=0, le=10)] | None = None
@@ -272,7 +272,14 @@ def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
             continue
         node = data
         *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+        try:
+            for key in parents:
+                node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+            if isinstance(node, list):
+                node[int(leaf)] = value
+            else:
+                node[leaf] = value
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise SuiteError(f"override {dotted}={value!r}: no such place in the suite "
+                             "(list items are addressed by index, e.g. datasets.0.root)") from None
     return data

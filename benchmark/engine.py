@@ -47,6 +47,9 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
         if on_batch:
             on_batch(i + 1, len(loader))
     seconds = time.perf_counter() - start
+    if total == 0:
+        raise ValueError("the training split has no batch of two or more images: use more "
+                         "training images or a larger batch_size")
     return {"loss": loss_sum / total, "acc": correct / total, "seconds": seconds,
             "images_per_s": total / seconds}
 
@@ -89,10 +92,38 @@ def extract_features(backbone: nn.Module, loader: DataLoader, device: str, batch
 
 def make_optimizer(param_groups: list[dict], cfg: TrainingConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
+                              weight_decay=cfg.weight_decay)
+    else:
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        opt = cls(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])  # the schedule's base, as schedulers keep it
+    return opt
+
+
+def add_new_params(optimizer: torch.optim.Optimizer, scheduler, groups: list[dict]) -> None:
+    """Gradual unfreezing: newly trainable parameters join the running optimizer where the
+    schedule is now (the same fraction of their base rate as the others), instead of restarting
+    the optimizer state and the learning-rate schedule."""
+    first = optimizer.param_groups[0]
+    progress = first["lr"] / first["initial_lr"]
+    present = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    by_name = {g.get("name"): g for g in optimizer.param_groups}
+    for group in groups:
+        new = [p for p in group["params"] if id(p) not in present]
+        if not new:
+            continue
+        if group.get("name") in by_name:
+            by_name[group["name"]]["params"].extend(new)
+            continue
+        base = group.get("lr", first["initial_lr"])
+        optimizer.add_param_group({**group, "params": new, "initial_lr": base,
+                                   "lr": base * progress})
+        if hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs.append(base)
+        if hasattr(scheduler, "min_lrs"):  # ReduceLROnPlateau keeps one floor per group
+            scheduler.min_lrs.append(scheduler.min_lrs[-1])
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig):
@@ -130,8 +161,7 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
     result, best_loss, best_state, waited = FitResult(), float("inf"), None, 0
     for epoch in range(1, cfg.epochs + 1):
         if on_epoch_start(epoch - 1):  # strategies count epochs from 0
-            optimizer = make_optimizer(param_groups(), cfg)
-            scheduler = make_scheduler(optimizer, cfg)
+            add_new_params(optimizer, scheduler, param_groups())
         set_train()
         lrs = {g.get("name", "head"): g["lr"] for g in optimizer.param_groups}
         tr = train_one_epoch(net, train_loader, optimizer, loss_fn, device, on_batch)

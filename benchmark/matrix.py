@@ -44,15 +44,12 @@ class Cell:
 
     @cached_property
     def run_key(self) -> str:
-        blob = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _digest(self.resolved())
 
     @cached_property
     def config_key(self) -> str:
         """The run_key without seed and fold: cells that are repeats of one configuration."""
-        resolved = {k: v for k, v in self.resolved().items() if k not in ("seed", "fold")}
-        blob = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _digest({k: v for k, v in self.resolved().items() if k not in ("seed", "fold")})
 
     @property
     def title(self) -> str:
@@ -65,6 +62,14 @@ class Cell:
                 "strategy": self.strategy.display, "seed": str(self.seed),
                 "fold": "-" if self.fold is None else str(self.fold), "run_key": self.run_key,
                 "config_key": self.config_key}
+
+
+def _digest(resolved: dict[str, Any]) -> str:
+    """Hash of what determines a cell's results (how many loader workers ran it does not)."""
+    identity = {**resolved, "training": {k: v for k, v in resolved["training"].items()
+                                         if k != "num_workers"}}
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _drop_display(value: Any) -> Any:

@@ -51,6 +51,9 @@ def report(suite_name: str, experiment: str | None, as_json: bool,
     current = {c.run_key: c.config_key for c in expand(suite)}
     if not include_all and not runs.empty:
         runs = runs[runs["tags.run_key"].isin(current)]
+    if not runs.empty:  # a --force rerun repeats a cell: its newest finished run counts, once
+        runs = (runs[runs["status"] == "FINISHED"].sort_values("start_time", ascending=False)
+                .drop_duplicates("tags.run_key"))
     if runs.empty:
         console.print(f"[red]experiment {name!r} has no cell runs of suite {suite.name!r} "
                       "as it is now (--all includes older versions)")
@@ -73,7 +76,8 @@ def report(suite_name: str, experiment: str | None, as_json: bool,
     if compare and not as_json:
         emit_table(pairs, "paired McNemar tests over shared seeds/folds (Holm-adjusted)", False,
                    columns=["a", "b", "repeats", "images", "accuracy_a", "accuracy_b",
-                            "p_value", "p_holm"])
+                            "p_value", "p_holm"] + (["error"] if any("error" in p for p in pairs)
+                                                    else []))
     return 0
 
 

@@ -37,7 +37,7 @@ class SuiteOptions:
 
 
 def matrix_rows(cells: list[Cell]) -> list[dict]:
-    return [{"cell": i + 1, **{k: v for k, v in c.tags().items()}} for i, c in enumerate(cells)]
+    return [{"cell": i + 1, **c.tags()} for i, c in enumerate(cells)]
 
 
 def dry_run(suite: Suite, as_json: bool) -> int:

@@ -41,12 +41,12 @@ def test_pairs_are_pooled_over_shared_seeds_only():
     assert row["p_holm"] == row["p_value"]  # a single comparison needs no correction
 
 
-def test_runs_on_different_images_are_refused():
+def test_runs_on_different_images_are_not_paired():
     def mismatched(run_id):
         frame = predictions(run_id)
         if run_id.startswith("B"):
             frame["file"] = "other_" + frame["file"]
         return frame
 
-    with pytest.raises(ValueError, match="different images"):
-        paired_rows(runs_table(), mismatched)
+    (row,) = paired_rows(runs_table(), mismatched)  # reported, not fatal for other pairs
+    assert "different images" in row["error"] and "p_value" not in row

@@ -91,3 +91,14 @@ def test_every_shipped_suite_is_valid(path):
     suite = load_suite(path)
     assert suite.name == path.stem, "a suite's name matches its file name"
     assert yaml.safe_load(path.read_text())
+
+
+def test_overrides_reach_list_items_and_bad_places_are_named():
+    suite = parse_suite(BASE, overrides={"datasets.0.subset_per_class": 3})
+    assert suite.datasets[0].subset_per_class == 3
+    with pytest.raises(SuiteError, match="datasets.5.root"):
+        parse_suite(BASE, overrides={"datasets.5.root": "/x"})
+
+
+def test_batch_of_one_is_refused_up_front():
+    assert "training.batch_size" in bad(training={"batch_size": 1})

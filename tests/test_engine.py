@@ -50,7 +50,7 @@ def test_early_stopping_after_patience_epochs_without_improvement():
     assert len(result.history) == 3  # best epoch, then two without improvement
 
 
-def test_optimizer_is_rebuilt_when_the_trainable_set_changes():
+def test_strategy_hook_runs_before_each_epoch_counting_from_zero():
     torch.manual_seed(0)
     net = nn.Linear(4, 2)
     calls = []
@@ -71,3 +71,31 @@ def test_evaluate_returns_probabilities_and_single_image_batches_are_skipped_in_
     ev = evaluate(net, loader, nn.CrossEntropyLoss(), "cpu")
     assert ev["probs"].shape == (17, 2) and abs(ev["probs"].sum(1) - 1).max() < 1e-12
     assert ev["acc"] == (ev["probs"].argmax(1) == y.numpy()).mean()
+
+
+def test_gradual_unfreezing_keeps_the_learning_rate_schedule():
+    torch.manual_seed(0)
+    backbone, head = nn.Linear(4, 4), nn.Linear(4, 2)
+    net = nn.Sequential(backbone, head)
+    backbone.requires_grad_(False)
+
+    def groups():
+        out = [{"name": "backbone", "params": list(backbone.parameters()), "lr": 1e-4}]
+        return [g for g in out if all(p.requires_grad for p in g["params"])] + [
+            {"name": "head", "params": list(head.parameters())}]
+
+    def unfreeze_at_3(epoch):
+        if epoch == 3:
+            backbone.requires_grad_(True)
+            return True
+        return False
+
+    rows = []
+    fit(net, net.train, groups, unfreeze_at_3, *loaders(), TrainingConfig(epochs=6,
+        scheduler="cosine", lr=1e-3), "cpu", on_epoch=rows.append)
+    head_lr = [r["lr"] for r in rows]
+    assert head_lr == sorted(head_lr, reverse=True) and head_lr[-1] < head_lr[0] / 2
+    backbone_lr = [r["lr_backbone"] for r in rows]
+    assert backbone_lr[:3] == [0.0, 0.0, 0.0]
+    # joins where the schedule is, at the same fraction of its own base rate as the head
+    assert abs(backbone_lr[3] / 1e-4 - head_lr[3] / 1e-3) < 1e-9

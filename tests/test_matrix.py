@@ -75,3 +75,9 @@ def test_model_strategies_must_be_declared():
 
     with pytest.raises(SuiteError, match="thaw"):
         parse_suite({**SUITE, "models": [{"name": "test_resnet", "strategies": ["thaw"]}]})
+
+
+def test_loader_workers_do_not_change_a_cells_identity():
+    a = expand(parse_suite(SUITE))
+    b = expand(parse_suite({**SUITE, "training": {"num_workers": 4}}))
+    assert [c.run_key for c in a] == [c.run_key for c in b]

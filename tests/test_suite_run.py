@@ -1,7 +1,10 @@
 """Suite orchestration in-process: failures are isolated, killed runs are retried, --force reruns."""
 from __future__ import annotations
 
+import json
+
 import mlflow
+import yaml
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -9,6 +12,7 @@ from benchmark import cell as cell_module
 from benchmark import tracking
 from benchmark.config import load_suite
 from benchmark.matrix import expand
+from benchmark.report import report
 from benchmark.suite import SuiteOptions, run_suite
 
 FAST = {"training.epochs": 1, "explain.methods": [], "experiment": "bench-test",
@@ -57,7 +61,7 @@ def test_failing_cell_is_marked_failed_and_others_finish(suite, data_dir, monkey
     assert len(runs["FINISHED"]) == 2 and len(runs["FAILED"]) == 1
 
 
-def test_killed_run_is_retried_not_duplicated(suite, data_dir):
+def test_killed_run_is_retried_not_duplicated(suite, data_dir, tmp_path, capsys):
     victim = expand(suite)[0]
     exp_id = tracking.setup("bench-test")
     # what a SIGKILL mid-cell leaves behind: a cell run stuck in RUNNING
@@ -72,6 +76,13 @@ def test_killed_run_is_retried_not_duplicated(suite, data_dir):
     # --force reruns finished cells
     assert run_suite(suite, opts(data_dir, force=True)) == 0
     assert len(cells_by_status(MlflowClient())["FINISHED"]) == 4
+    # ...and the report still counts each cell once (its newest run), so n is the seed count
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(suite.model_dump(mode="json")))
+    assert report(str(path), None, as_json=True, compare=True) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["n"] for r in out["rows"]] == [2]
+    assert out["comparisons"] == []  # one configuration: nothing to compare
 
 
 def test_cell_running_in_a_live_invocation_is_left_to_it(suite, data_dir, capsys):

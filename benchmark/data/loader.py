@@ -82,4 +82,5 @@ class SeededSampler(Sampler):
 def make_loader(samples: list[Sample], pre: PreprocessConfig, aug: AugmentConfig | None, *, mean, std,
                 batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:
     return DataLoader(CachedImages(samples, pre, aug, mean, std), batch_size=batch_size,
-                      sampler=SeededSampler(len(samples), shuffle, seed), num_workers=num_workers)
+                      sampler=SeededSampler(len(samples), shuffle, seed), num_workers=num_workers,
+                      persistent_workers=num_workers > 0)  # not respawned every epoch

@@ -31,11 +31,12 @@ class PreparedData:
     audit: dict | None = None
     sha256: dict[Path, str] = field(default_factory=dict, repr=False)
 
-    def _relative(self, path: Path) -> str:
+    def relative(self, path: Path) -> str:
+        """The path relative to the dataset root: the same on every machine that has the set."""
         return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
 
     def split_rows(self) -> list[dict]:
-        return [{"path": self._relative(s.path), "label": s.label, "class": self.classes[s.label],
+        return [{"path": self.relative(s.path), "label": s.label, "class": self.classes[s.label],
                  "split": split, "sha256": self.sha256.get(s.path, "")}
                 for split in SPLITS for s in self.splits[split]]
 
@@ -94,6 +95,7 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     skipped = raise_or_skip(ds.name, scan.problems, ds.on_bad_image)
     if not records:
         raise DataError(f"dataset {ds.name!r}: no usable images under {scan.root}")
+    records.sort(key=lambda r: str(r.path))  # the split depends on the seed, not on CSV order
     classes = sorted({r.cls for r in records})
     labels = [classes.index(r.cls) for r in records]
     parts = split_indices(labels, [r.split for r in records], split, seed=seed, fold=fold, name=ds.name)
