@@ -17,24 +17,28 @@ from benchmark import data
 from benchmark.config import (AugmentConfig, DatasetConfig, ModelConfig, PreprocessConfig,
                               SplitConfig, StrategyConfig)
 from benchmark.console import console, emit_table
-from benchmark.engine import extract_features, train_one_epoch
+from benchmark.engine import extract_features, resolve_device, train_one_epoch
 from benchmark.models import build
 
 
-def _timed_epoch(net: nn.Module, loader, params) -> dict:
+def _timed_epoch(net: nn.Module, loader, params, device: str) -> dict:
     opt = torch.optim.Adam(params, lr=1e-4)
-    return train_one_epoch(net, loader, opt, nn.CrossEntropyLoss(), "cpu")
+    out = train_one_epoch(net, loader, opt, nn.CrossEntropyLoss(), device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return out
 
 
-def _synthetic(net: nn.Module, params, n_images: int, batch: int, size: int, k: int) -> dict:
-    x = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, k, (batch,))
+def _synthetic(net: nn.Module, params, n_images: int, batch: int, size: int, k: int,
+               device: str) -> dict:
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, k, (batch,), device=device)
     loader = [(x, y)] * max(1, n_images // batch)
-    return _timed_epoch(net, loader, params)
+    return _timed_epoch(net, loader, params, device)
 
 
 def measure(model: str, dataset: str, image_size: int, batch_size: int, per_class: int,
-            data_dir: str | None) -> list[dict]:
+            data_dir: str | None, device: str = "cpu") -> list[dict]:
     torch.manual_seed(0)
     pre = PreprocessConfig(image_size=image_size)
     ds = DatasetConfig(name=dataset, subset_per_class=per_class)
@@ -60,40 +64,45 @@ def measure(model: str, dataset: str, image_size: int, batch_size: int, per_clas
     add("loader only (cached, augmented)", {"seconds": t, "images_per_s": n / t})
 
     full = build(ModelConfig(name=model), StrategyConfig(name="full"), k, image_size=image_size)
+    full.model.to(device)
     full.train()
     params = [p for g in full.param_groups(1e-4) for p in g["params"]]
-    _synthetic(full.model, params, batch_size, batch_size, image_size, k)  # warm-up
-    syn = _synthetic(full.model, params, n, batch_size, image_size, k)
+    _synthetic(full.model, params, batch_size, batch_size, image_size, k, device)  # warm-up
+    syn = _synthetic(full.model, params, n, batch_size, image_size, k, device)
     add("full: synthetic input", syn)
-    real = _timed_epoch(full.model, loader(aug), params)
+    real = _timed_epoch(full.model, loader(aug), params, device)
     add("full: pipeline epoch", real,
         vs_synthetic=round(real["images_per_s"] / syn["images_per_s"], 3))
 
-    frozen = build(ModelConfig(name=model), StrategyConfig(name="frozen"), k, image_size=image_size)
+    frozen = build(ModelConfig(name=model), StrategyConfig(name="frozen"), k,
+                   image_size=image_size)
+    frozen.model.to(device)
     frozen.train()
     head_params = [p for g in frozen.param_groups(1e-4) for p in g["params"]]
-    recompute = _timed_epoch(frozen.model, loader(None), head_params)
+    recompute = _timed_epoch(frozen.model, loader(None), head_params, device)
     add("frozen: epoch recomputing backbone", recompute,
         vs_full_epoch=round(recompute["seconds"] / real["seconds"], 3))
     t0 = time.perf_counter()
-    feats = extract_features(frozen.backbone, loader(None), "cpu", batch_size, True, 0)
+    feats = extract_features(frozen.backbone, loader(None), device, batch_size, True, 0)
     extract = time.perf_counter() - t0
     add("frozen: one-time feature extraction", {"seconds": extract, "images_per_s": n / extract})
     frozen.head.train()
-    reuse = _timed_epoch(frozen.head, feats, head_params)
+    reuse = _timed_epoch(frozen.head, feats, head_params, device)
     add("frozen: epoch on reused features", reuse,
         vs_full_epoch=round(reuse["seconds"] / real["seconds"], 4))
     return rows
 
 
 def run(args) -> int:
+    device = resolve_device(args.device)
     rows = measure(args.model, args.dataset, args.image_size, args.batch_size, args.per_class,
-                   args.data_dir)
+                   args.data_dir, device)
+    where = device if device != "cpu" else f"cpu, {torch.get_num_threads()} threads"
     emit_table(rows, f"perf: {args.model} at {args.image_size}px, batch {args.batch_size}, "
-               f"{torch.get_num_threads()} CPU threads", args.json,
+               f"{where}", args.json,
                columns=["measurement", "seconds", "images_per_s", "vs_synthetic",
                         "vs_full_epoch"],
-               extra={"model": args.model, "dataset": args.dataset,
+               extra={"model": args.model, "dataset": args.dataset, "device": device,
                       "image_size": args.image_size, "batch_size": args.batch_size})
     return 0
 
@@ -109,5 +118,6 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--per-class", type=int, default=40, help="training images per class")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
