@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import yaml
@@ -75,7 +76,9 @@ def cmd_tune(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchmark", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="benchmark",
+        description="Transfer-learning benchmarks for brain MRI classification, tracked in MLflow.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("suite", help="run a suite (bare name from suites/ or a YAML path)")
@@ -142,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (SuiteError, ValueError, FileNotFoundError) as err:
-        # bad input: a clear message, no traceback
+        if os.environ.get("BENCHMARK_DEBUG"):
+            raise
+        # bad input: a clear message, no traceback (BENCHMARK_DEBUG=1 shows it)
         console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return 2
 
