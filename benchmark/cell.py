@@ -5,7 +5,7 @@ Every step logs through `tracking` into the cell's (already started) nested MLfl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -25,7 +25,19 @@ class RunOptions:
     cache_dir: str | None = None
     on_epoch: Callable[[dict, int], None] | None = None  # (epoch's metrics row, epochs)
     evaluate_test: bool = True  # tuning trials select on validation only: no test, no explain
+    # prepared datasets of this invocation, shared by its cells (files do not change meanwhile)
+    prepared: dict = field(default_factory=dict, compare=False, hash=False)
     on_batch: Callable[[int, int], None] | None = None  # (batch, batches)
+
+
+def prepare_once(cell: Cell, opts: RunOptions):
+    """The cell's dataset split, scanned, validated and audited once per invocation."""
+    key = (cell.dataset, cell.split, cell.preprocess, cell.seed, cell.fold)
+    if key not in opts.prepared:
+        opts.prepared[key] = data.prepare(cell.dataset, cell.split, cell.preprocess,
+                                          seed=cell.seed, fold=cell.fold,
+                                          data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+    return opts.prepared[key]
 
 
 def normalisation(cell: Cell, spec) -> tuple[tuple, tuple]:
@@ -46,8 +58,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     tracking.log_params(flatten(resolved))
     tracking.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
 
-    prepared = data.prepare(cell.dataset, cell.split, cell.preprocess, seed=cell.seed,
-                            fold=cell.fold, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+    prepared = prepare_once(cell, opts)
     _log_data(prepared)
 
     built = build(cell.model, cell.strategy, num_classes=len(prepared.classes),

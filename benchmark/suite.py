@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmark import data, strategies, tracking
-from benchmark.models import registry, weights
-from benchmark.cell import RunOptions, run_cell
+from benchmark import strategies, tracking
+from benchmark.cell import RunOptions, prepare_once, run_cell
 from benchmark.config import Suite
 from benchmark.console import console, emit_table
 from benchmark.matrix import Cell, expand
+from benchmark.models import registry, weights
 
 COLUMNS = ["cell", "dataset", "model", "strategy", "seed", "fold", "run_key", "status",
            "skip_reason", "test_accuracy", "seconds", "run_id", "error"]
@@ -51,7 +51,8 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
     """Returns the process exit code: non-zero when any cell failed."""
     numbered = opts.mine(expand(suite))
     cells = [c for _, c in numbered]
-    preflight(cells, opts)
+    base = RunOptions(device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+    preflight(cells, base)
     exp_id = tracking.setup(suite.experiment_name)
     keys = {c.run_key for c in cells}
     stale, busy = tracking.triage_running(exp_id, keys)
@@ -85,10 +86,9 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
                 continue
             progress.update(cells_bar, description=cell.title)
             progress.reset(epochs_bar, total=cell.training.epochs, visible=True)
-            hooks = RunOptions(
-                device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir,
-                on_epoch=lambda row, n: progress.update(epochs_bar, completed=row["epoch"],
-                                                        total=n),
+            hooks = replace(
+                base, on_epoch=lambda row, n: progress.update(epochs_bar, completed=row["epoch"],
+                                                              total=n),
                 on_batch=lambda b, n: progress.update(batches_bar, completed=b, total=n,
                                                       visible=True))
             rows.append({**row, **_run_one(cell, hooks)})
@@ -114,7 +114,7 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
     return 0
 
 
-def preflight(cells: list[Cell], opts: SuiteOptions) -> None:
+def preflight(cells: list[Cell], opts: RunOptions) -> None:
     """Scan and validate every dataset and find every pretrained weight file before anything is
     trained or logged, so a bad file, a missing folder or missing weights stop the suite with a
     clear error instead of failing cell after cell. It also fills the decoded-image cache that
@@ -125,13 +125,10 @@ def preflight(cells: list[Cell], opts: SuiteOptions) -> None:
         weights.resolve(registry.get(name), explicit)
     seen = set()
     for cell in cells:
-        key = (cell.dataset, cell.split, cell.preprocess)
-        if key in seen:
-            continue
-        seen.add(key)
-        console.print(f"checking dataset {cell.dataset.name} ...")
-        data.prepare(cell.dataset, cell.split, cell.preprocess, seed=cell.seed, fold=cell.fold,
-                     data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+        if (cell.dataset, cell.split, cell.preprocess) not in seen:
+            seen.add((cell.dataset, cell.split, cell.preprocess))
+            console.print(f"checking dataset {cell.dataset.name} ...")
+            prepare_once(cell, opts)
 
 
 def _run_one(cell: Cell, hooks: RunOptions) -> dict:

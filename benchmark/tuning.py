@@ -44,7 +44,9 @@ def tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: i
          opts: SuiteOptions, storage: str | None = None,
          lr_range: tuple[float, float] = (1e-5, 1e-2)) -> int:
     cell = base_cell(suite, model, strategy, dataset)
-    preflight([cell], opts)
+    base = RunOptions(device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir,
+                      evaluate_test=False)
+    preflight([cell], base)
     tunes_backbone = cell.strategy.name != "frozen"
     study = optuna.create_study(
         study_name=f"{suite.name}/{cell.dataset.name}/{cell.model.display}/"
@@ -70,9 +72,7 @@ def tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: i
         with tracking.cell_run(f"{title} trial {trial.number}",
                                {**tags, "trial": str(trial.number)}, role="trial",
                                stopped=(optuna.TrialPruned,)):
-            headline = run_cell(candidate, RunOptions(
-                device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir,
-                on_epoch=report, evaluate_test=False))
+            headline = run_cell(candidate, replace(base, on_epoch=report))
         trial.set_user_attr("val_acc_best", headline["val_acc_best"])
         return headline["val_loss_best"]
 

@@ -108,3 +108,16 @@ def test_shards_split_the_matrix_between_workers(suite, data_dir):
         assert len(finished) == k + 1  # each worker ran exactly its own cell
     keys = sorted(r.data.tags["run_key"] for r in cells_by_status(MlflowClient())["FINISHED"])
     assert keys == sorted(c.run_key for c in expand(suite))
+
+
+def test_each_dataset_split_is_prepared_once_per_invocation(suite, data_dir, monkeypatch):
+    calls = []
+    real = cell_module.data.prepare
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cell_module.data, "prepare", counting)
+    assert run_suite(suite, opts(data_dir)) == 0
+    assert sorted(calls) == [0, 1]  # the preflight's seed-0 split is reused by its cell
