@@ -95,8 +95,6 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
             progress.advance(cells_bar)
         summary = pd.DataFrame(rows, columns=COLUMNS)
         tracking.log_frame(summary, "summary/cells.csv")
-        tracking.log_text(summary.to_markdown(index=False) if _has_tabulate()
-                          else summary.to_string(index=False), "summary/cells.md")
         failed = [r for r in rows if r["status"] == "FAILED"]
         tracking.log_metrics({"cells_failed": len(failed),
                               "cells_finished": sum(r["status"] == "FINISHED" for r in rows),
@@ -144,14 +142,6 @@ def _run_one(cell: Cell, hooks: RunOptions) -> dict:
                 "seconds": time.perf_counter() - start, "run_id": run_ids[0] if run_ids else None}
     return {"status": "FINISHED", "test_accuracy": headline.get("test_accuracy"),
             "seconds": time.perf_counter() - start, "run_id": run_id}
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401  (pandas.to_markdown needs it)
-        return True
-    except ImportError:
-        return False
 
 
 def _progress() -> Progress:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmark import files
 from benchmark.config import AugmentConfig, PreprocessConfig
 from benchmark.data import Sample, images, load_image, make_loader
 
@@ -72,7 +73,7 @@ def test_epochs_after_the_first_do_not_decode(samples, decodes):
 def test_disk_cache_serves_a_new_process(samples, decodes, monkeypatch):
     first = load_image(samples[0].path, PRE).copy()
     monkeypatch.setattr(images, "_pixels", {})  # what a fresh process starts with
-    monkeypatch.setattr(images, "_sha", {})
+    monkeypatch.setattr(files, "_SHA256", {})
     assert np.array_equal(load_image(samples[0].path, PRE), first)
     assert len(decodes) == 1
     assert list((images._disk() / "pixels").rglob("*.npy"))

@@ -8,7 +8,6 @@ same decode and kept in `<cache>/phash256-ac.json`, so a warm cache never decode
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from benchmark.config import PreprocessConfig
+from benchmark.files import file_sha256
 from benchmark.data.locate import cache_root
 
 RESAMPLE = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
@@ -29,7 +29,6 @@ MEMORY_LIMIT = int(os.environ.get("BENCHMARK_CACHE_MEMORY_MB", "4096")) * 2**20
 
 _state = {"disk": None, "bytes": 0}
 _pixels: dict[tuple, np.ndarray] = {}  # (file identity, preprocess key) -> uint8 HWC
-_sha: dict[tuple, str] = {}  # file identity (path, mtime, size) -> sha256 of its bytes
 _phash: dict[str, str] = {}  # sha256 -> 256-bit perceptual hash as 64 hex digits
 _phash_loaded: set[Path] = set()
 
@@ -50,13 +49,6 @@ def _identity(path: Path) -> tuple:
 
 def _pre_key(pre: PreprocessConfig) -> tuple:
     return (pre.image_size, pre.channels, pre.interpolation)
-
-
-def content_hash(path: Path) -> str:
-    ident = _identity(path)
-    if ident not in _sha:
-        _sha[ident] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return _sha[ident]
 
 
 def decode(path: Path) -> Image.Image:
@@ -136,7 +128,7 @@ def inspect(path: Path, pre: PreprocessConfig | None) -> tuple[str, str]:
     Decodes only what is not cached; any decode error propagates (the caller names the file).
     """
     _load_phashes()
-    sha = content_hash(path)
+    sha = file_sha256(path)
     need_pixels = pre is not None and (_identity(path), _pre_key(pre)) not in _pixels
     if need_pixels and _pixel_file(sha, pre).is_file():
         load_image(path, pre)
@@ -173,7 +165,7 @@ def load_image(path: str | Path, pre: PreprocessConfig) -> np.ndarray:
     key = (_identity(path), _pre_key(pre))
     if key in _pixels:
         return _pixels[key]
-    sha = content_hash(path)
+    sha = file_sha256(path)
     cached = _pixel_file(sha, pre)
     if cached.is_file():
         try:

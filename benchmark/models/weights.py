@@ -7,7 +7,6 @@ the model, every place searched and the file name to put where.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import socket
@@ -18,6 +17,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from benchmark.files import file_sha256
 from benchmark.models.registry import ModelSpec
 
 WEIGHTS_DIR_ENV = "BENCHMARK_WEIGHTS_DIR"
@@ -149,21 +149,6 @@ def _reachable(host: str | None, timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
