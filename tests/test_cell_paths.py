@@ -8,10 +8,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from benchmark.config import load_suite
-from benchmark.models import registry
-from benchmark.models.archs import create_network
-from benchmark.suite import SuiteOptions, run_suite
+from mribench.config import load_suite
+from mribench.models import registry
+from mribench.models.archs import create_network
+from mribench.suite import SuiteOptions, run_suite
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmark.compare import holm, paired_rows
+from mribench.compare import holm, paired_rows
 
 
 def test_holm_matches_hand_computation():

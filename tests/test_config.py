@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from benchmark.config import SUITES_DIR, SuiteError, load_suite, parse_suite
+from mribench.config import SUITES_DIR, SuiteError, load_suite, parse_suite
 
 BASE = {
     "name": "t",

@@ -1,4 +1,4 @@
-"""Leakage audit and the `benchmark data list | audit` commands."""
+"""Leakage audit and the `mribench data list | audit` commands."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data.commands import register
+from mribench.data.commands import register
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real data not available")
@@ -22,7 +22,7 @@ def _cache(tmp_path, monkeypatch):
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="benchmark")
+    parser = argparse.ArgumentParser(prog="mribench")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)

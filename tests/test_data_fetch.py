@@ -1,4 +1,4 @@
-"""`benchmark data fetch` against a local HTTP server: layout, checksum, and malicious archives."""
+"""`mribench data fetch` against a local HTTP server: layout, checksum, and malicious archives."""
 from __future__ import annotations
 
 import argparse
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchmark.data import DataError, fetch as fetch_module
-from benchmark.data.commands import register
-from benchmark.data.fetch import fetch, safe_extract
-from benchmark.data.registry import KNOWN, DatasetSpec
+from mribench.data import DataError, fetch as fetch_module
+from mribench.data.commands import register
+from mribench.data.fetch import fetch, safe_extract
+from mribench.data.registry import KNOWN, DatasetSpec
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def spec(url: str, sha: str | None) -> DatasetSpec:
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="benchmark")
+    parser = argparse.ArgumentParser(prog="mribench")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)

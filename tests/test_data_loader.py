@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark import files
-from benchmark.config import AugmentConfig, PreprocessConfig
-from benchmark.data import Sample, images, load_image, make_loader
+from mribench import files
+from mribench.config import AugmentConfig, PreprocessConfig
+from mribench.data import Sample, images, load_image, make_loader
 
 PRE = PreprocessConfig(image_size=16)
 IMAGENET = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.config import DatasetConfig, PreprocessConfig, SplitConfig
-from benchmark.data import DataError, load_image, prepare
+from mribench.config import DatasetConfig, PreprocessConfig, SplitConfig
+from mribench.data import DataError, load_image, prepare
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 PRE = PreprocessConfig(image_size=16)
@@ -78,7 +78,7 @@ def test_missing_dataset_says_where_it_looked_and_how_to_fetch(tmp_path, monkeyp
     msg = str(err.value)
     for where in ("arg/brain-mri-binary-253", "env/brain-mri-binary-253", "data/brain-mri-binary-253"):
         assert where in msg
-    assert "benchmark data fetch brain-mri-binary-253" in msg
+    assert "mribench data fetch brain-mri-binary-253" in msg
 
 
 def test_holdout_is_stratified_disjoint_and_seeded(tmp_path):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from benchmark import tracking
-from benchmark.config import load_suite
-from benchmark.data import DataError
-from benchmark.suite import SuiteOptions, run_suite
+from mribench import tracking
+from mribench.config import load_suite
+from mribench.data import DataError
+from mribench.suite import SuiteOptions, run_suite
 
 ALL = ["brain-tumor-mri-7023", "brain-tumor-classification-3264", "brain-mri-binary-253"]
 CASES = {

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from benchmark.config import load_suite
-from benchmark.matrix import expand
+from mribench.config import load_suite
+from mribench.matrix import expand
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,7 +100,7 @@ def test_second_invocation_skips_finished_cells(smoke_runs):
 
 
 def test_report_summarises_finished_cells_as_json(smoke_runs):
-    out = subprocess.run([sys.executable, "-m", "benchmark", "report", "smoke", "--compare",
+    out = subprocess.run([sys.executable, "-m", "mribench", "report", "smoke", "--compare",
                           "--json"],
                          cwd=ROOT, env=smoke_runs["env"], capture_output=True, text=True,
                          timeout=300)
@@ -124,7 +124,7 @@ def test_killed_invocation_resumes_without_duplicates(data_dir, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**clean, "MLFLOW_TRACKING_URI": uri, "BENCHMARK_DATA_DIR": str(data_dir),
            "BENCHMARK_CACHE_DIR": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
-    cmd = [sys.executable, "-m", "benchmark", "suite", "smoke", "--set", "training.epochs=6"]
+    cmd = [sys.executable, "-m", "mribench", "suite", "smoke", "--set", "training.epochs=6"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     client, first = MlflowClient(uri), None

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmark.config import TrainingConfig
-from benchmark.engine import evaluate, fit, train_one_epoch
+from mribench.config import TrainingConfig
+from mribench.engine import evaluate, fit, train_one_epoch
 
 
 def loaders(flip_val=False):

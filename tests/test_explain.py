@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark import explain
-from benchmark.config import ExplainConfig
+from mribench import explain
+from mribench.config import ExplainConfig
 
 SIZE, SQUARE = 40, 6
 CLASSES = ["left", "right"]
@@ -163,7 +163,7 @@ class RegionModel(nn.Module):
 
 
 def test_deletion_and_insertion_rank_maps_by_truth():
-    from benchmark.faithfulness import deletion_insertion
+    from mribench.faithfulness import deletion_insertion
 
     x = torch.zeros(1, 3, 16, 16)
     x[:, :, :8, :8] = CHECKER

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from benchmark import explain
-from benchmark.config import ExplainConfig, ModelConfig, StrategyConfig
-from benchmark.models import build, registry
+from mribench import explain
+from mribench.config import ExplainConfig, ModelConfig, StrategyConfig
+from mribench.models import registry
+from mribench.models.build import build
 
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 

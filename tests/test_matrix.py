@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.config import parse_suite
-from benchmark.matrix import expand, flatten
+from mribench.config import parse_suite
+from mribench.matrix import expand, flatten
 
 SUITE = {
     "name": "m",
@@ -71,7 +71,7 @@ def test_model_can_be_limited_to_some_strategies():
 
 
 def test_model_strategies_must_be_declared():
-    from benchmark.config import SuiteError
+    from mribench.config import SuiteError
 
     with pytest.raises(SuiteError, match="thaw"):
         parse_suite({**SUITE, "models": [{"name": "test_resnet", "strategies": ["thaw"]}]})

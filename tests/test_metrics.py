@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark import metrics, stats
+from mribench import metrics, stats
 
 # Binary: 5 positives, 3 negatives; predictions [1,1,1,0,0,1,0,0] at the 0.5 threshold.
 BIN_Y = np.array([1, 1, 1, 1, 1, 0, 0, 0])

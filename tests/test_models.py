@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from benchmark import strategies
-from benchmark.config import HeadConfig, ModelConfig, StrategyConfig
-from benchmark.models import BuiltModel, build, commands, registry
+from mribench import strategies
+from mribench.config import HeadConfig, ModelConfig, StrategyConfig
+from mribench.models import commands, registry
+from mribench.models.build import BuiltModel, build
 
 SEEDS_MODELS = ["resnet18", "resnet50", "vgg16", "densenet121", "googlenet", "shufflenet_v2",
                 "mobilenet_v2", "inception_v3", "xception", "efficientnet_b0",

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from benchmark.config import ModelConfig, StrategyConfig
-from benchmark.models import build, registry
-from benchmark.models.archs import create_network
-from benchmark.models.weights import WEIGHTS_DIR_ENV, WeightsNotFound, load_into, resolve
+from mribench.config import ModelConfig, StrategyConfig
+from mribench.models import registry
+from mribench.models.build import build
+from mribench.models.archs import create_network
+from mribench.models.weights import WEIGHTS_DIR_ENV, WeightsNotFound, load_into, resolve
 
 FROZEN = StrategyConfig(name="frozen")
 
@@ -181,7 +182,7 @@ def test_fetch_command_prepares_a_weights_dir(tmp_path, monkeypatch, capsys):
     import argparse
     import json
 
-    from benchmark.models import commands
+    from mribench.models import commands
 
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))

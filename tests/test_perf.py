@@ -1,10 +1,10 @@
-"""`benchmark perf` measures every stage in one run and prints the ratios as JSON."""
+"""`mribench perf` measures every stage in one run and prints the ratios as JSON."""
 from __future__ import annotations
 
 import json
 import math
 
-from benchmark.cli import main
+from mribench.cli import main
 
 
 def test_perf_reports_every_measurement_with_ratios(data_dir, tmp_path, monkeypatch, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark import metrics, plots
+from mribench import metrics, plots
 
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.config import SuiteError, parse_suite
-from benchmark.report import _with_published
+from mribench.config import SuiteError, parse_suite
+from mribench.report import _with_published
 
 SUITE = {
     "name": "r", "datasets": [{"name": "brain-mri-binary-253"}],

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from benchmark import strategies
-from benchmark.config import ModelConfig, StrategyConfig
-from benchmark.models import build, registry
-from benchmark.models.archs import create_network
+from mribench import strategies
+from mribench.config import ModelConfig, StrategyConfig
+from mribench.models import registry
+from mribench.models.build import build
+from mribench.models.archs import create_network
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-mri-binary-253"
 SIZE = 48

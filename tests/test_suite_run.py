@@ -8,12 +8,12 @@ import yaml
 import pytest
 from mlflow.tracking import MlflowClient
 
-from benchmark import cell as cell_module
-from benchmark import tracking
-from benchmark.config import load_suite
-from benchmark.matrix import expand
-from benchmark.report import report
-from benchmark.suite import SuiteOptions, run_suite
+from mribench import cell as cell_module
+from mribench import tracking
+from mribench.config import load_suite
+from mribench.matrix import expand
+from mribench.report import report
+from mribench.suite import SuiteOptions, run_suite
 
 FAST = {"training.epochs": 1, "explain.methods": [], "experiment": "bench-test",
         "seeds": [0, 1], "models": [{"name": "test_resnet"}]}
@@ -79,6 +79,7 @@ def test_killed_run_is_retried_not_duplicated(suite, data_dir, tmp_path, capsys)
     # ...and the report still counts each cell once (its newest run), so n is the seed count
     path = tmp_path / "smoke.yaml"
     path.write_text(yaml.safe_dump(suite.model_dump(mode="json")))
+    capsys.readouterr()  # the suite's own result tables went to stdout too
     assert report(str(path), None, as_json=True, compare=True) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["n"] for r in out["rows"]] == [2]

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from benchmark.config import load_suite
-from benchmark.suite import SuiteOptions, run_suite
+from mribench.config import load_suite
+from mribench.suite import SuiteOptions, run_suite
 
 
 def free_port() -> int:

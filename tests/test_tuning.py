@@ -6,9 +6,9 @@ import json
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from benchmark.config import load_suite
-from benchmark.suite import SuiteOptions
-from benchmark.tuning import tune
+from mribench.config import load_suite
+from mribench.suite import SuiteOptions
+from mribench.tuning import tune
 
 
 def test_tune_runs_trials_and_resumes(mlflow_store, data_dir, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,3 @@
+from mribench.cli import main
+
+raise SystemExit(main())

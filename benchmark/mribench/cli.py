@@ -1,0 +1,182 @@
+"""Command line: sub-commands only; the work lives in the modules they call."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import sys
+
+# Nothing heavy at import time: `--help` and input errors must answer in well under a second.
+# Each command imports what it needs when it runs (see _lazy).
+
+
+def _truthy(value: str) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    # MLproject passes unset parameters as empty strings
+    return value if value not in (None, "") else None
+
+
+def _lazy(target: str):
+    """A command handler imported only when the command runs: "module:function"."""
+    def handler(args):
+        module, _, name = target.partition(":")
+        return getattr(importlib.import_module(module), name)(args)
+    return handler
+
+
+def _overrides(args) -> dict:
+    import yaml
+
+    out = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {key}: value {value!r} is not valid YAML ({err})") from None
+    if _blank_to_none(args.epochs):
+        out["training.epochs"] = int(args.epochs)
+    if _blank_to_none(args.experiment):
+        out["experiment"] = args.experiment
+    return out
+
+
+def _shard(value: str) -> tuple[int, int]:
+    k, sep, n = str(value).partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"--shard expects K/N with 0 <= K < N, got {value!r}")
+    return int(k), int(n)
+
+
+def cmd_suite(args) -> int:
+    from mribench.config import load_suite
+
+    suite = load_suite(args.suite, _overrides(args))
+    if args.dry_run:
+        from mribench.suite import dry_run
+
+        return dry_run(suite, args.json)
+    from mribench.engine import resolve_device
+    from mribench.suite import SuiteOptions, run_suite
+
+    opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
+                        cache_dir=_blank_to_none(args.cache_dir), force=_truthy(args.force),
+                        as_json=args.json, shard=args.shard)
+    return run_suite(suite, opts)
+
+
+def cmd_report(args) -> int:
+    from mribench.report import report
+
+    return report(args.suite, _blank_to_none(args.experiment), args.json, args.all,
+                  args.compare)
+
+
+def cmd_tune(args) -> int:
+    from mribench.config import load_suite
+    from mribench.engine import resolve_device
+    from mribench.suite import SuiteOptions
+    from mribench.tuning import tune
+
+    suite = load_suite(args.suite, _overrides(args))
+    opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
+                        cache_dir=_blank_to_none(args.cache_dir), as_json=args.json)
+    return tune(suite, args.model, args.strategy, args.dataset, args.trials, opts,
+                args.storage, tuple(args.lr_range))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mribench",
+        description="Transfer-learning benchmarks for brain MRI classification, tracked in MLflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("suite", help="run a suite (bare name from suites/ or a YAML path)")
+    p.add_argument("suite")
+    p.add_argument("--dry-run", action="store_true", help="print the cell matrix and exit")
+    p.add_argument("--epochs", default=None, help="override training.epochs")
+    p.add_argument("--data-dir", default=None, help="where datasets live (else "
+                   "BENCHMARK_DATA_DIR, else ./data)")
+    p.add_argument("--cache-dir", default=None, help="decoded-image cache directory")
+    p.add_argument("--experiment", default=None, help="override the MLflow experiment name")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--force", nargs="?", const="true", default="false",
+                   help="rerun cells that already have a finished run")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any suite key, e.g. --set preprocess.image_size=64")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                   help="run only cells K, K+N, K+2N, ... (worker K of N, e.g. a job array)")
+    p.add_argument("--json", action="store_true", help="print the result table as JSON on stdout")
+    p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser("tune", help="Optuna search over the learning rates of one "
+                       "(dataset, model, strategy) of a suite, scored on validation loss")
+    p.add_argument("suite")
+    p.add_argument("--model", required=True)
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--dataset", default=None, help="default: the suite's first dataset")
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default "
+                   "sqlite:///optuna.db); reuse it to resume or share a study")
+    p.add_argument("--lr-range", type=float, nargs=2, default=(1e-5, 1e-2),
+                   metavar=("LOW", "HIGH"))
+    for flag in ("--epochs", "--data-dir", "--cache-dir", "--experiment"):
+        p.add_argument(flag, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("report", help="compare a suite's runs from MLflow (mean and 95%% CI)")
+    p.add_argument("suite")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--all", action="store_true",
+                   help="include cells of older versions of the suite (other run_keys)")
+    p.add_argument("--compare", action="store_true",
+                   help="paired McNemar tests between configurations on the same test images")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    from mribench.data.commands import register as register_data
+    from mribench.models.commands import register as register_models
+    from mribench.perf_cli import register as register_perf
+
+    register_data(sub)
+    register_models(sub)
+    register_perf(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mribench.console import console, set_results_stream
+
+    args = build_parser().parse_args(argv)
+    # results go to the real stdout; anything else that prints (MLflow's run links) to stderr
+    set_results_stream(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return args.func(args)
+    except (ValueError, FileNotFoundError) as err:  # SuiteError and DataError are ValueErrors
+        if os.environ.get("BENCHMARK_DEBUG"):
+            raise
+        # bad input: one clear line, no traceback (BENCHMARK_DEBUG=1 shows it)
+        console.print("[red]error:[/] " + _escape(str(err)), highlight=False, soft_wrap=True)
+        return 2
+    finally:
+        set_results_stream(None)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Typed, strict suite schema.
+
+A suite YAML is validated into a frozen `Suite`. Unknown keys, unknown names, wrong types and
+impossible values are errors that name the YAML path of the offending key (e.g.
+`models[1].head.hidden`) and what was expected, raised before anything runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# the suites shipped with the package (a link to the repository's suites/ folder, copied into
+# the wheel), so a bare suite name works from any directory
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+
+PosInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(Strict):
+    name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
+    root: str | None = None  # folder of class sub-folders (optionally split sub-folders)
+    manifest: str | None = None  # CSV with path,label[,split]
+    subset_per_class: PosInt | None = None  # deterministic first-N-per-class-per-split subset
+    dedup: Literal["none", "exact", "near"] = "none"
+    # near duplicates: differing bits per 64 of a 256-bit perceptual hash (re-encoded, resized or
+    # brightened copies stay within ~2; different patients are 12+ apart)
+    near_threshold: Annotated[int, Field(ge=0, le=64)] = 4
+    on_bad_image: Literal["error", "skip"] = "error"
+
+    @model_validator(mode="after")
+    def _known_or_declared(self):
+        from mribench.data.registry import KNOWN
+
+        if self.name not in KNOWN and not (self.root or self.manifest):
+            raise ValueError(
+                f"unknown dataset {self.name!r}: use one of {sorted(KNOWN)} "
+                "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
+            )
+        return self
+
+
+class SplitConfig(Strict):
+    protocol: Literal["official", "holdout", "kfold"] = "official"
+    val_fraction: Fraction = 0.15  # carved from train, stratified
+    test_fraction: Fraction = 0.2  # holdout only
+    folds: Annotated[int, Field(ge=2)] = 5  # kfold only
+
+
+class PreprocessConfig(Strict):
+    image_size: Annotated[int, Field(ge=8, le=2048)] = 224
+    channels: Literal[1, 3] = 3
+    interpolation: Literal["area", "bilinear", "bicubic", "nearest"] = "bilinear"
+    # the model's own pretrained statistics (ImageNet mean/std for most, 0.5/0.5 for the
+    # TF-ported EfficientNet-Lite), always-ImageNet, or plain [0,1] scaling (Study B)
+    normalize: Literal["model", "imagenet", "unit"] = "model"
+
+
+class AugmentConfig(Strict):
+    rotation: Annotated[float, Field(ge=0, le=180)] = 0.0  # degrees, +-
+    hflip: bool = False
+    vflip: bool = False
+    brightness: Annotated[float, Field(ge=0, le=1)] = 0.0  # +- factor
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rotation or self.hflip or self.vflip or self.brightness)
+
+
+class TrainingConfig(Strict):
+    epochs: PosInt = 10
+    batch_size: Annotated[int, Field(ge=2)] = 32  # batch-norm cannot train on one image
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3  # head (and everything unless backbone_lr)
+    backbone_lr: Annotated[float, Field(gt=0, le=10)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    scheduler: Literal["none", "cosine", "step", "plateau"] = "none"
+    step_size: PosInt = 10
+    gamma: Fraction = 0.1
+    patience: PosInt | None = None  # early stopping on validation loss; None = off
+    # Study B's "best accuracy": also evaluate the test split every epoch and log the best value
+    # as test_best_epoch_accuracy_peeking. It peeks at the test set, so it is never the headline.
+    peek_test: bool = False
+    num_workers: Annotated[int, Field(ge=0)] = 0
+
+
+class HeadConfig(Strict):
+    # linear: replace the final layer (Study B); gap_mlp: GAP -> Dense(hidden) -> ReLU -> Dense(k)
+    # (Study A); flatten_mlp: flatten -> dense -> dropout -> batch-norm -> dense (Study C)
+    type: Literal["linear", "gap_mlp", "flatten_mlp"] = "linear"
+    hidden: PosInt = 1024
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class StrategyConfig(Strict):
+    name: Literal["scratch", "frozen", "full", "partial", "gradual"]
+    label: str | None = None  # display name, e.g. Study A's "tf1"
+    blocks: PosInt = 1  # partial: last N block groups trained
+    every: PosInt = 1  # gradual: unfreeze one more block group every N epochs
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class ModelConfig(Strict):
+    name: str
+    label: str | None = None
+    head: HeadConfig = HeadConfig()
+    weights: str | None = None  # explicit pretrained weight file
+    training: dict[str, Any] = Field(default_factory=dict)  # per-model overrides of `training`
+    # run this model only with these suite strategies (by label or name); None = all of them
+    strategies: list[str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from mribench.models import registry
+
+        registry.get(name)  # raises with the list of known models
+        return name
+
+    @field_validator("training")
+    @classmethod
+    def _overrides_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        TrainingConfig(**value)  # same checks as the suite-level block
+        return value
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class ExplainConfig(Strict):
+    methods: list[Literal["gradcam", "lime"]] = Field(default_factory=list)
+    per_class: PosInt = 1  # seeded test images per class, identical across the suite's cells
+    lime_samples: PosInt = 200
+    lime_features: PosInt = 10  # top-k superpixels
+    lime_segments: PosInt = 64  # SLIC superpixels asked for (about as many, at any image size)
+    faithfulness: bool = True
+    seed: int = 0
+
+
+class PublishedResult(Strict):
+    """A number a paper reported for one (model, strategy), shown beside ours by `report`."""
+    model: str  # a model of the suite, by label or name
+    strategy: str  # a strategy of the suite, by label or name
+    values: dict[str, float] = Field(min_length=1)  # metric name as we log it -> value
+    source: str = ""
+
+
+class Suite(Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    experiment: str | None = None
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    split: SplitConfig = SplitConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    augment: AugmentConfig = AugmentConfig()
+    training: TrainingConfig = TrainingConfig()
+    models: list[ModelConfig] = Field(min_length=1)
+    strategies: list[StrategyConfig] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    explain: ExplainConfig = ExplainConfig()
+    published: list[PublishedResult] = Field(default_factory=list)
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _bare_names(cls, value: Any) -> Any:
+        # `- frozen` is shorthand for `- {name: frozen}`
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _model_strategies_declared(self):
+        declared = {s.display for s in self.strategies} | {s.name for s in self.strategies}
+        for i, model in enumerate(self.models):
+            unknown = sorted(set(model.strategies or []) - declared)
+            if unknown:
+                raise ValueError(f"models[{i}].strategies names {unknown}, which the suite's "
+                                 f"strategies do not declare (declared: {sorted(declared)})")
+        return self
+
+    @model_validator(mode="after")
+    def _published_refers_to_cells(self):
+        models = {m.display for m in self.models} | {m.name for m in self.models}
+        strategies = {s.display for s in self.strategies} | {s.name for s in self.strategies}
+        for i, p in enumerate(self.published):
+            if p.model not in models or p.strategy not in strategies:
+                raise ValueError(f"published[{i}] names model {p.model!r} / strategy "
+                                 f"{p.strategy!r}; the suite declares models {sorted(models)} "
+                                 f"and strategies {sorted(strategies)}")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or f"benchmark-{self.name}"
+
+    def training_for(self, model: ModelConfig) -> TrainingConfig:
+        return self.training.model_copy(update=TrainingConfig(**model.training).model_dump(
+            exclude_unset=True))
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or a bare name: ./suites/NAME.yaml (your own suites), then the
+    suites shipped with the package."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in str(name_or_path):
+        if path.is_file():
+            return path
+        raise SuiteError(f"suite file {str(name_or_path)!r} not found (looked at {path.resolve()})")
+    for folder in (Path("suites"), SUITES_DIR):
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    raise SuiteError(f"suite {str(name_or_path)!r} not found in ./suites or {SUITES_DIR}; "
+                     f"shipped suites: {known}")
+
+
+def _yaml_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue  # pydantic's internal validator frames, not YAML keys
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s) in the suite"]
+    for e in err.errors():
+        got = e.get("input")
+        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"  {_yaml_path(e['loc'])}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | None = None) -> Suite:
+    if not isinstance(data, dict):
+        raise SuiteError(f"{source}: a suite is a YAML mapping, got {type(data).__name__}")
+    data = _apply_overrides(data, overrides or {})
+    try:
+        return Suite(**data)
+    except ValidationError as err:
+        raise SuiteError(format_errors(err, source)) from None
+
+
+def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
+    path = resolve_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SuiteError(f"{path}: not valid YAML: {err}") from None
+    return parse_suite(data, str(path), overrides)
+
+
+def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """Dotted overrides from the command line, e.g. {'training.epochs': 3}."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        try:
+            for key in parents:
+                node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+            if isinstance(node, list):
+                node[int(leaf)] = value
+            else:
+                node[leaf] = value
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise SuiteError(f"override {dotted}={value!r}: no such place in the suite "
+                             "(list items are addressed by index, e.g. datasets.0.root)") from None
+    return data

@@ -1,0 +1,121 @@
+"""`mribench data list | audit | fetch`: argparse wiring and table output, no data logic."""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+from mribench.console import console, emit_table
+from mribench.data.locate import candidate_dirs, find_root
+from mribench.data.registry import KNOWN, count_files, get
+from mribench.data.samples import DataError
+from mribench.data.scan import scan_folder, scan_known, scan_manifest
+
+
+def _common(p) -> None:
+    p.add_argument("--json", action="store_true", help="print the table as JSON on stdout")
+    p.add_argument("--data-dir", help="folder holding the datasets (default: $BENCHMARK_DATA_DIR, ./data)")
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="datasets: list, leakage audit, download")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser("list", help="the known datasets, where they are found, whether complete")
+    _common(p)
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("audit", help="exact and near duplicates within and across splits")
+    p.add_argument("dataset", help="a known dataset name, a folder of class (or split) folders, "
+                   "or a CSV manifest (path,label[,split])")
+    p.add_argument("--near-threshold", type=int, default=4, help="near duplicates differ in at most this many bits per 64 of their 256-bit pHash (0-64)")
+    p.add_argument("--csv", help="write every duplicate group, one row per file, to this CSV")
+    p.add_argument("--cache-dir", help="hash cache folder (default: $BENCHMARK_CACHE_DIR, ./.cache/mribench)")
+    _common(p)
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("fetch", help="download a known dataset and arrange its layout")
+    p.add_argument("name", help=f"one of {sorted(KNOWN)}")
+    p.add_argument("--dest", help="target folder (default: --data-dir, $BENCHMARK_DATA_DIR, ./data)")
+    _common(p)
+    p.set_defaults(func=cmd_fetch)
+
+
+def _guard(run):
+    """Data problems end the command with their message and exit status 1, not a traceback."""
+    def handler(args) -> int:
+        try:
+            return run(args)
+        except (DataError, KeyError) as err:
+            console.print(f"[red]error:[/red] {err.args[0] if err.args else err}", highlight=False)
+            return 1
+    return handler
+
+
+@_guard
+def cmd_list(args) -> int:
+    rows = []
+    for spec in KNOWN.values():
+        found = next((base / spec.folder for _, base in candidate_dirs(args.data_dir)
+                      if (base / spec.folder).is_dir()), None)
+        counts = count_files(spec, found) if found else {}
+        rows.append({"name": spec.name, "classes": ", ".join(spec.classes),
+                     "path": str(found.resolve()) if found else None,
+                     "files": ", ".join(f"{s} {counts.get(s, 0)}/{n}" for s, n in spec.expected.items()),
+                     "complete": counts == spec.expected, "counts": counts, "expected": spec.expected,
+                     "licence": spec.licence, "source": spec.source})
+    emit_table(rows, "Known datasets", args.json,
+               columns=["name", "classes", "path", "files", "complete", "licence", "source"])
+    return 0
+
+
+@_guard
+def cmd_audit(args) -> int:
+    from rich.progress import Progress
+
+    from mribench.data import images
+    from mribench.data.audit import KINDS, audit
+    from mribench.data.prepare import validate
+
+    if not 0 <= args.near_threshold <= 64:
+        raise DataError(f"--near-threshold must be 0..64, got {args.near_threshold}")
+    images.set_cache_dir(args.cache_dir)
+    if args.dataset in KNOWN:
+        scan = scan_known(KNOWN[args.dataset], find_root(args.dataset, None, args.data_dir))
+    elif Path(args.dataset).is_dir():
+        scan = scan_folder(Path(args.dataset).resolve())
+    elif Path(args.dataset).suffix.lower() == ".csv" and Path(args.dataset).is_file():
+        scan = scan_manifest(Path(args.dataset).resolve(), None)
+    else:
+        raise DataError(f"{args.dataset!r} is neither a known dataset {sorted(KNOWN)}, a folder, "
+                        "nor a CSV manifest")
+    start = time.perf_counter()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"hashing {len(scan.entries)} files", total=len(scan.entries))
+        records = validate(scan, None, progress=lambda: bar.advance(task))
+    result = audit(records, args.near_threshold)
+    seconds = round(time.perf_counter() - start, 1)
+    summary = result.summary()
+    rows = [{"kind": kind, **{k.removeprefix(f"{kind}_"): v for k, v in summary.items()
+                              if k.startswith(f"{kind}_")}} for kind in KINDS]
+    if args.csv:
+        group_rows = result.group_rows(scan.root)
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(group_rows[0]) if group_rows else ["kind"])
+            writer.writeheader()
+            writer.writerows(group_rows)
+    splits = {s: sum(r.split == s for r in records) for s in sorted({r.split for r in records})}
+    emit_table(rows, f"Duplicate audit: {args.dataset}", args.json, extra={
+        "dataset": args.dataset, "root": str(scan.root), "files": summary["files"], "splits": splits,
+        "near_threshold": args.near_threshold, "unreadable": [f"{p}: {r}" for p, r in scan.problems],
+        "seconds": seconds, "csv": args.csv})
+    return 0
+
+
+@_guard
+def cmd_fetch(args) -> int:
+    from mribench.data.fetch import fetch
+
+    spec = get(args.name)
+    dest = Path(args.dest or next(str(base) for _, base in candidate_dirs(args.data_dir)))
+    console.print(f"fetching {spec.name} from {spec.url or 'Kaggle ' + str(spec.kaggle)} into {dest}")
+    row = fetch(spec, dest)
+    emit_table([row], f"Fetched {spec.name}", args.json)
+    return 0 if row["status"] in ("complete", "already present") else 1

@@ -1,0 +1,49 @@
+"""Where a dataset lives: suite value, then --data-dir, then BENCHMARK_DATA_DIR, then ./data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mribench.data.registry import KNOWN
+from mribench.data.samples import DataError
+
+ENV_DATA_DIR = "BENCHMARK_DATA_DIR"
+ENV_CACHE_DIR = "BENCHMARK_CACHE_DIR"
+
+
+def candidate_dirs(data_dir: str | None) -> list[tuple[str, Path]]:
+    """The data directories in priority order, each with where the value came from."""
+    out = []
+    if data_dir:
+        out.append(("--data-dir", Path(data_dir)))
+    if os.environ.get(ENV_DATA_DIR):
+        out.append((ENV_DATA_DIR, Path(os.environ[ENV_DATA_DIR])))
+    out.append(("default", Path("data")))
+    return out
+
+
+def find_root(name: str, root: str | None, data_dir: str | None) -> Path:
+    """The folder holding dataset `name` (a known set's folder, or a user root), or DataError."""
+    if root:
+        path = Path(root)  # relative to the current directory
+        if not path.is_dir():
+            raise DataError(f"dataset {name!r}: root folder {path.resolve()} does not exist")
+        return path.resolve()
+    if name not in KNOWN:
+        raise DataError(f"dataset {name!r} is not a known dataset and declares no root or manifest")
+    folder = KNOWN[name].folder
+    tried = []
+    for source, base in candidate_dirs(data_dir):
+        path = base / folder
+        if path.is_dir():
+            return path.resolve()
+        tried.append(f"{path.resolve()} ({source})")
+    raise DataError(
+        f"dataset {name!r} not found; looked in: {', '.join(tried)}. "
+        f"Fetch it with `mribench data fetch {name} --dest DIR`, then pass --data-dir DIR "
+        f"or set {ENV_DATA_DIR}=DIR")
+
+
+def cache_root(cache_dir: str | None) -> Path:
+    """The on-disk cache folder: argument, then BENCHMARK_CACHE_DIR, then ./.cache/mribench."""
+    return Path(cache_dir or os.environ.get(ENV_CACHE_DIR) or ".cache/mribench").resolve()

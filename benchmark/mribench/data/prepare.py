@@ -1,0 +1,119 @@
+"""prepare(): scan, validate every file, split by protocol, audit duplicates, build PreparedData."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mribench.config import DatasetConfig, PreprocessConfig, SplitConfig
+from mribench.data import images
+from mribench.data.audit import Record, audit
+from mribench.data.locate import find_root
+from mribench.data.registry import KNOWN
+from mribench.data.samples import DataError, Sample
+from mribench.data.scan import IMAGE_EXTENSIONS, Scan, scan_folder, scan_known, scan_manifest
+from mribench.data.splits import split_indices
+
+SPLITS = ("train", "val", "test")
+SHOWN_PROBLEMS = 20
+
+
+@dataclass
+class PreparedData:
+    name: str
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    clean_test: list[Sample] | None = None  # test minus cross-split duplicates; None = dedup none
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    audit: dict | None = None
+    sha256: dict[Path, str] = field(default_factory=dict, repr=False)
+
+    def relative(self, path: Path) -> str:
+        """The path relative to the dataset root: the same on every machine that has the set."""
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+
+    def split_rows(self) -> list[dict]:
+        return [{"path": self.relative(s.path), "label": s.label, "class": self.classes[s.label],
+                 "split": split, "sha256": self.sha256.get(s.path, "")}
+                for split in SPLITS for s in self.splits[split]]
+
+    def digest(self) -> str:
+        """Stable across machines: root-relative paths, labels, splits and file contents."""
+        rows = [[r["split"], r["path"], r["class"], r["sha256"]] for r in self.split_rows()]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+def scan_dataset(ds: DatasetConfig, data_dir: str | None) -> Scan:
+    if ds.manifest:
+        return scan_manifest(Path(ds.manifest).resolve(), Path(ds.root).resolve() if ds.root else None)
+    root = find_root(ds.name, ds.root, data_dir)
+    return scan_known(KNOWN[ds.name], root) if ds.name in KNOWN else scan_folder(root)
+
+
+def validate(scan: Scan, pre: PreprocessConfig | None,
+             progress: Callable[[], None] | None = None) -> list[Record]:
+    """Decode each file once (cache permitting); bad files go to scan.problems and out of scan."""
+    records, good = [], []
+    for entry in scan.entries:
+        if entry.path.suffix.lower() not in IMAGE_EXTENSIONS:
+            scan.problems.append((str(entry.path), f"not an image file ({entry.path.suffix or 'no extension'})"))
+        else:
+            try:
+                sha, phash = images.inspect(entry.path, pre)
+                records.append(Record(entry.path, entry.cls, entry.split, sha, phash))
+                good.append(entry)
+            except Exception as err:  # PIL raises many types; the message names the cause
+                scan.problems.append((str(entry.path), f"cannot decode: {type(err).__name__}: {err}"))
+        if progress:
+            progress()
+    images.save_phashes()
+    scan.entries = good
+    scan.drop_classes_missing_somewhere()
+    kept = {e.path for e in scan.entries}
+    return [r for r in records if r.path in kept]
+
+
+def raise_or_skip(name: str, problems: list[tuple[str, str]], on_bad_image: str) -> list[tuple[str, str]]:
+    if problems and on_bad_image == "error":
+        lines = [f"  {path}: {reason}" for path, reason in problems[:SHOWN_PROBLEMS]]
+        more = len(problems) - SHOWN_PROBLEMS
+        raise DataError(f"dataset {name!r}: {len(problems)} problem(s) with its files:\n"
+                        + "\n".join(lines) + (f"\n  ... and {more} more" if more > 0 else "")
+                        + "\nFix or remove them, or set on_bad_image: skip to leave them out (listed).")
+    return sorted(problems)
+
+
+def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, seed: int,
+            fold: int | None, data_dir: str | None, cache_dir: str | None = None) -> PreparedData:
+    images.set_cache_dir(cache_dir)
+    scan = scan_dataset(ds, data_dir)
+    scan.subset(ds.subset_per_class)
+    records = validate(scan, pre)
+    skipped = raise_or_skip(ds.name, scan.problems, ds.on_bad_image)
+    if not records:
+        raise DataError(f"dataset {ds.name!r}: no usable images under {scan.root}")
+    records.sort(key=lambda r: str(r.path))  # the split depends on the seed, not on CSV order
+    classes = sorted({r.cls for r in records})
+    labels = [classes.index(r.cls) for r in records]
+    parts = split_indices(labels, [r.split for r in records], split, seed=seed, fold=fold, name=ds.name)
+    for name, idx in parts.items():
+        if not idx:
+            raise DataError(f"dataset {ds.name!r}: split {name!r} is empty with {len(records)} files; "
+                            "use more images or other fractions")
+    split_of = {i: name for name, idx in parts.items() for i in idx}
+    result = audit([Record(r.path, r.cls, split_of[i], r.sha, r.phash) for i, r in enumerate(records)],
+                   ds.near_threshold)
+    sample = [Sample(r.path, labels[i]) for i, r in enumerate(records)]
+    splits = {name: [sample[i] for i in idx] for name, idx in parts.items()}
+    clean = None
+    if ds.dedup != "none":
+        leaked = result.leaked_test(ds.dedup)
+        clean = [sample[i] for i in parts["test"] if i not in leaked]
+    summary = {**result.summary(), **{f"n_{k}": len(v) for k, v in splits.items()},
+               "n_clean_test": len(clean) if clean is not None else len(splits["test"]),
+               "n_skipped": len(skipped)}
+    return PreparedData(name=ds.name, root=scan.root, classes=classes, splits=splits, clean_test=clean,
+                        skipped=skipped, audit=summary, sha256={r.path: r.sha for r in records})

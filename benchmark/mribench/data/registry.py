@@ -1,0 +1,73 @@
+"""The public brain MRI datasets the studies used: layout, canonical labels, counts, provenance."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    folder: str  # folder name under the data directory
+    class_map: dict[str, str]  # publisher's class-folder name -> canonical label
+    splits: tuple[str, ...] = ()  # official split folders (publisher name), empty = none
+    expected: dict[str, int] = field(default_factory=dict)  # split -> file count
+    source: str = ""
+    licence: str = ""
+    # where `mribench data fetch` gets it: a direct archive URL, else a Kaggle dataset slug
+    url: str | None = None
+    kaggle: str | None = None
+    sha256: str | None = None  # of the archive at `url`, when the publisher's bytes are pinned
+    note: str = ""
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.class_map.values()))
+
+
+KNOWN: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    if spec.name in KNOWN:
+        raise ValueError(f"dataset {spec.name!r} registered twice")
+    KNOWN[spec.name] = spec
+    return spec
+
+
+def count_files(spec: DatasetSpec, root: Path) -> dict[str, int]:
+    """Files per official split folder (or "all"), without decoding; missing folders count 0."""
+    out = {}
+    for split in spec.splits or ("all",):
+        base = root if split == "all" else root / split
+        out[split] = sum(1 for cls in spec.class_map if (base / cls).is_dir()
+                         for p in (base / cls).rglob("*") if p.is_file() and not p.name.startswith("."))
+    return out
+
+
+def get(name: str) -> DatasetSpec:
+    if name not in KNOWN:
+        raise KeyError(f"unknown dataset {name!r}; known: {sorted(KNOWN)}")
+    return KNOWN[name]
+
+
+register(DatasetSpec(
+    name="brain-tumor-mri-7023", folder="brain-tumor-mri-7023",
+    class_map={"glioma": "glioma", "meningioma": "meningioma", "notumor": "notumor",
+               "pituitary": "pituitary"},
+    splits=("Training", "Testing"), expected={"Training": 5712, "Testing": 1311},
+    source="https://www.kaggle.com/datasets/masoudnickparvar/brain-tumor-mri-dataset",
+    licence="CC0-1.0", kaggle="masoudnickparvar/brain-tumor-mri-dataset"))
+register(DatasetSpec(
+    name="brain-tumor-classification-3264", folder="brain-tumor-classification-3264",
+    class_map={"glioma_tumor": "glioma", "meningioma_tumor": "meningioma",
+               "no_tumor": "notumor", "pituitary_tumor": "pituitary"},
+    splits=("Training", "Testing"), expected={"Training": 2870, "Testing": 394},
+    source="https://github.com/SartajBhuvaji/Brain-Tumor-Classification-DataSet",
+    licence="MIT",
+    url="https://github.com/SartajBhuvaji/Brain-Tumor-Classification-DataSet/archive/refs/heads/master.zip"))
+register(DatasetSpec(
+    name="brain-mri-binary-253", folder="brain-mri-binary-253",
+    class_map={"no": "no", "yes": "yes"}, splits=(), expected={"all": 253},
+    source="https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection",
+    licence="unstated (Kaggle)", kaggle="navoneel/brain-mri-images-for-brain-tumor-detection"))

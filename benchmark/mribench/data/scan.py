@@ -1,0 +1,146 @@
+"""Find a dataset's files and their labels (folder layout or CSV manifest); no decoding here.
+
+The result lists every candidate file with its canonical class and official split
+("train", "val", "test", or "all" when the publisher made no split), plus the structural
+problems found (empty or missing class folders, stray images, missing manifest files).
+"""
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mribench.data.registry import DatasetSpec
+from mribench.data.samples import DataError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+               "validation": "val", "test": "test", "testing": "test"}
+
+
+@dataclass
+class Entry:
+    path: Path
+    cls: str  # canonical class name
+    split: str  # train | val | test | all
+
+
+@dataclass
+class Scan:
+    root: Path
+    entries: list[Entry] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def drop_classes_missing_somewhere(self) -> None:
+        """A class must have files in every split; otherwise it is a problem (and is dropped)."""
+        by_split: dict[str, set[str]] = defaultdict(set)
+        for e in self.entries:
+            by_split[e.split].add(e.cls)
+        every = set.union(*by_split.values()) if by_split else set()
+        bad = {}
+        for cls in sorted(every):
+            missing = sorted(s for s, present in by_split.items() if cls not in present)
+            if missing:
+                bad[cls] = (f"class {cls!r} has no files in split(s) {missing} "
+                            f"(present in {sorted(s for s in by_split if s not in missing)})")
+        for e in self.entries:
+            if e.cls in bad:
+                self.problems.append((str(e.path), bad[e.cls]))
+        self.entries = [e for e in self.entries if e.cls not in bad]
+
+    def subset(self, per_class: int | None) -> None:
+        """Deterministic first N files per (split, class), by file name, for tiny smoke runs."""
+        if not per_class:
+            return
+        groups: dict[tuple[str, str], list[Entry]] = defaultdict(list)
+        for e in self.entries:
+            groups[(e.split, e.cls)].append(e)
+        keep = [e for g in groups.values() for e in sorted(g, key=lambda e: e.path.name)[:per_class]]
+        self.entries = sorted(keep, key=lambda e: str(e.path))
+
+
+def _visible(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if not p.name.startswith("."))  # skip .DS_Store & co
+
+
+def _scan_class_dirs(scan: Scan, parent: Path, split: str, class_map: dict[str, str] | None) -> None:
+    """Add the files of each class folder under `parent`; class_map None = folder name is the class."""
+    found = set()
+    for item in _visible(parent):
+        if item.is_file():
+            if item.suffix.lower() in IMAGE_EXTENSIONS:
+                scan.problems.append((str(item), "image outside any class folder"))
+            continue
+        if class_map is not None and item.name not in class_map:
+            scan.problems.append((str(item), f"unexpected folder; expected {sorted(class_map)}"))
+            continue
+        found.add(item.name)
+        files = [p for p in sorted(item.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+        if not files:
+            scan.problems.append((str(item), "empty class folder"))
+        cls = class_map[item.name] if class_map is not None else item.name
+        scan.entries.extend(Entry(p, cls, split) for p in files)
+    for name in sorted(set(class_map or ()) - found):
+        scan.problems.append((str(parent / name), "class folder missing"))
+
+
+def scan_known(spec: DatasetSpec, root: Path) -> Scan:
+    scan = Scan(root)
+    if not spec.splits:
+        _scan_class_dirs(scan, root, "all", spec.class_map)
+    for folder in spec.splits:
+        if not (root / folder).is_dir():
+            raise DataError(f"dataset {spec.name!r}: split folder {root / folder} missing "
+                            f"(expected {list(spec.splits)} under {root})")
+        _scan_class_dirs(scan, root / folder, SPLIT_NAMES[folder.lower()], spec.class_map)
+    return scan
+
+
+def scan_folder(root: Path) -> Scan:
+    """A user root: class folders, or split folders (train/val/test, any case) of class folders."""
+    scan = Scan(root)
+    dirs = [p for p in _visible(root) if p.is_dir()]
+    split_dirs = [p for p in dirs if p.name.lower() in SPLIT_NAMES]
+    if not dirs:
+        raise DataError(f"{root}: no class folders found")
+    if split_dirs and len(split_dirs) != len(dirs):
+        others = [p.name for p in dirs if p not in split_dirs]
+        raise DataError(f"{root}: mixes split folders {[p.name for p in split_dirs]} "
+                        f"with other folders {others}; use one layout")
+    if not split_dirs:
+        _scan_class_dirs(scan, root, "all", None)
+    for d in split_dirs:
+        _scan_class_dirs(scan, d, SPLIT_NAMES[d.name.lower()], None)
+    return scan
+
+
+def scan_manifest(manifest: Path, root: Path | None) -> Scan:
+    """CSV with header path,label[,split]; relative paths are relative to root or the CSV's folder."""
+    if not manifest.is_file():
+        raise DataError(f"manifest {manifest} does not exist")
+    base = root or manifest.parent
+    scan = Scan(base)
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing_cols = {"path", "label"} - set(reader.fieldnames or [])
+        if missing_cols:
+            raise DataError(f"{manifest}: missing column(s) {sorted(missing_cols)}; "
+                            f"header is {reader.fieldnames}, expected path,label[,split]")
+        for line, row in enumerate(reader, start=2):
+            split = (row.get("split") or "").strip().lower()
+            if split and split not in SPLIT_NAMES:
+                raise DataError(f"{manifest}:{line}: split {row['split']!r} is not one of "
+                                f"train/val/test")
+            label = (row["label"] or "").strip()
+            if not label or not (row["path"] or "").strip():
+                raise DataError(f"{manifest}:{line}: empty path or label")
+            path = (base / row["path"].strip()).resolve()
+            if not path.is_file():
+                scan.problems.append((str(path), f"listed in {manifest.name}:{line} but missing"))
+                continue
+            scan.entries.append(Entry(path, label, SPLIT_NAMES.get(split, "all")))
+    splits = {e.split for e in scan.entries}
+    if "all" in splits and len(splits) > 1:
+        raise DataError(f"{manifest}: some rows have a split and others do not; fill every row or none")
+    return scan

@@ -1,0 +1,114 @@
+"""Expand a suite into cells (dataset x model x strategy x seed x fold), each with a stable run_key."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from mribench.config import (AugmentConfig, DatasetConfig, ExplainConfig, ModelConfig,
+                              PreprocessConfig, SplitConfig, StrategyConfig, Suite, TrainingConfig)
+
+# Display-only fields: renaming a label must not make finished work look new.
+_DISPLAY_ONLY = {"label"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: DatasetConfig
+    model: ModelConfig
+    strategy: StrategyConfig
+    seed: int
+    fold: int | None
+    split: SplitConfig
+    preprocess: PreprocessConfig
+    augment: AugmentConfig
+    training: TrainingConfig
+    explain: ExplainConfig
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved config of this cell: what the run_key hashes and what gets logged."""
+        def dump(m):
+            return _drop_display(m.model_dump(mode="json"))
+
+        model = dump(self.model)
+        model.pop("training")  # already merged into `training`
+        model.pop("strategies")  # selects cells; not part of any one cell's identity
+        return {
+            "dataset": dump(self.dataset), "split": dump(self.split),
+            "preprocess": dump(self.preprocess), "augment": dump(self.augment),
+            "training": dump(self.training), "model": model, "strategy": dump(self.strategy),
+            "explain": dump(self.explain), "seed": self.seed, "fold": self.fold,
+        }
+
+    @cached_property
+    def run_key(self) -> str:
+        return _digest(self.resolved())
+
+    @cached_property
+    def config_key(self) -> str:
+        """The run_key without seed and fold: cells that are repeats of one configuration."""
+        return _digest({k: v for k, v in self.resolved().items() if k not in ("seed", "fold")})
+
+    @property
+    def title(self) -> str:
+        fold = "" if self.fold is None else f" fold {self.fold}"
+        return (f"{self.dataset.name} / {self.model.display} / {self.strategy.display} / "
+                f"seed {self.seed}{fold}")
+
+    def tags(self) -> dict[str, str]:
+        return {"dataset": self.dataset.name, "model": self.model.display,
+                "strategy": self.strategy.display, "seed": str(self.seed),
+                "fold": "-" if self.fold is None else str(self.fold), "run_key": self.run_key,
+                "config_key": self.config_key}
+
+
+def _digest(resolved: dict[str, Any]) -> str:
+    """Hash of what determines a cell's results (how many loader workers ran it does not)."""
+    identity = {**resolved, "training": {k: v for k, v in resolved["training"].items()
+                                         if k != "num_workers"}}
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _drop_display(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_display(v) for k, v in value.items() if k not in _DISPLAY_ONLY}
+    return value
+
+
+def folds_of(split: SplitConfig) -> list[int | None]:
+    return list(range(split.folds)) if split.protocol == "kfold" else [None]
+
+
+def expand(suite: Suite) -> list[Cell]:
+    cells = [
+        Cell(dataset=ds, model=model, strategy=strategy, seed=seed, fold=fold, split=suite.split,
+             preprocess=suite.preprocess, augment=suite.augment,
+             training=suite.training_for(model), explain=suite.explain)
+        for ds in suite.datasets
+        for model in suite.models
+        for strategy in suite.strategies
+        if model.strategies is None or {strategy.name, strategy.display} & set(model.strategies)
+        for seed in suite.seeds
+        for fold in folds_of(suite.split)
+    ]
+    keys = [c.run_key for c in cells]
+    dupes = {k for k in keys if keys.count(k) > 1}
+    if dupes:
+        same = [c.title for c in cells if c.run_key in dupes]
+        raise ValueError(f"the suite declares the same cell more than once: {same}")
+    return cells
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'training': {'lr': 1e-3}} -> {'training.lr': 1e-3}, for MLflow params."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

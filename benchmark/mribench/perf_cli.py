@@ -1,0 +1,21 @@
+"""`mribench perf` arguments; the measuring lives in mribench.perf (imported when it runs)."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    from mribench.cli import _lazy
+
+    p = subparsers.add_parser("perf", help="measure pipeline vs synthetic throughput and the "
+                              "cost of frozen (feature reuse) vs full epochs")
+    p.add_argument("--model", default="efficientnet_lite0",
+                   help="a registered model with pretrained weights available (default has "
+                   "pip-shipped weights, so it works offline)")
+    p.add_argument("--dataset", default="brain-tumor-mri-7023")
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--per-class", type=int, default=40, help="training images per class")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lazy("mribench.perf:run"))
+
