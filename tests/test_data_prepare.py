@@ -72,6 +72,7 @@ def test_real_binary_set_has_no_official_split(monkeypatch):
 def test_missing_dataset_says_where_it_looked_and_how_to_fetch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BENCHMARK_DATA_DIR", str(tmp_path / "env"))
+    (tmp_path / "arg").mkdir()  # an explicit --data-dir must exist (else that is the error)
     with pytest.raises(DataError) as err:
         prepare(DatasetConfig(name="brain-mri-binary-253"), SplitConfig(), PRE, seed=0, fold=None,
                 data_dir=str(tmp_path / "arg"))

@@ -3,6 +3,7 @@ backed by SQLite and by PostgreSQL (docker/compose.yaml's stack): runs, nested c
 metrics and proxied artifacts all land on the server, and a rerun skips finished cells."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -106,3 +107,24 @@ def test_suite_logs_to_a_tracking_server(server, data_dir, tmp_path, monkeypatch
     # the rerun against the server finds the finished cell and skips it
     assert run_suite(suite, SuiteOptions(data_dir=str(data_dir))) == 0
     assert len(client.search_runs([exp.experiment_id], "tags.role = 'cell'")) == 1
+
+
+def test_json_output_stays_valid_with_a_server(server, data_dir, tmp_path):
+    """MLflow prints "View run ... at http://..." when it talks to a server; those lines must
+    not reach stdout, or `--json` stops being JSON. The installed console script, run from a
+    folder outside the repository, as a user would."""
+    cli = shutil.which("mribench", path=os.path.dirname(sys.executable))
+    assert cli, "the mribench console script is not installed in this environment"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server, "BENCHMARK_DATA_DIR": str(data_dir),
+           "BENCHMARK_CACHE_DIR": str(tmp_path / "cache")}
+    common = ["--experiment", "json-remote"]
+    run = subprocess.run([cli, "suite", "smoke", "--json", *common, "--set", "training.epochs=1",
+                          "--set", "explain.methods=[]"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    table = json.loads(run.stdout)
+    assert [r["status"] for r in table["rows"]] == ["FINISHED", "FINISHED"]
+    report = subprocess.run([cli, "report", "smoke", "--json", *common, "--compare", "--all"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert json.loads(report.stdout)["experiment"] == "json-remote"

@@ -26,6 +26,8 @@ class Cell:
     augment: AugmentConfig
     training: TrainingConfig
     explain: ExplainConfig
+    # display only: name the dataset in titles when the suite has several
+    several_datasets: bool = False
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved config of this cell: what the run_key hashes and what gets logged."""
@@ -53,9 +55,11 @@ class Cell:
 
     @property
     def title(self) -> str:
+        """The run name: what tells cells apart comes first, so MLflow's runs table (which cuts
+        long names) still shows model, strategy and seed."""
         fold = "" if self.fold is None else f" fold {self.fold}"
-        return (f"{self.dataset.name} / {self.model.display} / {self.strategy.display} / "
-                f"seed {self.seed}{fold}")
+        dataset = f" / {self.dataset.name}" if self.several_datasets else ""
+        return f"{self.model.display} / {self.strategy.display} / seed {self.seed}{fold}{dataset}"
 
     def tags(self) -> dict[str, str]:
         return {"dataset": self.dataset.name, "model": self.model.display,
@@ -86,7 +90,8 @@ def expand(suite: Suite) -> list[Cell]:
     cells = [
         Cell(dataset=ds, model=model, strategy=strategy, seed=seed, fold=fold, split=suite.split,
              preprocess=suite.preprocess, augment=suite.augment,
-             training=suite.training_for(model), explain=suite.explain)
+             training=suite.training_for(model), explain=suite.explain,
+             several_datasets=len(suite.datasets) > 1)
         for ds in suite.datasets
         for model in suite.models
         for strategy in suite.strategies

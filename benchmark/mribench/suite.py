@@ -119,8 +119,18 @@ def preflight(cells: list[Cell], opts: RunOptions) -> None:
     the cells then read (and downloads hub weights once, for users with a network)."""
     needs_weights = {(c.model.name, c.model.weights) for c in cells
                      if strategies.uses_pretrained(c.strategy)}
+    missing = []
     for name, explicit in sorted(needs_weights, key=str):
-        weights.resolve(registry.get(name), explicit)
+        try:
+            weights.resolve(registry.get(name), explicit)
+        except weights.WeightsNotFound as err:  # keep going: the user learns every file at once
+            missing.append(str(err))
+    if len(missing) == 1:
+        raise weights.WeightsNotFound(missing[0])
+    if missing:
+        raise weights.WeightsNotFound(
+            f"pretrained weights missing for {len(missing)} models of the suite:\n\n"
+            + "\n\n".join(missing))
     seen = set()
     for cell in cells:
         if (cell.dataset, cell.split, cell.preprocess) not in seen:

@@ -114,7 +114,7 @@ def cmd_fetch(args) -> int:
     from mribench.data.fetch import fetch
 
     spec = get(args.name)
-    dest = Path(args.dest or next(str(base) for _, base in candidate_dirs(args.data_dir)))
+    dest = Path(args.dest or next(str(base) for _, base in candidate_dirs(args.data_dir, False)))
     console.print(f"fetching {spec.name} from {spec.url or 'Kaggle ' + str(spec.kaggle)} into {dest}")
     row = fetch(spec, dest)
     emit_table([row], f"Fetched {spec.name}", args.json)

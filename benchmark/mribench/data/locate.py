@@ -11,10 +11,16 @@ ENV_DATA_DIR = "BENCHMARK_DATA_DIR"
 ENV_CACHE_DIR = "BENCHMARK_CACHE_DIR"
 
 
-def candidate_dirs(data_dir: str | None) -> list[tuple[str, Path]]:
-    """The data directories in priority order, each with where the value came from."""
+def candidate_dirs(data_dir: str | None, must_exist: bool = True) -> list[tuple[str, Path]]:
+    """The data directories in priority order, each with where the value came from.
+
+    A folder the user named explicitly must exist: silently falling through to
+    BENCHMARK_DATA_DIR would train on other data than the user asked for.
+    """
     out = []
     if data_dir:
+        if must_exist and not Path(data_dir).is_dir():
+            raise DataError(f"--data-dir {data_dir}: no such folder ({Path(data_dir).resolve()})")
         out.append(("--data-dir", Path(data_dir)))
     if os.environ.get(ENV_DATA_DIR):
         out.append((ENV_DATA_DIR, Path(os.environ[ENV_DATA_DIR])))
