@@ -61,7 +61,7 @@ def cmd_suite(args) -> int:
     if args.dry_run:
         from mribench.suite import dry_run
 
-        return dry_run(suite, args.json)
+        return dry_run(suite, args.json, _blank_to_none(args.data_dir))
     from mribench.engine import resolve_device
     from mribench.suite import SuiteOptions, run_suite
 

@@ -38,6 +38,10 @@ class DatasetConfig(Strict):
     # brightened copies stay within ~2; different patients are 12+ apart)
     near_threshold: Annotated[int, Field(ge=0, le=64)] = 4
     on_bad_image: Literal["error", "skip"] = "error"
+    # a registered dataset to use instead when this one is not found (the smoke suite names the
+    # embedded sample); resolved before cells are expanded, said on the console and in MLflow.
+    # Without it a missing dataset is an error: nothing is ever substituted silently.
+    fallback: str | None = None
 
     @model_validator(mode="after")
     def _known_or_declared(self):
@@ -48,6 +52,9 @@ class DatasetConfig(Strict):
                 f"unknown dataset {self.name!r}: use one of {sorted(KNOWN)} "
                 "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
             )
+        if self.fallback is not None and (self.fallback not in KNOWN or self.fallback == self.name):
+            raise ValueError(f"fallback {self.fallback!r} must be another registered dataset: "
+                             f"one of {sorted(set(KNOWN) - {self.name})}")
         return self
 
 

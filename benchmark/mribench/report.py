@@ -11,6 +11,7 @@ from mribench import stats, tracking
 from mribench.compare import paired_rows
 from mribench.config import load_suite
 from mribench.console import console, emit_table
+from mribench.data import fallback
 from mribench.matrix import expand
 
 GROUP = ["dataset", "model", "strategy"]
@@ -48,7 +49,9 @@ def report(suite_name: str, experiment: str | None, as_json: bool,
                       f"run the suite first")
         return 2
     runs = tracking.search_cells(exp_id)
-    current = {c.run_key: c.config_key for c in expand(suite)}
+    # a fallback (the smoke suite's embedded sample) makes its cells current too
+    current = {c.run_key: c.config_key for version in fallback.alternatives(suite)
+               for c in expand(version)}
     if not include_all and not runs.empty:
         runs = runs[runs["tags.run_key"].isin(current)]
     if not runs.empty:  # a --force rerun repeats a cell: its newest finished run counts, once

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mribench import strategies, tracking
 from mribench.cell import RunOptions, prepare_once, run_cell
 from mribench.config import Suite
+from mribench.data import fallback
 from mribench.console import console, emit_table
 from mribench.matrix import Cell, expand
 from mribench.models import registry, weights
@@ -40,7 +41,9 @@ def matrix_rows(cells: list[Cell]) -> list[dict]:
     return [{"cell": i + 1, **c.tags()} for i, c in enumerate(cells)]
 
 
-def dry_run(suite: Suite, as_json: bool) -> int:
+def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None) -> int:
+    suite, subs = fallback.resolve(suite, data_dir)
+    fallback.announce(subs)
     cells = expand(suite)
     emit_table(matrix_rows(cells), f"{suite.name}: {len(cells)} cells (dry run)", as_json,
                extra={"experiment": suite.experiment_name})
@@ -49,6 +52,8 @@ def dry_run(suite: Suite, as_json: bool) -> int:
 
 def run_suite(suite: Suite, opts: SuiteOptions) -> int:
     """Returns the process exit code: non-zero when any cell failed."""
+    suite, subs = fallback.resolve(suite, opts.data_dir)  # before expansion: run_keys name it
+    fell_back = fallback.announce(subs)
     numbered = opts.mine(expand(suite))
     cells = [c for _, c in numbered]
     base = RunOptions(device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
@@ -70,8 +75,10 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
                   f"'{suite.experiment_name}' at {tracking.tracking_uri()}")
     rows = []
     params = {"suite": suite.name, "cells": len(cells), "device": opts.device,
-              "force": opts.force, "shard": f"{opts.shard[0]}/{opts.shard[1]}"}
+              "force": opts.force, "shard": f"{opts.shard[0]}/{opts.shard[1]}", **fell_back}
     with tracking.parent_run(exp_id, suite.name, params) as parent_id, _progress() as progress:
+        if fell_back:
+            tracking.set_tags(fell_back)
         cells_bar = progress.add_task("cells", total=len(cells))
         epochs_bar = progress.add_task("epochs", total=None, visible=False)
         batches_bar = progress.add_task("batches", total=None, visible=False)

@@ -17,6 +17,7 @@ from mribench import tracking
 from mribench.cell import RunOptions, run_cell
 from mribench.config import ExplainConfig, Suite
 from mribench.console import console, emit_table
+from mribench.data import fallback
 from mribench.matrix import Cell, expand
 from mribench.suite import SuiteOptions, preflight
 
@@ -43,6 +44,8 @@ def trial_cell(cell: Cell, lr: float, backbone_lr: float | None) -> Cell:
 def tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: int,
          opts: SuiteOptions, storage: str | None = None,
          lr_range: tuple[float, float] = (1e-5, 1e-2)) -> int:
+    suite, subs = fallback.resolve(suite, opts.data_dir)
+    fell_back = fallback.announce(subs)
     cell = base_cell(suite, model, strategy, dataset)
     base = RunOptions(device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir,
                       evaluate_test=False)
@@ -76,7 +79,8 @@ def tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: i
         trial.set_user_attr("val_acc_best", headline["val_acc_best"])
         return headline["val_loss_best"]
 
-    params = {"trials": trials, "storage": storage or DEFAULT_STORAGE, "study": study.study_name}
+    params = {"trials": trials, "storage": storage or DEFAULT_STORAGE, "study": study.study_name,
+              **fell_back}
     with tracking.parent_run(exp_id, suite.name, params, role="tune", run_name=title):
         console.print(f"{title}: {trials} trial(s), study '{study.study_name}' "
                       f"({len(study.trials)} earlier trial(s) resumed)")

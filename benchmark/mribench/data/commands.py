@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from mribench.console import console, emit_table
-from mribench.data.locate import candidate_dirs, find_root
+from mribench.data.locate import candidate_dirs, find_root, where
 from mribench.data.registry import KNOWN, count_files, get
 from mribench.data.samples import DataError
 from mribench.data.scan import scan_folder, scan_known, scan_manifest
@@ -53,8 +53,7 @@ def _guard(run):
 def cmd_list(args) -> int:
     rows = []
     for spec in KNOWN.values():
-        found = next((base / spec.folder for _, base in candidate_dirs(args.data_dir)
-                      if (base / spec.folder).is_dir()), None)
+        found = where(spec.name, args.data_dir)
         counts = count_files(spec, found) if found else {}
         rows.append({"name": spec.name, "classes": ", ".join(spec.classes),
                      "path": str(found.resolve()) if found else None,
@@ -114,6 +113,11 @@ def cmd_fetch(args) -> int:
     from mribench.data.fetch import fetch
 
     spec = get(args.name)
+    if spec.bundled:
+        emit_table([{"dataset": spec.name, "path": str(spec.bundled),
+                     "status": "ships with the package", **count_files(spec, spec.bundled)}],
+                   f"Nothing to fetch for {spec.name}", args.json)
+        return 0
     dest = Path(args.dest or next(str(base) for _, base in candidate_dirs(args.data_dir, False)))
     console.print(f"fetching {spec.name} from {spec.url or 'Kaggle ' + str(spec.kaggle)} into {dest}")
     row = fetch(spec, dest)

@@ -37,6 +37,12 @@ def find_root(name: str, root: str | None, data_dir: str | None) -> Path:
         return path.resolve()
     if name not in KNOWN:
         raise DataError(f"dataset {name!r} is not a known dataset and declares no root or manifest")
+    bundled = KNOWN[name].bundled
+    if bundled:
+        if not bundled.is_dir():
+            raise DataError(f"dataset {name!r} ships with the package at {bundled}, which is "
+                            "missing: reinstall the package")
+        return bundled
     folder = KNOWN[name].folder
     tried = []
     for source, base in candidate_dirs(data_dir):
@@ -48,6 +54,16 @@ def find_root(name: str, root: str | None, data_dir: str | None) -> Path:
         f"dataset {name!r} not found; looked in: {', '.join(tried)}. "
         f"Fetch it with `mribench data fetch {name} --dest DIR`, then pass --data-dir DIR "
         f"or set {ENV_DATA_DIR}=DIR")
+
+
+def where(name: str, data_dir: str | None) -> Path | None:
+    """The folder of known dataset `name`, or None when it is not found (an explicit data_dir
+    that does not exist is still an error)."""
+    candidate_dirs(data_dir)
+    try:
+        return find_root(name, None, data_dir)
+    except DataError:
+        return None
 
 
 def cache_root(cache_dir: str | None) -> Path:

@@ -19,6 +19,8 @@ class DatasetSpec:
     kaggle: str | None = None
     sha256: str | None = None  # of the archive at `url`, when the publisher's bytes are pinned
     note: str = ""
+    # shipped inside the package at this folder: used from there, never searched for in data dirs
+    bundled: Path | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -26,6 +28,10 @@ class DatasetSpec:
 
 
 KNOWN: dict[str, DatasetSpec] = {}
+
+# a few images of the 7023 set shipped with the package (see sample/README.md), so the smoke suite
+# runs on a machine with no data folder at all
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
@@ -71,3 +77,12 @@ register(DatasetSpec(
     class_map={"no": "no", "yes": "yes"}, splits=(), expected={"all": 253},
     source="https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection",
     licence="unstated (Kaggle)", kaggle="navoneel/brain-mri-images-for-brain-tumor-detection"))
+register(DatasetSpec(
+    name="brain-tumor-mri-7023-sample", folder="sample",
+    class_map={"glioma": "glioma", "meningioma": "meningioma", "notumor": "notumor",
+               "pituitary": "pituitary"},
+    splits=("Training", "Testing"), expected={"Training": 32, "Testing": 32},
+    source="8 images per class and split of brain-tumor-mri-7023 at 64x64, shipped with the "
+           "package (tools/make_sample.py)",
+    licence="CC0-1.0", bundled=SAMPLE_DIR,
+    note="for pipeline checks only: far too small for a benchmark result"))
