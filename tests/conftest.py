@@ -1,21 +1,27 @@
 """Shared fixtures: the real data folder and an isolated MLflow store per test."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("BENCHMARK_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+from real_data import DATA_DIR, MRI_7023, have, why_missing
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not (DATA_DIR / "brain-tumor-mri-7023").is_dir():
-        pytest.fail(f"real data not found at {DATA_DIR}: set BENCHMARK_DATA_DIR")
+    """The folder holding the real sets; tests that take it skip (saying why) without it."""
+    if not have(MRI_7023):
+        pytest.skip(why_missing(MRI_7023))
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def smoke_data_dir(tmp_path_factory) -> Path:
+    """A data folder for the smoke suite: the real one when it holds the 7023 set, else an
+    empty folder, so the suite falls back to the sample shipped with the package."""
+    return DATA_DIR if have(MRI_7023) else tmp_path_factory.mktemp("no-data")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The cell pipeline's branches on real data: frozen feature reuse vs end-to-end, pretrained
-weights provenance, duplicate-aware test metrics, Study B's peeking metric, gradual unfreezing."""
+"""The cell pipeline's branches on real data (the 7023 set, else its shipped sample): frozen
+feature reuse vs end-to-end, pretrained weights provenance, duplicate-aware test metrics,
+Study B's peeking metric, gradual unfreezing."""
 from __future__ import annotations
 
 import hashlib
@@ -12,6 +13,7 @@ from mribench.config import load_suite
 from mribench.models import registry
 from mribench.models.archs import create_network
 from mribench.suite import SuiteOptions, run_suite
+from real_data import mri_7023
 
 
 @pytest.fixture
@@ -36,11 +38,11 @@ def run(overrides, data_dir, tmp_path, monkeypatch):
     return {r.data.tags["strategy"]: r for r in runs}, client
 
 
-def test_frozen_reuses_features_only_without_augmentation(mlflow_store, data_dir, tmp_path,
-                                                          monkeypatch, weights_dir):
+def test_frozen_reuses_features_only_without_augmentation(mlflow_store, smoke_data_dir,
+                                                          tmp_path, monkeypatch, weights_dir):
     runs, _ = run({"strategies": ["frozen", "full"], "augment": {}, "training.peek_test": True,
-                   "datasets": [{"name": "brain-tumor-mri-7023", "subset_per_class": 6,
-                                 "dedup": "exact"}]}, data_dir, tmp_path, monkeypatch)
+                   "datasets": [{"name": mri_7023()[0], "subset_per_class": 6,
+                                 "dedup": "exact"}]}, smoke_data_dir, tmp_path, monkeypatch)
     frozen, full = runs["frozen"], runs["full"]
     assert frozen.data.tags["training_path"] == "feature_reuse"
     assert "feature_extraction_seconds" in frozen.data.metrics
@@ -55,16 +57,16 @@ def test_frozen_reuses_features_only_without_augmentation(mlflow_store, data_dir
     assert int(frozen.data.params["params_trainable"]) < int(full.data.params["params_trainable"])
 
 
-def test_augmentation_forces_the_end_to_end_path(mlflow_store, data_dir, tmp_path, monkeypatch,
-                                                 weights_dir):
-    runs, _ = run({"strategies": ["frozen"], "training.epochs": 1}, data_dir, tmp_path,
+def test_augmentation_forces_the_end_to_end_path(mlflow_store, smoke_data_dir, tmp_path,
+                                                 monkeypatch, weights_dir):
+    runs, _ = run({"strategies": ["frozen"], "training.epochs": 1}, smoke_data_dir, tmp_path,
                   monkeypatch)
     assert runs["frozen"].data.tags["training_path"] == "end_to_end"  # smoke flips images
 
 
-def test_gradual_unfreezes_the_backbone_during_training(mlflow_store, data_dir, tmp_path,
+def test_gradual_unfreezes_the_backbone_during_training(mlflow_store, smoke_data_dir, tmp_path,
                                                         monkeypatch, weights_dir):
     runs, client = run({"strategies": [{"name": "gradual", "every": 1}], "training.epochs": 3,
-                        "training.backbone_lr": 0.0001}, data_dir, tmp_path, monkeypatch)
+                        "training.backbone_lr": 0.0001}, smoke_data_dir, tmp_path, monkeypatch)
     history = client.get_metric_history(runs["gradual"].info.run_id, "lr_backbone")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0.0, 0.0001, 0.0001]

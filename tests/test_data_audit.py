@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 from mribench.data.commands import register
+from mribench.data.registry import SAMPLE_DIR
+from real_data import DATA_DIR as REAL
+from real_data import SAMPLE, needs_real
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real data not available")
+ALL = ("brain-tumor-mri-7023", "brain-tumor-classification-3264", "brain-mri-binary-253")
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +93,7 @@ def test_audit_names_unknown_dataset(capsys):
     assert "no-such-set" in capsys.readouterr().err
 
 
-@needs_real
+@needs_real("brain-mri-binary-253")
 def test_real_binary_set_audit(capsys):
     assert cli("data", "audit", "brain-mri-binary-253", "--data-dir", str(REAL), "--json") == 0
     out = json.loads(capsys.readouterr().out)
@@ -101,11 +103,11 @@ def test_real_binary_set_audit(capsys):
     assert rows["exact"]["label_conflict_groups"] == 0
 
 
-@needs_real
+@needs_real(*ALL)
 def test_list_reports_location_and_completeness(capsys):
     assert cli("data", "list", "--data-dir", str(REAL), "--json") == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
-    assert set(rows) == {"brain-tumor-mri-7023", "brain-tumor-classification-3264", "brain-mri-binary-253"}
+    assert set(rows) == {*ALL, SAMPLE}
     assert rows["brain-tumor-classification-3264"]["complete"] is True
     assert rows["brain-tumor-classification-3264"]["counts"] == {"Training": 2870, "Testing": 394}
     # this copy lacks 4 notumor training images of the published 7023
@@ -118,5 +120,14 @@ def test_list_without_data_shows_nothing_found(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BENCHMARK_DATA_DIR", raising=False)
     assert cli("data", "list", "--json") == 0
-    rows = json.loads(capsys.readouterr().out)["rows"]
-    assert all(r["path"] is None and r["complete"] is False for r in rows)
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert all(rows[n]["path"] is None and rows[n]["complete"] is False for n in ALL)
+    # the sample ships with the package: always there, always complete
+    assert rows[SAMPLE]["path"] == str(SAMPLE_DIR) and rows[SAMPLE]["complete"] is True
+
+
+def test_sample_audit_finds_no_duplicates(capsys):
+    assert cli("data", "audit", SAMPLE, "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["files"] == 64 and out["splits"] == {"test": 32, "train": 32}
+    assert all(r["groups"] == 0 for r in out["rows"])  # tools/make_sample.py leaves them out

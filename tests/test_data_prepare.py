@@ -10,10 +10,11 @@ from PIL import Image
 
 from mribench.config import DatasetConfig, PreprocessConfig, SplitConfig
 from mribench.data import DataError, load_image, prepare
+from mribench.data.registry import KNOWN
+from real_data import DATA_DIR as REAL
+from real_data import MRI_7023, SAMPLE, needs_real
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 PRE = PreprocessConfig(image_size=16)
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real data not available")
 
 
 @pytest.fixture(autouse=True)
@@ -46,20 +47,20 @@ def prep(root: Path, protocol: str = "holdout", seed: int = 0, fold=None, **ds):
     return prepare(cfg, SplitConfig(protocol=protocol), PRE, seed=seed, fold=fold, data_dir=None)
 
 
-@needs_real
-@pytest.mark.parametrize("name", ["brain-tumor-mri-7023", "brain-tumor-classification-3264"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_real(n)) for n in
+                                  (MRI_7023, "brain-tumor-classification-3264")] + [SAMPLE])
 def test_real_four_class_sets_share_canonical_labels(name):
     data = prepare(DatasetConfig(name=name, subset_per_class=3), SplitConfig(), PRE, seed=0, fold=None,
                    data_dir=str(REAL))
     assert data.classes == ["glioma", "meningioma", "notumor", "pituitary"]
-    assert data.root == (REAL / name).resolve()
+    assert data.root == (KNOWN[name].bundled or (REAL / name).resolve())
     assert len(data.splits["test"]) == 12  # official Testing folder, 3 per class
     assert len(data.splits["train"]) + len(data.splits["val"]) == 12
     assert {r["class"] for r in data.split_rows()} == set(data.classes)
     assert data.clean_test is None and data.audit["files"] == 24
 
 
-@needs_real
+@needs_real("brain-mri-binary-253")
 def test_real_binary_set_has_no_official_split(monkeypatch):
     monkeypatch.setenv("BENCHMARK_DATA_DIR", str(REAL))  # found through the environment
     ds = DatasetConfig(name="brain-mri-binary-253", subset_per_class=10)

@@ -8,8 +8,10 @@ from mribench import tracking
 from mribench.config import load_suite
 from mribench.data import DataError
 from mribench.suite import SuiteOptions, run_suite
+from real_data import needs_real
 
 ALL = ["brain-tumor-mri-7023", "brain-tumor-classification-3264", "brain-mri-binary-253"]
+pytestmark = needs_real(*ALL)
 CASES = {
     "official": (ALL[:2], {"val_fraction": 0.25}),
     "holdout": (ALL, {"test_fraction": 0.25, "val_fraction": 0.25}),

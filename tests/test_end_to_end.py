@@ -1,4 +1,5 @@
-"""The README's main command on the smoke suite, then the tracking store read back.
+"""The README's main command on the smoke suite, then the tracking store read back (on the
+full 7023 set when it is here, else on the sample shipped with the package).
 
 Runs `mlflow run . -e suite -P suite=smoke --env-manager local` for real, twice: the first
 invocation must land a parent run with nested cell runs, per-epoch metrics and artifacts; the
@@ -17,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mribench.config import load_suite
+from mribench.data import fallback
 from mribench.matrix import expand
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,12 +32,12 @@ def mlflow_run(env: dict, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory, data_dir):
+def smoke_runs(tmp_path_factory, smoke_data_dir):
     tmp = tmp_path_factory.mktemp("e2e")
     # in-process tests before this one leave MLFLOW_EXPERIMENT_ID & co. in os.environ
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env = {**clean, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
-           "BENCHMARK_DATA_DIR": str(data_dir), "BENCHMARK_CACHE_DIR": str(tmp / "cache"),
+           "BENCHMARK_DATA_DIR": str(smoke_data_dir), "BENCHMARK_CACHE_DIR": str(tmp / "cache"),
            "MPLBACKEND": "Agg"}
     first = mlflow_run(env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-6000:]
@@ -43,8 +45,10 @@ def smoke_runs(tmp_path_factory, data_dir):
     exp = client.get_experiment_by_name(load_suite("smoke").experiment_name)
     runs_after_first = client.search_runs([exp.experiment_id])
     second = mlflow_run(env)
+    # the cells of the data it ran on: the full 7023 set, else the sample shipped with the package
+    expected = expand(fallback.resolve(load_suite("smoke"), str(smoke_data_dir))[0])
     return {"client": client, "exp": exp, "first": first, "second": second, "env": env,
-            "runs_after_first": runs_after_first}
+            "runs_after_first": runs_after_first, "expected": expected}
 
 
 def cell_runs(runs):
@@ -55,7 +59,7 @@ def test_parent_and_nested_cell_runs(smoke_runs):
     runs = smoke_runs["runs_after_first"]
     parents = [r for r in runs if r.data.tags.get("role") == "suite"]
     cells = cell_runs(runs)
-    expected = expand(load_suite("smoke"))
+    expected = smoke_runs["expected"]
     assert len(parents) == 1 and len(cells) == len(expected)
     assert {r.data.tags["run_key"] for r in cells} == {c.run_key for c in expected}
     for run in cells:
@@ -114,7 +118,7 @@ def test_report_summarises_finished_cells_as_json(smoke_runs):
     assert pair["images"] == 24 and 0 <= pair["p_value"] <= 1
 
 
-def test_killed_invocation_resumes_without_duplicates(data_dir, tmp_path):
+def test_killed_invocation_resumes_without_duplicates(smoke_data_dir, tmp_path):
     """SIGKILL the suite after its first cell finished; the rerun keeps that cell and finishes
     the rest, with exactly one FINISHED run per cell."""
     import signal
@@ -122,7 +126,7 @@ def test_killed_invocation_resumes_without_duplicates(data_dir, tmp_path):
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**clean, "MLFLOW_TRACKING_URI": uri, "BENCHMARK_DATA_DIR": str(data_dir),
+    env = {**clean, "MLFLOW_TRACKING_URI": uri, "BENCHMARK_DATA_DIR": str(smoke_data_dir),
            "BENCHMARK_CACHE_DIR": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
     cmd = [sys.executable, "-m", "mribench", "suite", "smoke", "--set", "training.epochs=6"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -145,7 +149,8 @@ def test_killed_invocation_resumes_without_duplicates(data_dir, tmp_path):
     runs = cell_runs(client.search_runs([exp.experiment_id]))
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert sorted(r.data.tags["run_key"] for r in finished) == sorted(
-        c.run_key for c in expand(load_suite("smoke", {"training.epochs": 6})))
+        c.run_key for c in expand(fallback.resolve(load_suite("smoke", {"training.epochs": 6}),
+                                                   str(smoke_data_dir))[0]))
     assert first in {r.info.run_id for r in finished}  # kept, not redone
     assert not [r for r in runs if r.info.status == "RUNNING"]
     # the cell that was mid-training when killed is marked KILLED and said so, then retried

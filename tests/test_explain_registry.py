@@ -4,7 +4,6 @@ Untrained networks often have no positive evidence at their last stage (an all-z
 correct answer), so the check is against the textbook formula computed here by hand, on the
 registry's layer: ReLU(sum_k mean(dy/dA_k) * A_k), upsampled.
 """
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,6 +16,7 @@ from mribench import explain
 from mribench.config import ExplainConfig, ModelConfig, StrategyConfig
 from mribench.models import registry
 from mribench.models.build import build
+from real_data import mri_7023
 
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def mri(data_dir: Path) -> list[np.ndarray]:
-    test = data_dir / "brain-tumor-mri-7023" / "Testing"
+def mri() -> list[np.ndarray]:
+    test = mri_7023()[1] / "Testing"  # the full set when here, else the shipped sample
     files = [sorted((test / c).glob("*.jpg"))[0] for c in ("glioma", "pituitary")]
     return [Image.open(f).convert("RGB") for f in files]
 

@@ -5,12 +5,15 @@ import json
 import math
 
 from mribench.cli import main
+from real_data import mri_7023
 
 
-def test_perf_reports_every_measurement_with_ratios(data_dir, tmp_path, monkeypatch, capsys):
+def test_perf_reports_every_measurement_with_ratios(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
-    assert main(["perf", "--data-dir", str(data_dir), "--per-class", "4", "--image-size", "64",
-                 "--batch-size", "8", "--device", "cpu", "--json"]) == 0
+    dataset, folder = mri_7023()  # the full 7023 set when here, else the shipped sample
+    assert main(["perf", "--dataset", dataset, "--data-dir", str(folder.parent), "--per-class",
+                 "4", "--image-size", "64", "--batch-size", "8", "--device", "cpu",
+                 "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     rows = {r["measurement"]: r for r in out["rows"]}
     assert set(rows) == {"loader only (cached, augmented)", "full: synthetic input",

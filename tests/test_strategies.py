@@ -1,8 +1,6 @@
 """Transfer-learning strategies on real tiny models and a few real MRI images."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,8 +12,10 @@ from mribench.config import ModelConfig, StrategyConfig
 from mribench.models import registry
 from mribench.models.build import build
 from mribench.models.archs import create_network
+from mribench.data.registry import SAMPLE_DIR
+from real_data import DATA_DIR, have
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-mri-binary-253"
+BINARY = "brain-mri-binary-253"
 SIZE = 48
 
 
@@ -29,14 +29,16 @@ def weight_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def batch():
-    """Four real MRI scans (two per class) when the shared data is there, else seeded noise."""
-    files = sorted((DATA / "yes").glob("*"))[:2] + sorted((DATA / "no").glob("*"))[:2]
-    if len(files) == 4:
-        imgs = [np.asarray(Image.open(f).convert("RGB").resize((SIZE, SIZE))) for f in files]
-        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
-        x = (x - 0.5) / 0.5
+    """Four real MRI scans, two with a tumour and two without: from the 253-image set when it
+    is here, else from the sample of the 7023 set shipped with the package."""
+    if have(BINARY):
+        tumour, healthy = DATA_DIR / BINARY / "yes", DATA_DIR / BINARY / "no"
     else:
-        x = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+        tumour, healthy = SAMPLE_DIR / "Training" / "glioma", SAMPLE_DIR / "Training" / "notumor"
+    files = sorted(tumour.glob("*"))[:2] + sorted(healthy.glob("*"))[:2]
+    imgs = [np.asarray(Image.open(f).convert("RGB").resize((SIZE, SIZE))) for f in files]
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+    x = (x - 0.5) / 0.5
     return x, torch.tensor([1, 1, 0, 0])
 
 

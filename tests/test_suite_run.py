@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from mribench import cell as cell_module
 from mribench import tracking
 from mribench.config import load_suite
+from mribench.data import fallback
 from mribench.matrix import expand
 from mribench.report import report
 from mribench.suite import SuiteOptions, run_suite
@@ -20,9 +21,11 @@ FAST = {"training.epochs": 1, "explain.methods": [], "experiment": "bench-test",
 
 
 @pytest.fixture
-def suite(mlflow_store, data_dir, tmp_path, monkeypatch):
+def suite(mlflow_store, smoke_data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
-    return load_suite("smoke", FAST)
+    # the data decided up front (the full 7023 set, else the shipped sample), so expand() here
+    # gives the run_keys that run_suite logs
+    return fallback.resolve(load_suite("smoke", FAST), str(smoke_data_dir))[0]
 
 
 def opts(data_dir, **kw):
@@ -38,7 +41,8 @@ def cells_by_status(client):
     return out
 
 
-def test_failing_cell_is_marked_failed_and_others_finish(suite, data_dir, monkeypatch, capsys):
+def test_failing_cell_is_marked_failed_and_others_finish(suite, smoke_data_dir, monkeypatch,
+                                                         capsys):
     real_fit = cell_module.fit
     bad_key = expand(suite)[1].run_key
 
@@ -48,7 +52,7 @@ def test_failing_cell_is_marked_failed_and_others_finish(suite, data_dir, monkey
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(cell_module, "fit", fit_that_fails_for_seed_1)
-    assert run_suite(suite, opts(data_dir)) == 1
+    assert run_suite(suite, opts(smoke_data_dir)) == 1
     runs = cells_by_status(MlflowClient())
     assert len(runs["FINISHED"]) == 1 and len(runs["FAILED"]) == 1
     assert "simulated divergence" in runs["FAILED"][0].data.tags["error"]
@@ -56,17 +60,17 @@ def test_failing_cell_is_marked_failed_and_others_finish(suite, data_dir, monkey
 
     # the rerun retries only the failed cell and then succeeds
     monkeypatch.setattr(cell_module, "fit", real_fit)
-    assert run_suite(suite, opts(data_dir)) == 0
+    assert run_suite(suite, opts(smoke_data_dir)) == 0
     runs = cells_by_status(MlflowClient())
     assert len(runs["FINISHED"]) == 2 and len(runs["FAILED"]) == 1
 
 
-def test_killed_run_is_retried_not_duplicated(suite, data_dir, tmp_path, capsys):
+def test_killed_run_is_retried_not_duplicated(suite, smoke_data_dir, tmp_path, capsys):
     victim = expand(suite)[0]
     exp_id = tracking.setup("bench-test")
     # what a SIGKILL mid-cell leaves behind: a cell run stuck in RUNNING
     stale = MlflowClient().create_run(exp_id, tags={"run_key": victim.run_key, "role": "cell"})
-    assert run_suite(suite, opts(data_dir)) == 0
+    assert run_suite(suite, opts(smoke_data_dir)) == 0
     runs = cells_by_status(MlflowClient())
     assert "RUNNING" not in runs
     assert [r.info.run_id for r in runs["KILLED"]] == [stale.info.run_id]
@@ -74,7 +78,7 @@ def test_killed_run_is_retried_not_duplicated(suite, data_dir, tmp_path, capsys)
     assert sorted(finished_keys) == sorted(c.run_key for c in expand(suite))
 
     # --force reruns finished cells
-    assert run_suite(suite, opts(data_dir, force=True)) == 0
+    assert run_suite(suite, opts(smoke_data_dir, force=True)) == 0
     assert len(cells_by_status(MlflowClient())["FINISHED"]) == 4
     # ...and the report still counts each cell once (its newest run), so n is the seed count
     path = tmp_path / "smoke.yaml"
@@ -86,7 +90,7 @@ def test_killed_run_is_retried_not_duplicated(suite, data_dir, tmp_path, capsys)
     assert out["comparisons"] == []  # one configuration: nothing to compare
 
 
-def test_cell_running_in_a_live_invocation_is_left_to_it(suite, data_dir, capsys):
+def test_cell_running_in_a_live_invocation_is_left_to_it(suite, smoke_data_dir, capsys):
     import os
     import socket
 
@@ -95,23 +99,23 @@ def test_cell_running_in_a_live_invocation_is_left_to_it(suite, data_dir, capsys
     live = MlflowClient().create_run(exp_id, tags={
         "run_key": busy.run_key, "role": "cell", "host": socket.gethostname(),
         "pid": str(os.getpid())})  # this very process: certainly alive
-    assert run_suite(suite, opts(data_dir)) == 0
+    assert run_suite(suite, opts(smoke_data_dir)) == 0
     runs = cells_by_status(MlflowClient())
     assert [r.info.run_id for r in runs["RUNNING"]] == [live.info.run_id]
     assert [r.data.tags["run_key"] for r in runs["FINISHED"]] == [expand(suite)[1].run_key]
     assert "another live invocation" in " ".join(capsys.readouterr().err.split())
 
 
-def test_shards_split_the_matrix_between_workers(suite, data_dir):
+def test_shards_split_the_matrix_between_workers(suite, smoke_data_dir):
     for k in (0, 1):
-        assert run_suite(suite, opts(data_dir, shard=(k, 2))) == 0
+        assert run_suite(suite, opts(smoke_data_dir, shard=(k, 2))) == 0
         finished = cells_by_status(MlflowClient())["FINISHED"]
         assert len(finished) == k + 1  # each worker ran exactly its own cell
     keys = sorted(r.data.tags["run_key"] for r in cells_by_status(MlflowClient())["FINISHED"])
     assert keys == sorted(c.run_key for c in expand(suite))
 
 
-def test_each_dataset_split_is_prepared_once_per_invocation(suite, data_dir, monkeypatch):
+def test_each_dataset_split_is_prepared_once_per_invocation(suite, smoke_data_dir, monkeypatch):
     calls = []
     real = cell_module.data.prepare
 
@@ -120,5 +124,5 @@ def test_each_dataset_split_is_prepared_once_per_invocation(suite, data_dir, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(cell_module.data, "prepare", counting)
-    assert run_suite(suite, opts(data_dir)) == 0
+    assert run_suite(suite, opts(smoke_data_dir)) == 0
     assert sorted(calls) == [0, 1]  # the preflight's seed-0 split is reused by its cell

@@ -91,12 +91,12 @@ def mlflow_server(store: str, artifacts: Path):
         proc.wait(timeout=30)
 
 
-def test_suite_logs_to_a_tracking_server(server, data_dir, tmp_path, monkeypatch):
+def test_suite_logs_to_a_tracking_server(server, smoke_data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
     suite = load_suite("smoke", {"experiment": "remote", "training.epochs": 1,
                                  "models": [{"name": "test_resnet"}], "explain.methods": []})
-    assert run_suite(suite, SuiteOptions(data_dir=str(data_dir))) == 0
+    assert run_suite(suite, SuiteOptions(data_dir=str(smoke_data_dir))) == 0
     client = MlflowClient(server)
     exp = client.get_experiment_by_name("remote")
     (cell,) = client.search_runs([exp.experiment_id], "tags.role = 'cell'")
@@ -105,7 +105,7 @@ def test_suite_logs_to_a_tracking_server(server, data_dir, tmp_path, monkeypatch
     plots = {f.path for f in client.list_artifacts(cell.info.run_id, "plots")}
     assert "plots/confusion_matrix.png" in plots
     # the rerun against the server finds the finished cell and skips it
-    assert run_suite(suite, SuiteOptions(data_dir=str(data_dir))) == 0
+    assert run_suite(suite, SuiteOptions(data_dir=str(smoke_data_dir))) == 0
     assert len(client.search_runs([exp.experiment_id], "tags.role = 'cell'")) == 1
 
 
