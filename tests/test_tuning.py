@@ -11,10 +11,10 @@ from mribench.suite import SuiteOptions
 from mribench.tuning import tune
 
 
-def test_tune_runs_trials_and_resumes(mlflow_store, data_dir, tmp_path, monkeypatch, capsys):
+def test_tune_runs_trials_and_resumes(mlflow_store, smoke_data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
     suite = load_suite("smoke", {"training.epochs": 1, "experiment": "tune-test"})
-    opts = SuiteOptions(device="cpu", data_dir=str(data_dir), as_json=True)
+    opts = SuiteOptions(device="cpu", data_dir=str(smoke_data_dir), as_json=True)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
 
     assert tune(suite, "test_resnet", "scratch", None, 2, opts, storage) == 0
@@ -39,9 +39,9 @@ def test_tune_runs_trials_and_resumes(mlflow_store, data_dir, tmp_path, monkeypa
     assert len(json.loads(capsys.readouterr().out)["rows"]) == 3
 
 
-def test_unknown_combination_names_what_exists(mlflow_store, data_dir):
+def test_unknown_combination_names_what_exists(mlflow_store, smoke_data_dir):
     import pytest
 
     suite = load_suite("smoke")
     with pytest.raises(ValueError, match="test_efficientnet"):
-        tune(suite, "test_resnet", "frozen", None, 1, SuiteOptions(data_dir=str(data_dir)))
+        tune(suite, "test_resnet", "frozen", None, 1, SuiteOptions(data_dir=str(smoke_data_dir)))
