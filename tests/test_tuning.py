@@ -34,9 +34,11 @@ def test_tune_runs_trials_and_resumes(mlflow_store, data_dir, tmp_path, monkeypa
         assert "val_loss" in run.data.metrics
         assert not any(k.startswith("test_") for k in run.data.metrics)  # no peeking at test
 
-    # the same storage resumes the study: one more trial makes three
-    assert tune(suite, "test_resnet", "scratch", None, 1, opts, storage) == 0
-    assert len(json.loads(capsys.readouterr().out)["rows"]) == 3
+    # the same storage resumes the study: --trials is the total, so asking for 3 runs one more
+    assert tune(suite, "test_resnet", "scratch", None, 3, opts, storage) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3
+    assert len({r["lr"] for r in rows}) == 3  # the resumed process did not replay trial 0
 
 
 def test_unknown_combination_names_what_exists(mlflow_store, data_dir):

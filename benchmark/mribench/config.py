@@ -12,11 +12,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mribench import strict_yaml
+
 # the suites shipped with the package (a link to the repository's suites/ folder, copied into
 # the wheel), so a bare suite name works from any directory
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 PosInt = Annotated[int, Field(gt=0)]
+MAX_EXPERIMENT = 500  # characters in an MLflow experiment name
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
@@ -37,7 +40,10 @@ class DatasetConfig(Strict):
     # near duplicates: differing bits per 64 of a 256-bit perceptual hash (re-encoded, resized or
     # brightened copies stay within ~2; different patients are 12+ apart)
     near_threshold: Annotated[int, Field(ge=0, le=64)] = 4
-    on_bad_image: Literal["error", "skip"] = "error"
+    on_bad_image: Literal["error", "skip"] = "error"  # skip leaves out bad files, never classes
+    # labels as written (folder names, manifest values) -> the label to use; folds spellings
+    # that differ only in case or spaces (`Glioma`, `glioma `), which are otherwise an error
+    label_map: dict[str, Annotated[str, Field(min_length=1)]] | None = None
 
     @model_validator(mode="after")
     def _known_or_declared(self):
@@ -164,7 +170,8 @@ class PublishedResult(Strict):
 class Suite(Strict):
     name: str = Field(min_length=1)
     description: str = ""
-    experiment: str | None = None
+    # MLflow refuses experiment names over 500 characters; bounded here so it fails up front
+    experiment: Annotated[str, Field(min_length=1, max_length=MAX_EXPERIMENT)] | None = None
     datasets: list[DatasetConfig] = Field(min_length=1)
     split: SplitConfig = SplitConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
@@ -183,6 +190,14 @@ class Suite(Strict):
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _experiment_name_fits(self):
+        if self.experiment is None and len(self.experiment_name) > MAX_EXPERIMENT:
+            raise ValueError(f"the experiment name 'benchmark-<name>' would be "
+                             f"{len(self.experiment_name)} characters, over MLflow's "
+                             f"{MAX_EXPERIMENT}: shorten 'name' or set a shorter 'experiment'")
+        return self
 
     @model_validator(mode="after")
     def _model_strategies_declared(self):
@@ -265,9 +280,17 @@ def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | 
 def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
     path = resolve_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_yaml.load(path.read_text(encoding="utf-8"))
+    except strict_yaml.DuplicateKeyError as err:
+        raise SuiteError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise SuiteError(f"{path}: not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        bad = err.object[err.start:err.start + 1]
+        raise SuiteError(f"{path}: not UTF-8 text (byte {err.start} is {bad!r}); save the suite "
+                         "as UTF-8") from None
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot be read ({err.strerror or err})") from None
     return parse_suite(data, str(path), overrides)
 
 

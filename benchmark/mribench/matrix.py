@@ -34,11 +34,14 @@ class Cell:
         def dump(m):
             return _drop_display(m.model_dump(mode="json"))
 
+        dataset = dump(self.dataset)
+        if dataset.get("label_map") is None:  # added later: unset keeps earlier run_keys
+            dataset.pop("label_map", None)
         model = dump(self.model)
         model.pop("training")  # already merged into `training`
         model.pop("strategies")  # selects cells; not part of any one cell's identity
         return {
-            "dataset": dump(self.dataset), "split": dump(self.split),
+            "dataset": dataset, "split": dump(self.split),
             "preprocess": dump(self.preprocess), "augment": dump(self.augment),
             "training": dump(self.training), "model": model, "strategy": dump(self.strategy),
             "explain": dump(self.explain), "seed": self.seed, "fold": self.fold,
