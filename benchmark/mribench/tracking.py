@@ -50,23 +50,30 @@ def setup(experiment: str) -> str:
     otherwise race in MLflow's table creation. Writes an experiment tag, so an unreachable or
     unwritable store stops the command here with one line, before any work."""
     uri = _use_store()
+    with _store_errors(uri), locks.held(uri), _quiet("mlflow.store.db.utils"):
+        exp = mlflow.set_experiment(experiment)
+        client = MlflowClient()
+        if "mlflow.experimentKind" not in exp.tags:
+            # opens the UI on its model-training view (runs, charts), not the GenAI one
+            client.set_experiment_tag(exp.experiment_id, "mlflow.experimentKind",
+                                      "custom_model_development")
+        client.set_experiment_tag(exp.experiment_id, "mribench.last_invocation",
+                                  f"{socket.gethostname()} pid {os.getpid()} {time.time():.0f}")
+    return exp.experiment_id
+
+
+@contextmanager
+def _store_errors(uri: str) -> Iterator[None]:
+    """Any failure to reach or write the store (SQLite, HTTP, permissions, the lock) becomes one
+    line naming the store (its password masked) and what to do."""
     try:
-        with locks.held(uri), _quiet("mlflow.store.db.utils"):
-            exp = mlflow.set_experiment(experiment)
-            client = MlflowClient()
-            if "mlflow.experimentKind" not in exp.tags:
-                # opens the UI on its model-training view (runs, charts), not the GenAI one
-                client.set_experiment_tag(exp.experiment_id, "mlflow.experimentKind",
-                                          "custom_model_development")
-            client.set_experiment_tag(exp.experiment_id, "mribench.last_invocation",
-                                      f"{socket.gethostname()} pid {os.getpid()} {time.time():.0f}")
-    except Exception as err:  # sqlite, HTTP, permission and lock errors alike: say which store
+        yield
+    except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:400]
         raise TrackingError(f"tracking store {redact.mask(uri)} cannot be used: "
                             f"{redact.mask(first)}. Make it reachable and writable, or point "
                             "MLFLOW_TRACKING_URI at one that is (e.g. sqlite:///mlflow.db in a "
                             "folder you can write)") from None
-    return exp.experiment_id
 
 
 @contextmanager
@@ -258,8 +265,9 @@ def search_cells(experiment_id: str) -> pd.DataFrame:
 
 
 def experiment_id_of(name: str) -> str | None:
-    _use_store()
-    exp = mlflow.get_experiment_by_name(name)
+    uri = _use_store()
+    with _store_errors(uri), _quiet("mlflow.store.db.utils"):
+        exp = mlflow.get_experiment_by_name(name)
     return exp.experiment_id if exp else None
 
 
