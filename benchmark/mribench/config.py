@@ -259,12 +259,21 @@ def _yaml_path(loc: tuple) -> str:
 
 
 def format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: {err.error_count()} problem(s) in the suite"]
+    """One line for one problem (`file: key: what (got value)`), else one line per problem."""
+    problems = []
     for e in err.errors():
         got = e.get("input")
-        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"  {_yaml_path(e['loc'])}: {e['msg']}{got_s}")
-    return "\n".join(lines)
+        got_s = "" if isinstance(got, (dict, list)) else f" (got {_short(repr(got))})"
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{_yaml_path(e['loc'])}: {msg}{got_s}".removeprefix("<root>: "))
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n".join([f"{source}: {len(problems)} problems in the suite"]
+                     + [f"  {p}" for p in problems])
+
+
+def _short(text: str, keep: int = 60) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
 
 
 def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | None = None) -> Suite:

@@ -50,7 +50,8 @@ def setup(experiment: str) -> str:
     otherwise race in MLflow's table creation. Writes an experiment tag, so an unreachable or
     unwritable store stops the command here with one line, before any work."""
     uri = _use_store()
-    with _store_errors(uri), locks.held(uri), _quiet("mlflow.store.db.utils"):
+    with _store_errors(uri), locks.held(uri), _quiet("mlflow.store.db.utils"), \
+            _quiet("mlflow.tracking.fluent"):  # "Creating a new experiment": we say where
         exp = mlflow.set_experiment(experiment)
         client = MlflowClient()
         if "mlflow.experimentKind" not in exp.tags:
