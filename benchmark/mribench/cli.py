@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--strategy", required=True)
     p.add_argument("--dataset", default=None, help="default: the suite's first dataset")
-    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--trials", type=int, default=20, help="finished trials the study should "
+                   "hold in total (a rerun on the same storage runs only the rest)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default "
                    "sqlite:///optuna.db); reuse it to resume or share a study")
     p.add_argument("--lr-range", type=float, nargs=2, default=(1e-5, 1e-2),

@@ -6,6 +6,7 @@ their YAML meaning: explicit keys may override merged ones.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -13,6 +14,10 @@ import yaml
 
 class DuplicateKeyError(yaml.YAMLError):
     pass
+
+
+class FileError(ValueError):
+    """A YAML file that cannot be used; the message names it and says why."""
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -36,3 +41,18 @@ class StrictLoader(yaml.SafeLoader):
 
 def load(text: str) -> Any:
     return yaml.load(text, Loader=StrictLoader)
+
+
+def read_file(path: Path) -> Any:
+    try:
+        return load(path.read_text(encoding="utf-8"))
+    except DuplicateKeyError as err:
+        raise FileError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise FileError(f"{path}: not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        bad = err.object[err.start:err.start + 1]
+        raise FileError(f"{path}: not UTF-8 text (byte {err.start} is {bad!r}); save it as "
+                        "UTF-8") from None
+    except OSError as err:
+        raise FileError(f"{path}: cannot be read ({err.strerror or err})") from None

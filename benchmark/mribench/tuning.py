@@ -171,6 +171,7 @@ def _counted(study: optuna.Study) -> int:
 def open_study(name: str, url: str) -> optuna.Study:
     """The study in an RDB storage with heartbeats: a trial whose process stops beating for
     GRACE_S is failed and queued again (RetryHeartbeatStaleTrialCallback)."""
+    redact.install_log_filter()  # Optuna's handler exists once optuna is imported
     try:
         with locks.held(url), warnings.catch_warnings():  # fresh SQLite: creation must not race
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
