@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import hashlib
 import io
 import json
 import tarfile
 import threading
+import shutil
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -134,25 +137,71 @@ def test_malicious_tar_members_are_refused(tmp_path, case):
     assert list(dest.iterdir()) == []  # checked before anything is written
 
 
-def test_zip_symlink_and_bomb_are_refused(tmp_path, server):
+def test_zip_symlink_is_refused(tmp_path):
     link = zipfile.ZipInfo("ok/link")
     link.external_attr = (0o120777 << 16)
     with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(DataError, match="link member 'ok/link'"):
         safe_extract(tmp_path / "link.zip", tmp_path)
-    # 20 MB of zeros compress to a few kB: refused by the declared size before writing
-    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("Training/yes/zeros.jpg", b"\0" * 20_000_000)
-    assert (tmp_path / "bomb.zip").stat().st_size < 100_000
-    with pytest.raises(DataError, match="expands to 20000000 bytes"):
-        safe_extract(tmp_path / "bomb.zip", tmp_path / "out", max_bytes=1_000_000)
-    # end to end through the server, too
+
+
+def _written(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _bomb(path: Path, members: dict[str, int]) -> Path:
+    """A zip with the tiny set's layout whose members are zeros (compress ~1000:1)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, size in members.items():
+            zf.writestr(name, b"\0" * size)
+    return path
+
+
+def test_zip_bombs_are_refused_before_writing_the_bulk(tmp_path, server):
     www, base = server
-    (www / "bomb.zip").write_bytes((tmp_path / "bomb.zip").read_bytes())
-    with pytest.raises(DataError, match="over the 1000000-byte limit"):
-        fetch(spec(f"{base}/bomb.zip", None), tmp_path / "data", max_bytes=1_000_000)
-    assert not (tmp_path / "data" / "tiny-set").exists()
+    one = _bomb(www / "one.zip", {"Repo/Training/yes/0.jpg": 64 * 2**20,
+                                  "Repo/Testing/no/0.jpg": 10})
+    many = _bomb(www / "many.zip", {f"Repo/Training/yes/{i}.jpg": 2**20 for i in range(64)})
+    assert one.stat().st_size < 200_000 and many.stat().st_size < 200_000
+    # no size limit in the way (8 GiB cap): the compression ratio alone refuses them
+    for archive, message in ((one, "refusing member 'Repo/Training/yes/0.jpg'"),
+                             (many, "expand to 67108864")):
+        out = tmp_path / archive.stem
+        out.mkdir()
+        with pytest.raises(DataError, match=message) as err:
+            safe_extract(archive, out, source=f"{base}/{archive.name}")
+        assert f"{base}/{archive.name}" in str(err.value) and "zip bomb" in str(err.value)
+        assert _written(out) < 3 * 2**20
+    # end to end: refused naming the URL (not the temporary file), nothing installed or left
+    with pytest.raises(DataError, match=f"{base}/one.zip: refusing member"):
+        fetch(spec(f"{base}/one.zip", None), tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_archives_larger_than_the_dataset_or_the_free_disk_are_refused(tmp_path, server,
+                                                                          monkeypatch):
+    www, base = server
+    noise = np.random.default_rng(0).bytes(3 * 2**20)  # incompressible, like real images
+    with zipfile.ZipFile(www / "big.zip", "w") as zf:
+        zf.writestr("Repo/Training/yes/0.jpg", noise)
+    known = dataclasses.replace(spec(f"{base}/big.zip", None), expected_bytes=100_000)
+    monkeypatch.setattr(fetch_module, "SIZE_EXTRA", 0)
+    # the download stops at the limit already (the server announces the size)
+    with pytest.raises(DataError, match=r"big.zip: archive is \d+ bytes, over the 800000-byte "
+                                        r"limit \(8x the dataset's known size of 100000 bytes\)"):
+        fetch(known, tmp_path / "data")
+    # an archive already on disk: refused from its declared size, before extracting
+    archive, out = www / "big.zip", tmp_path / "out"
+    with pytest.raises(DataError, match="expands to 3145728 bytes, over the limit of 800000"):
+        safe_extract(archive, out, max_bytes=800_000, source=f"{base}/big.zip")
+    assert _written(out) == 0
+    real = shutil.disk_usage
+    monkeypatch.setattr(fetch_module.shutil, "disk_usage", lambda p: real(p)._replace(
+        free=fetch_module.DISK_RESERVE + 2**20))
+    with pytest.raises(DataError, match="free space in"):
+        fetch(spec(f"{base}/big.zip", None), tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 def test_lying_zip_header_is_stopped_by_counting_bytes(tmp_path, monkeypatch):
@@ -160,11 +209,12 @@ def test_lying_zip_header_is_stopped_by_counting_bytes(tmp_path, monkeypatch):
         zf.writestr("a.bin", b"\0" * 3_000_000)
     real = fetch_module._members
 
-    def understated(archive, max_bytes):  # as if the header declared a tiny size
-        return real(archive, 10**12)
+    def understated(archive, label, max_bytes, why):  # as if the headers declared a tiny size
+        monkeypatch.setattr(fetch_module, "MAX_RATIO", 10**9)
+        return real(archive, label, 10**12, why)
 
     monkeypatch.setattr(fetch_module, "_members", understated)
-    with pytest.raises(DataError, match="expands beyond the 1000000-byte limit"):
+    with pytest.raises(DataError, match="expands beyond .* the 1000000-byte limit"):
         safe_extract(tmp_path / "bomb.zip", tmp_path / "out", max_bytes=1_000_000)
 
 

@@ -130,26 +130,89 @@ def test_manifest_with_splits(tmp_path):
 def test_bad_files_stop_the_suite_naming_them(tmp_path):
     root = make_folder(tmp_path / "ds", {"a": 3, "b": 3})
     (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "a" / "zero.png").write_bytes(b"")
+    (root / "b" / "text.jpg").write_text("not an image at all")
     (root / "b" / "notes.txt").write_text("hello")
-    (root / "c").mkdir()
     with pytest.raises(DataError) as err:
         prep(root)
     msg = str(err.value)
-    assert "broken.jpg" in msg and "cannot decode" in msg
-    assert "notes.txt" in msg and "not an image" in msg
-    assert "empty class folder" in msg and "3 problem(s)" in msg
+    assert "broken.jpg: cannot decode" in msg and "BytesIO" not in msg
+    assert "cannot identify image file text.jpg" in msg  # not PIL's <_io.BytesIO object ...>
+    assert "zero.png: empty file (0 bytes)" in msg
+    assert "notes.txt" in msg and "not an image" in msg and "4 problem(s)" in msg
     data = prep(root, on_bad_image="skip")
     assert data.classes == ["a", "b"]
-    assert sorted(Path(p).name for p, _ in data.skipped) == ["broken.jpg", "c", "notes.txt"]
-    assert data.audit["n_skipped"] == 3
+    assert sorted(Path(p).name for p, _ in data.skipped) == ["broken.jpg", "notes.txt",
+                                                             "text.jpg", "zero.png"]
+    assert data.audit["n_skipped"] == 4
 
 
-def test_class_missing_from_a_split(tmp_path):
-    root = make_folder(tmp_path / "ds", {"train/a": 3, "train/b": 3, "test/a": 2})
-    with pytest.raises(DataError, match=r"class 'b' has no files in split\(s\) \['test'\]"):
-        prep(root, "official")
-    data = prep(root, "official", on_bad_image="skip")
-    assert data.classes == ["a"] and len(data.skipped) == 3
+@pytest.mark.parametrize("case", ["empty class", "class missing from test", "extra class in test",
+                                  "every file of a class bad"])
+def test_skip_leaves_out_files_never_classes(tmp_path, case):
+    layout = {"train/a": 3, "train/b": 3, "test/a": 2, "test/b": 2}
+    if case == "class missing from test":
+        del layout["test/b"]
+    if case == "extra class in test":
+        layout["test/c"] = 2
+    root = make_folder(tmp_path / "ds", layout)
+    if case == "empty class":
+        (root / "train" / "c").mkdir()
+        (root / "test" / "c").mkdir()
+    if case == "every file of a class bad":
+        for f in (root / "test" / "b").iterdir():
+            f.write_bytes(b"garbage")
+    expected = {"empty class": "empty class folder", "class missing from test":
+                r"class 'b' has no files in split\(s\) \['test'\]",
+                "extra class in test": r"class 'c' has no files in split\(s\) \['train'\]",
+                "every file of a class bad": r"class 'b' has no files in split\(s\) \['test'\]"}
+    for mode in ("error", "skip"):  # on the old code, skip trained a 1- or 3-class model
+        with pytest.raises(DataError, match=expected[case]) as err:
+            prep(root, "official", on_bad_image=mode)
+        if mode == "skip":
+            assert "never classes" in str(err.value)
+
+
+def _manifest(path: Path, rows: list[tuple[str, str]], encoding: str = "utf-8") -> Path:
+    text = "path,label\n" + "".join(f"{p},{label}\n" for p, label in rows)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_manifest_saved_by_excel_with_bom_is_read(tmp_path):
+    root = make_folder(tmp_path / "imgs", {"p": 4, "q": 4})
+    rows = [(f"imgs/{c}/img{i:02d}.png", c) for c in "pq" for i in range(4)]
+    manifest = _manifest(tmp_path / "list.csv", rows, "utf-8-sig")
+    assert manifest.read_bytes().startswith(b"\xef\xbb\xbf")
+    data = prepare(DatasetConfig(name="listed", manifest=str(manifest)), SplitConfig(
+        protocol="holdout"), PRE, seed=0, fold=None, data_dir=None)
+    assert data.classes == ["p", "q"] and root.is_dir()
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("path,label\nimgs/p/img00.png,tumeur_b\xe9nigne\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.csv: not UTF-8 text \(byte 36"):
+        prepare(DatasetConfig(name="listed", manifest=str(latin)), SplitConfig(), PRE, seed=0,
+                fold=None, data_dir=None)
+
+
+def test_labels_differing_only_in_case_or_spaces_are_an_error_unless_folded(tmp_path):
+    make_folder(tmp_path / "imgs", {"p": 6, "q": 6})
+    rows = ([(f"imgs/p/img{i:02d}.png", "Glioma" if i % 2 else "glioma") for i in range(6)]
+            + [(f"imgs/q/img{i:02d}.png", "notumor " if i == 0 else "notumor") for i in range(6)])
+    manifest = _manifest(tmp_path / "list.csv", rows)
+
+    def run(**ds):
+        return prepare(DatasetConfig(name="listed", manifest=str(manifest), **ds),
+                       SplitConfig(protocol="holdout"), PRE, seed=0, fold=None, data_dir=None)
+
+    with pytest.raises(DataError, match=r"labels 'Glioma' and 'glioma' differ only in case or "
+                                        r"surrounding spaces \(and 1 more") as err:
+        run()
+    assert "label_map: {'glioma': 'Glioma'}" in str(err.value)
+    with pytest.raises(DataError, match="'notumor' and 'notumor '"):
+        run(label_map={"Glioma": "glioma"})
+    data = run(label_map={"Glioma": "glioma", "notumor ": "notumor"})
+    assert data.classes == ["glioma", "notumor"]
+    assert sum(map(len, data.splits.values())) == 12
 
 
 def test_image_modes_sizes_and_extensions(tmp_path):

@@ -66,14 +66,26 @@ def test_failing_cell_is_marked_failed_and_others_finish(suite, smoke_data_dir, 
 
 
 def test_killed_run_is_retried_not_duplicated(suite, smoke_data_dir, tmp_path, capsys):
+    import socket
+    import subprocess
+
     victim = expand(suite)[0]
     exp_id = tracking.setup("bench-test")
-    # what a SIGKILL mid-cell leaves behind: a cell run stuck in RUNNING
+    # what a SIGKILL mid-cell leaves behind: a cell run stuck in RUNNING, and the invocation's
+    # parent run (and a tuning trial of another killed process) stuck in RUNNING
     stale = MlflowClient().create_run(exp_id, tags={"run_key": victim.run_key, "role": "cell"})
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    owner = {"host": socket.gethostname(), "pid": str(gone.pid)}
+    parents = [MlflowClient().create_run(exp_id, tags={"role": role, **owner}).info.run_id
+               for role in ("suite", "trial", "tune")]
     assert run_suite(suite, opts(smoke_data_dir)) == 0
     runs = cells_by_status(MlflowClient())
     assert "RUNNING" not in runs
     assert [r.info.run_id for r in runs["KILLED"]] == [stale.info.run_id]
+    for run_id in parents:  # closed too, not left RUNNING forever
+        run = MlflowClient().get_run(run_id)
+        assert run.info.status == "KILLED" and "its invocation died" in run.data.tags["error"]
     finished_keys = [r.data.tags["run_key"] for r in runs["FINISHED"]]
     assert sorted(finished_keys) == sorted(c.run_key for c in expand(suite))
 
@@ -126,3 +138,28 @@ def test_each_dataset_split_is_prepared_once_per_invocation(suite, smoke_data_di
     monkeypatch.setattr(cell_module.data, "prepare", counting)
     assert run_suite(suite, opts(smoke_data_dir)) == 0
     assert sorted(calls) == [0, 1]  # the preflight's seed-0 split is reused by its cell
+
+
+def test_sigint_mid_cell_ends_cell_and_parent_killed_and_returns_130(suite, data_dir,
+                                                                      monkeypatch, capsys):
+    import os
+    import signal
+    import time
+
+    def interrupted_fit(*args, **kwargs):  # Ctrl-C while the first cell trains
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)  # the handler raises before this ends
+        raise AssertionError("SIGINT was not handled")
+
+    monkeypatch.setattr(cell_module, "fit", interrupted_fit)
+    assert run_suite(suite, opts(data_dir)) == 130
+    runs = cells_by_status(MlflowClient())
+    assert list(runs) == ["KILLED"] and len(runs["KILLED"]) == 1  # the second cell never began
+    cell = runs["KILLED"][0]
+    parent = MlflowClient().get_run(cell.data.tags["mlflow.parentRunId"])
+    for run in (cell, parent):
+        assert run.info.status == "KILLED" and run.data.tags["stop_signal"] == "SIGINT"
+    err = " ".join(capsys.readouterr().err.split())
+    assert "stopped by SIGINT" in err and f"run {cell.info.run_id}" in err
+    assert "0 cell(s) finished by this invocation are kept" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

@@ -31,13 +31,15 @@ def _lazy(target: str):
 def _overrides(args) -> dict:
     import yaml
 
+    from mribench import strict_yaml
+
     out = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            out[key] = yaml.safe_load(value)
+            out[key] = strict_yaml.load(value)
         except yaml.YAMLError as err:
             raise ValueError(f"--set {key}: value {value!r} is not valid YAML ({err})") from None
     if _blank_to_none(args.epochs):
@@ -121,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--strategy", required=True)
     p.add_argument("--dataset", default=None, help="default: the suite's first dataset")
-    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--trials", type=int, default=20, help="finished trials the study should "
+                   "hold in total (a rerun on the same storage runs only the rest)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default "
                    "sqlite:///optuna.db); reuse it to resume or share a study")
     p.add_argument("--lr-range", type=float, nargs=2, default=(1e-5, 1e-2),
@@ -154,13 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mribench import settings
     from mribench.console import console, set_results_stream
+    from mribench.redact import MaskedStream
 
     args = build_parser().parse_args(argv)
-    # results go to the real stdout; anything else that prints (MLflow's run links) to stderr
-    set_results_stream(sys.stdout)
+    # results go to the real stdout; anything else that prints (MLflow's run links) to stderr;
+    # credentials in URIs are masked on both
+    set_results_stream(MaskedStream(sys.stdout))
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(MaskedStream(sys.stderr)), \
+                contextlib.redirect_stderr(MaskedStream(sys.stderr)):
+            settings.check()
             return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # SuiteError and DataError are ValueErrors
         if os.environ.get("BENCHMARK_DEBUG"):
@@ -175,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    from mribench.redact import mask
+
+    return escape(mask(text))
 
 
 if __name__ == "__main__":

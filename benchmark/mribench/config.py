@@ -12,11 +12,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mribench import strict_yaml
+
 # the suites shipped with the package (a link to the repository's suites/ folder, copied into
 # the wheel), so a bare suite name works from any directory
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 PosInt = Annotated[int, Field(gt=0)]
+MAX_EXPERIMENT = 500  # characters in an MLflow experiment name
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
@@ -37,7 +40,10 @@ class DatasetConfig(Strict):
     # near duplicates: differing bits per 64 of a 256-bit perceptual hash (re-encoded, resized or
     # brightened copies stay within ~2; different patients are 12+ apart)
     near_threshold: Annotated[int, Field(ge=0, le=64)] = 4
-    on_bad_image: Literal["error", "skip"] = "error"
+    on_bad_image: Literal["error", "skip"] = "error"  # skip leaves out bad files, never classes
+    # labels as written (folder names, manifest values) -> the label to use; folds spellings
+    # that differ only in case or spaces (`Glioma`, `glioma `), which are otherwise an error
+    label_map: dict[str, Annotated[str, Field(min_length=1)]] | None = None
     # a registered dataset to use instead when this one is not found (the smoke suite names the
     # embedded sample); resolved before cells are expanded, said on the console and in MLflow.
     # Without it a missing dataset is an error: nothing is ever substituted silently.
@@ -169,9 +175,11 @@ class PublishedResult(Strict):
 
 
 class Suite(Strict):
-    name: str = Field(min_length=1)
+    # the default experiment, 'benchmark-<name>', must fit MLflow's bound too
+    name: str = Field(min_length=1, max_length=MAX_EXPERIMENT - len("benchmark-"))
     description: str = ""
-    experiment: str | None = None
+    # MLflow refuses experiment names over 500 characters; bounded here so it fails up front
+    experiment: Annotated[str, Field(min_length=1, max_length=MAX_EXPERIMENT)] | None = None
     datasets: list[DatasetConfig] = Field(min_length=1)
     split: SplitConfig = SplitConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
@@ -251,12 +259,21 @@ def _yaml_path(loc: tuple) -> str:
 
 
 def format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: {err.error_count()} problem(s) in the suite"]
+    """One line for one problem (`file: key: what (got value)`), else one line per problem."""
+    problems = []
     for e in err.errors():
         got = e.get("input")
-        got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"  {_yaml_path(e['loc'])}: {e['msg']}{got_s}")
-    return "\n".join(lines)
+        got_s = "" if isinstance(got, (dict, list)) else f" (got {_short(repr(got))})"
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{_yaml_path(e['loc'])}: {msg}{got_s}".removeprefix("<root>: "))
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n".join([f"{source}: {len(problems)} problems in the suite"]
+                     + [f"  {p}" for p in problems])
+
+
+def _short(text: str, keep: int = 60) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
 
 
 def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | None = None) -> Suite:
@@ -272,9 +289,9 @@ def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | 
 def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
     path = resolve_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SuiteError(f"{path}: not valid YAML: {err}") from None
+        data = strict_yaml.read_file(path)
+    except strict_yaml.FileError as err:
+        raise SuiteError(str(err)) from None
     return parse_suite(data, str(path), overrides)
 
 

@@ -19,6 +19,12 @@ console = Console(stderr=True)
 _state: dict[str, Any] = {"out": None}
 
 
+def esc(text: object) -> str:
+    """Any name or message made safe to put into rich markup: a suite called `[/x]` or `[old]`
+    is printed as written, neither an error nor silently eaten."""
+    return escape(str(text))
+
+
 def results_stream():
     """Where results go: the real stdout saved by `main`, else the current sys.stdout."""
     return _state["out"] or sys.stdout

@@ -37,6 +37,8 @@ class Cell:
         dataset = dump(self.dataset)
         # the fallback is resolved before expansion (data/fallback.py): `name` is the data used
         dataset.pop("fallback")
+        if dataset.get("label_map") is None:  # added later: unset keeps earlier run_keys
+            dataset.pop("label_map", None)
         model = dump(self.model)
         model.pop("training")  # already merged into `training`
         model.pop("strategies")  # selects cells; not part of any one cell's identity

@@ -1,18 +1,21 @@
 """Run a whole suite: expand, skip finished cells, run the rest in a parent run, summarise."""
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 import traceback
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mribench import strategies, tracking
+from mribench import claims, redact, stopping, strategies, tracking
 from mribench.cell import RunOptions, prepare_once, run_cell
 from mribench.config import Suite
 from mribench.data import fallback
-from mribench.console import console, emit_table
+from mribench.console import console, emit_table, esc
 from mribench.matrix import Cell, expand
 from mribench.models import registry, weights
 
@@ -51,32 +54,38 @@ def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None) -> int:
 
 
 def run_suite(suite: Suite, opts: SuiteOptions) -> int:
-    """Returns the process exit code: non-zero when any cell failed."""
+    """Returns the process exit code: non-zero when any cell failed, 128 + N after signal N."""
+    state = {"rows": [], "current": None, "parent": None}
+    try:
+        with stopping.on_signals():
+            return _run_suite(suite, opts, state)
+    except stopping.Stopped as stop:
+        _say_stopped(suite, stop, state)
+        return stop.exit_code
+
+
+def _run_suite(suite: Suite, opts: SuiteOptions, state: dict) -> int:
     suite, subs = fallback.resolve(suite, opts.data_dir)  # before expansion: run_keys name it
     fell_back = fallback.announce(subs)
     numbered = opts.mine(expand(suite))
     cells = [c for _, c in numbered]
     base = RunOptions(device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+    exp_id = tracking.setup(suite.experiment_name)  # an unusable store stops us before the data
+    started_ms = int(time.time() * 1000)
     preflight(cells, base)
-    exp_id = tracking.setup(suite.experiment_name)
-    keys = {c.run_key for c in cells}
-    stale, busy = tracking.triage_running(exp_id, keys)
+    stale = claims.reap(exp_id)
     if stale:
-        console.print(f"[yellow]{stale} cell run(s) left RUNNING by an interrupted invocation "
-                      "were marked KILLED and will be retried")
-    done = {} if opts.force else tracking.finished_keys(exp_id)
-    skips = {k: ("finished earlier", run_id, acc,
-                 f"finished run {run_id} exists (--force reruns it)")
-             for k, (run_id, acc) in done.items()}
-    skips |= {k: ("running elsewhere", run_id, None, "another live invocation on this machine "
-                  f"is running it (run {run_id})") for k, run_id in busy.items()}
+        console.print(f"[yellow]{stale} run(s) left RUNNING by interrupted invocations were "
+                      "marked KILLED; their cells will be retried")
     shard = "" if opts.shard[1] == 1 else f" (shard {opts.shard[0]}/{opts.shard[1]})"
-    console.print(f"suite [bold]{suite.name}[/]{shard}: {len(cells)} cells, experiment "
-                  f"'{suite.experiment_name}' at {tracking.tracking_uri()}")
-    rows = []
+    console.print(f"suite [bold]{esc(suite.name)}[/]{shard}: {len(cells)} cells, experiment "
+                  f"'{esc(suite.experiment_name)}' at {esc(tracking.tracking_uri())}")
+    rows = state["rows"]
     params = {"suite": suite.name, "cells": len(cells), "device": opts.device,
               "force": opts.force, "shard": f"{opts.shard[0]}/{opts.shard[1]}", **fell_back}
-    with tracking.parent_run(exp_id, suite.name, params) as parent_id, _progress() as progress:
+    with tracking.parent_run(exp_id, suite.name, params, tags=claims.owner_tags()) as parent_id, \
+            claims.held(parent_id), _progress() as progress:
+        state["parent"] = parent_id
         if fell_back:
             tracking.set_tags(fell_back)
         cells_bar = progress.add_task("cells", total=len(cells))
@@ -84,21 +93,25 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
         batches_bar = progress.add_task("batches", total=None, visible=False)
         for number, cell in numbered:
             row = {"cell": number, **cell.tags()}
-            if cell.run_key in skips:
-                reason, run_id, accuracy, why = skips[cell.run_key]
-                console.print(f"skip {cell.title}: {why}")
-                rows.append({**row, "status": "SKIPPED", "skip_reason": reason,
-                             "run_id": run_id, "test_accuracy": accuracy})
+            # re-checked now, not at the start: another invocation may have taken it meanwhile
+            taken = claims.claim(exp_id, cell, parent_run_id=parent_id,
+                                 finished_since_ms=started_ms if opts.force else 0)
+            if taken.run_id is None:
+                console.print(f"skip {esc(cell.title)}: {_why(taken)}")
+                rows.append({**row, "status": "SKIPPED", "skip_reason": taken.reason,
+                             "run_id": taken.holder, "test_accuracy": taken.accuracy})
                 progress.advance(cells_bar)
                 continue
-            progress.update(cells_bar, description=cell.title)
+            state["current"] = (cell, taken.run_id)
+            progress.update(cells_bar, description=esc(cell.title))
             progress.reset(epochs_bar, total=cell.training.epochs, visible=True)
             hooks = replace(
                 base, on_epoch=lambda row, n: progress.update(epochs_bar, completed=row["epoch"],
                                                               total=n),
                 on_batch=lambda b, n: progress.update(batches_bar, completed=b, total=n,
                                                       visible=True))
-            rows.append({**row, **_run_one(cell, hooks)})
+            rows.append({**row, **_run_one(cell, hooks, taken.run_id)})
+            state["current"] = None
             progress.advance(cells_bar)
         summary = pd.DataFrame(rows, columns=COLUMNS)
         tracking.log_frame(summary, "summary/cells.csv")
@@ -112,11 +125,42 @@ def run_suite(suite: Suite, opts: SuiteOptions) -> int:
                extra={"experiment": suite.experiment_name, "parent_run_id": parent_id,
                       "failed": len(failed)})
     if failed:
-        console.print(f"[red]{len(failed)} cell(s) failed: "
-                      + "; ".join(f"{r['dataset']}/{r['model']}/{r['strategy']}/seed "
-                                  f"{r['seed']}: {r['error']}" for r in failed))
+        console.print(f"[red]{len(failed)} cell(s) failed:[/] " + esc(
+            "; ".join(f"{r['dataset']}/{r['model']}/{r['strategy']}/seed {r['seed']}: "
+                      f"{r['error']}" for r in failed)))
         return 1
     return 0
+
+
+def _why(taken: claims.Claim) -> str:
+    if taken.reason == "finished earlier":
+        return f"finished run {taken.holder} exists (--force reruns it)"
+    return f"another live invocation is running it (run {taken.holder})"
+
+
+def _say_stopped(suite: Suite, stop: stopping.Stopped, state: dict) -> None:
+    """What a signal left behind, and how to go on: the caller exits 128 + the signal."""
+    done = sum(r["status"] == "FINISHED" for r in state["rows"])
+    if state["parent"] is None:
+        kept = "nothing had started yet"
+    else:
+        kept = (f"{done} cell(s) finished by this invocation are kept in experiment "
+                f"'{suite.experiment_name}' at {tracking.tracking_uri()}")
+        if state["current"]:
+            cell, run_id = state["current"]
+            kept += f"; the interrupted cell {cell.title} (run {run_id}) was marked KILLED"
+        kept += f"; the suite run {state['parent']} was marked KILLED"
+    console.print(f"[yellow]stopped by {stop.name}:[/] " + esc(
+        f"{kept}. To resume, run the same command again: finished cells are skipped and the "
+        f"rest run (`{resume_command(suite.name)}`)."), soft_wrap=True)
+
+
+def resume_command(suite_name: str) -> str:
+    """The command line that was run, for the user to repeat (best effort)."""
+    argv0 = Path(sys.argv[0]).name
+    if argv0 in ("mribench", "__main__.py") and len(sys.argv) > 1:
+        return shlex.join(["mribench", *sys.argv[1:]])
+    return f"mribench suite {shlex.quote(suite_name)}"
 
 
 def preflight(cells: list[Cell], opts: RunOptions) -> None:
@@ -142,21 +186,21 @@ def preflight(cells: list[Cell], opts: RunOptions) -> None:
     for cell in cells:
         if (cell.dataset, cell.split, cell.preprocess) not in seen:
             seen.add((cell.dataset, cell.split, cell.preprocess))
-            console.print(f"checking dataset {cell.dataset.name} ...")
+            console.print(f"checking dataset {esc(cell.dataset.name)} ...")
             prepare_once(cell, opts)
 
 
-def _run_one(cell: Cell, hooks: RunOptions) -> dict:
-    start, run_ids = time.perf_counter(), []
+def _run_one(cell: Cell, hooks: RunOptions, run_id: str) -> dict:
+    start = time.perf_counter()
     try:
-        with tracking.cell_run(cell.title, cell.tags()) as run_id:
-            run_ids.append(run_id)
+        with claims.held(run_id), tracking.cell_run(cell.title, cell.tags(), run_id=run_id):
             headline = run_cell(cell, hooks)
     except Exception as err:  # one cell's failure must not stop the suite
-        console.print(f"[red]cell {cell.title} failed:[/] {type(err).__name__}: {err}")
-        console.print(traceback.format_exc(), markup=False, highlight=False)
-        return {"status": "FAILED", "error": f"{type(err).__name__}: {err}",
-                "seconds": time.perf_counter() - start, "run_id": run_ids[0] if run_ids else None}
+        error = redact.mask(f"{type(err).__name__}: {err}")
+        console.print(f"[red]cell {esc(cell.title)} failed:[/] {esc(error)}")
+        console.print(redact.mask(traceback.format_exc()), markup=False, highlight=False)
+        return {"status": "FAILED", "error": error, "seconds": time.perf_counter() - start,
+                "run_id": run_id}
     return {"status": "FINISHED", "test_accuracy": headline.get("test_accuracy"),
             "seconds": time.perf_counter() - start, "run_id": run_id}
 

@@ -6,87 +6,141 @@ identity is its `run_key` tag, which is how a rerun finds finished work.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
+import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
 import pandas as pd
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 import mribench
+from mribench import locks, redact
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 _MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
+redact.install_log_filter()  # MLflow's own log lines may hold the tracking URI
+
+
+class TrackingError(ValueError):
+    """The tracking store cannot be used (unreachable, unwritable); the message says so."""
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What the claim protocol needs to know about a run, without MLflow types."""
+    run_id: str
+    status: str
+    start_time: int  # ms since the epoch, set by the client that created the run
+    tags: dict[str, str]
+    metrics: dict[str, float]
 
 
 def setup(experiment: str) -> str:
-    """Point MLflow at MLFLOW_TRACKING_URI, else the default store; return the experiment id."""
-    _use_store()
-    exp = mlflow.set_experiment(experiment)
-    if "mlflow.experimentKind" not in exp.tags:
-        # opens the UI on its model-training view (runs, charts) rather than the GenAI one
-        MlflowClient().set_experiment_tag(exp.experiment_id, "mlflow.experimentKind",
-                                          "custom_model_development")
+    """Point MLflow at MLFLOW_TRACKING_URI, else the default store; return the experiment id.
+
+    Holds the store's lock: several invocations creating one fresh SQLite file at once would
+    otherwise race in MLflow's table creation. Writes an experiment tag, so an unreachable or
+    unwritable store stops the command here with one line, before any work."""
+    uri = _use_store()
+    with _store_errors(uri), locks.held(uri), _quiet("mlflow.store.db.utils"), \
+            _quiet("mlflow.tracking.fluent"):  # "Creating a new experiment": we say where
+        exp = mlflow.set_experiment(experiment)
+        client = MlflowClient()
+        if "mlflow.experimentKind" not in exp.tags:
+            # opens the UI on its model-training view (runs, charts), not the GenAI one
+            client.set_experiment_tag(exp.experiment_id, "mlflow.experimentKind",
+                                      "custom_model_development")
+        client.set_experiment_tag(exp.experiment_id, "mribench.last_invocation",
+                                  f"{socket.gethostname()} pid {os.getpid()} {time.time():.0f}")
     return exp.experiment_id
 
 
-def _use_store() -> None:
+@contextmanager
+def _store_errors(uri: str) -> Iterator[None]:
+    """Any failure to reach or write the store (SQLite, HTTP, permissions, the lock) becomes one
+    line naming the store (its password masked) and what to do."""
+    try:
+        yield
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:400]
+        raise TrackingError(f"tracking store {redact.mask(uri)} cannot be used: "
+                            f"{redact.mask(first)}. Make it reachable and writable, or point "
+                            "MLFLOW_TRACKING_URI at one that is (e.g. sqlite:///mlflow.db in a "
+                            "folder you can write)") from None
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """MLflow logs store errors with a full traceback before raising them; the raised error is
+    reported as one line instead."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _use_store() -> str:
     # set explicitly every time: an earlier set_tracking_uri in this process would otherwise
     # shadow a changed environment variable
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    mlflow.set_tracking_uri(uri)
+    return uri
 
 
 def tracking_uri() -> str:
+    """The store's URI with any password masked: for printing."""
+    return redact.mask(mlflow.get_tracking_uri())
+
+
+def store_uri() -> str:
+    """The store's URI as configured (may hold credentials): for locks, never for printing."""
     return mlflow.get_tracking_uri()
 
 
-def _cell_runs(experiment_id: str, status: str) -> list:
-    return MlflowClient().search_runs(
-        [experiment_id], filter_string=f"attributes.status = '{status}' and tags.run_key != ''",
-        max_results=50000)
+def _state(run) -> RunState:
+    return RunState(run.info.run_id, run.info.status, run.info.start_time or 0,
+                    dict(run.data.tags), dict(run.data.metrics))
 
 
-def finished_keys(experiment_id: str) -> dict[str, tuple[str, float | None]]:
-    """run_key -> (run_id, test_accuracy) of every FINISHED cell run in the experiment."""
-    return {r.data.tags["run_key"]: (r.info.run_id, r.data.metrics.get("test_accuracy"))
-            for r in _cell_runs(experiment_id, "FINISHED") if "run_key" in r.data.tags}
+def runs_of_key(experiment_id: str, run_key: str) -> list[RunState]:
+    """Every run of the experiment tagged with this run_key (any status)."""
+    return [_state(r) for r in MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.run_key = '{run_key}'", max_results=5000)]
 
 
-def _alive_here(tags: dict[str, str]) -> bool:
-    """Whether the invocation that owns a RUNNING run is still alive on this machine."""
-    if tags.get("host") != socket.gethostname() or not tags.get("pid", "").isdigit():
-        return False  # another machine's run cannot be checked: a RUNNING leftover is stale
-    try:
-        os.kill(int(tags["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def running_runs(experiment_id: str) -> list[RunState]:
+    """Every RUNNING run of the experiment (cells, trials, parents)."""
+    return [_state(r) for r in MlflowClient().search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=50000)]
 
 
-def triage_running(experiment_id: str, keys: set[str]) -> tuple[int, dict[str, str]]:
-    """Sort RUNNING cells of these keys: those of a dead invocation become KILLED (to be
-    retried, never counted); those of a live invocation on this machine are returned as
-    run_key -> run_id so this invocation leaves them to it instead of duplicating them."""
-    client, killed, busy = MlflowClient(), 0, {}
-    for run in _cell_runs(experiment_id, "RUNNING"):
-        key = run.data.tags.get("run_key")
-        if key not in keys:
-            continue
-        if _alive_here(run.data.tags):
-            busy[key] = run.info.run_id
-            continue
-        client.set_tag(run.info.run_id, "error", "interrupted: the invocation died")
-        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
-        killed += 1
-    return killed, busy
+def create_run(experiment_id: str, name: str, tags: dict[str, str],
+               parent_run_id: str | None = None) -> str:
+    """A RUNNING run that no process has made active yet (a claim); `cell_run` resumes it."""
+    extra = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
+    return MlflowClient().create_run(experiment_id, run_name=name,
+                                     tags={**tags, **extra}).info.run_id
+
+
+def close_run(run_id: str, status: str, reason: str) -> None:
+    client = MlflowClient()
+    client.set_tag(run_id, "error", redact.mask(reason)[:5000])
+    client.set_terminated(run_id, status)
+
+
+def set_run_tag(run_id: str, key: str, value: str) -> None:
+    MlflowClient().set_tag(run_id, key, value)
 
 
 def git_commit() -> str:
@@ -100,38 +154,58 @@ def git_commit() -> str:
 
 @contextmanager
 def parent_run(experiment_id: str, suite_name: str, params: dict[str, Any],
-               role: str = "suite", run_name: str | None = None) -> Iterator[str]:
+               role: str = "suite", run_name: str | None = None,
+               tags: dict[str, str] | None = None) -> Iterator[str]:
     """The invocation's run. Under `mlflow run` the launcher's run may live in another
-    experiment; it then gets a tag pointing at the suite's parent run."""
+    experiment; it then gets a tag pointing at the suite's parent run. Ends like `cell_run`."""
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)
-    with mlflow.start_run(experiment_id=experiment_id,
-                          run_name=run_name or f"{suite_name} {role}") as run:
-        mlflow.set_tags({"suite": suite_name, "role": role, "git_commit": git_commit(),
-                         "package_version": mribench.__version__})
+    run = mlflow.start_run(experiment_id=experiment_id,
+                           run_name=run_name or f"{suite_name} {role}")
+    try:
+        mlflow.set_tags({**(tags or {}), "suite": suite_name, "role": role,
+                         "git_commit": git_commit(), "package_version": mribench.__version__})
         log_params(params)
         if launcher and launcher != run.info.run_id:
             MlflowClient().set_tag(launcher, "mribench.suite_run_id", run.info.run_id)
             mlflow.set_tag("mribench.launcher_run_id", launcher)
         yield run.info.run_id
+    except BaseException as err:
+        _end_with(err, ())
+        raise
+    mlflow.end_run("FINISHED")
 
 
 @contextmanager
 def cell_run(title: str, tags: dict[str, str], role: str = "cell",
-             stopped: tuple[type[BaseException], ...] = ()) -> Iterator[str]:
-    """A nested run; an exception marks it FAILED with the error as a tag, then propagates.
-    Exceptions of the `stopped` types (e.g. a pruned tuning trial) end it as KILLED instead."""
-    run = mlflow.start_run(run_name=title, nested=True)
-    mlflow.set_tags({**tags, "role": role, "git_commit": git_commit(),
-                     "package_version": mribench.__version__, "host": socket.gethostname(),
-                     "pid": str(os.getpid())})
+             stopped: tuple[type[BaseException], ...] = (),
+             run_id: str | None = None) -> Iterator[str]:
+    """A nested run (or the claimed run `run_id`, resumed). An exception marks it FAILED with
+    the error as a tag, then propagates; an interruption (a signal, Ctrl-C) or an exception of
+    the `stopped` types (e.g. a pruned tuning trial) ends it KILLED instead."""
+    if run_id:
+        run = mlflow.start_run(run_id=run_id, nested=True)
+    else:
+        run = mlflow.start_run(run_name=title, nested=True, tags={**tags, "role": role})
+    mlflow.set_tags({"git_commit": git_commit(), "package_version": mribench.__version__})
     try:
         yield run.info.run_id
     except BaseException as err:
-        status = "KILLED" if isinstance(err, (KeyboardInterrupt, *stopped)) else "FAILED"
-        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
-        mlflow.end_run(status)
+        _end_with(err, stopped)
         raise
     mlflow.end_run("FINISHED")
+
+
+def _end_with(err: BaseException, stopped: tuple[type[BaseException], ...]) -> None:
+    """End the active run after `err`: KILLED for interruptions (not an Exception: a signal,
+    Ctrl-C) and `stopped` types, FAILED for errors; the reason as the `error` tag."""
+    killed = not isinstance(err, Exception) or isinstance(err, stopped)
+    tags = {"error": redact.mask(f"{type(err).__name__}: {err}")[:5000]}
+    if getattr(err, "signum", None):
+        tags["stop_signal"] = err.name
+    try:
+        mlflow.set_tags(tags)
+    finally:
+        mlflow.end_run("KILLED" if killed else "FAILED")
 
 
 def log_params(params: dict[str, Any]) -> None:
@@ -143,7 +217,7 @@ def log_params(params: dict[str, Any]) -> None:
 
 def _param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text[:_MAX_PARAM]
+    return redact.mask(text)[:_MAX_PARAM]
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
@@ -151,7 +225,7 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 
 def set_tags(tags: dict[str, Any]) -> None:
-    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+    mlflow.set_tags({k: redact.mask(str(v)) for k, v in tags.items()})
 
 
 def log_figure(fig, path: str) -> None:
@@ -192,8 +266,9 @@ def search_cells(experiment_id: str) -> pd.DataFrame:
 
 
 def experiment_id_of(name: str) -> str | None:
-    _use_store()
-    exp = mlflow.get_experiment_by_name(name)
+    uri = _use_store()
+    with _store_errors(uri), _quiet("mlflow.store.db.utils"):
+        exp = mlflow.get_experiment_by_name(name)
     return exp.experiment_id if exp else None
 
 

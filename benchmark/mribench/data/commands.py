@@ -103,7 +103,7 @@ def cmd_audit(args) -> int:
     splits = {s: sum(r.split == s for r in records) for s in sorted({r.split for r in records})}
     emit_table(rows, f"Duplicate audit: {args.dataset}", args.json, extra={
         "dataset": args.dataset, "root": str(scan.root), "files": summary["files"], "splits": splits,
-        "near_threshold": args.near_threshold, "unreadable": [f"{p}: {r}" for p, r in scan.problems],
+        "near_threshold": args.near_threshold, "unreadable": [f"{p}: {r}" for p, r in scan.class_problems + scan.problems],
         "seconds": seconds, "csv": args.csv})
     return 0
 

@@ -18,6 +18,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
+from mribench import settings
 from mribench.config import PreprocessConfig
 from mribench.files import file_sha256
 from mribench.data.locate import cache_root
@@ -25,7 +26,6 @@ from mribench.data.locate import cache_root
 RESAMPLE = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
             "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
 PHASH_FILE = "phash256-ac.json"  # renamed whenever the hash definition changes
-MEMORY_LIMIT = int(os.environ.get("BENCHMARK_CACHE_MEMORY_MB", "4096")) * 2**20
 
 _state = {"disk": None, "bytes": 0}
 _pixels: dict[tuple, np.ndarray] = {}  # (file identity, preprocess key) -> uint8 HWC
@@ -82,7 +82,7 @@ def to_pixels(img: Image.Image, pre: PreprocessConfig) -> np.ndarray:
 
 def _remember(key: tuple, arr: np.ndarray) -> None:
     arr.flags.writeable = False  # shared by every caller: copy before editing
-    if _state["bytes"] + arr.nbytes <= MEMORY_LIMIT:
+    if _state["bytes"] + arr.nbytes <= settings.cache_memory_bytes():
         _pixels[key] = arr
         _state["bytes"] += arr.nbytes
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,9 +49,12 @@ class PreparedData:
 
 def scan_dataset(ds: DatasetConfig, data_dir: str | None) -> Scan:
     if ds.manifest:
-        return scan_manifest(Path(ds.manifest).resolve(), Path(ds.root).resolve() if ds.root else None)
-    root = find_root(ds.name, ds.root, data_dir)
-    return scan_known(KNOWN[ds.name], root) if ds.name in KNOWN else scan_folder(root)
+        scan = scan_manifest(Path(ds.manifest).resolve(), Path(ds.root).resolve() if ds.root else None)
+    else:
+        root = find_root(ds.name, ds.root, data_dir)
+        scan = scan_known(KNOWN[ds.name], root) if ds.name in KNOWN else scan_folder(root)
+    scan.fold_labels(ds.name, ds.label_map)
+    return scan
 
 
 def validate(scan: Scan, pre: PreprocessConfig | None,
@@ -60,13 +64,15 @@ def validate(scan: Scan, pre: PreprocessConfig | None,
     for entry in scan.entries:
         if entry.path.suffix.lower() not in IMAGE_EXTENSIONS:
             scan.problems.append((str(entry.path), f"not an image file ({entry.path.suffix or 'no extension'})"))
+        elif entry.path.stat().st_size == 0:
+            scan.problems.append((str(entry.path), "empty file (0 bytes)"))
         else:
             try:
                 sha, phash = images.inspect(entry.path, pre)
                 records.append(Record(entry.path, entry.cls, entry.split, sha, phash))
                 good.append(entry)
             except Exception as err:  # PIL raises many types; the message names the cause
-                scan.problems.append((str(entry.path), f"cannot decode: {type(err).__name__}: {err}"))
+                scan.problems.append((str(entry.path), decode_problem(entry.path, err)))
         if progress:
             progress()
     images.save_phashes()
@@ -76,14 +82,27 @@ def validate(scan: Scan, pre: PreprocessConfig | None,
     return [r for r in records if r.path in kept]
 
 
-def raise_or_skip(name: str, problems: list[tuple[str, str]], on_bad_image: str) -> list[tuple[str, str]]:
-    if problems and on_bad_image == "error":
+def decode_problem(path: Path, err: Exception) -> str:
+    """PIL names the in-memory buffer it was given (`<_io.BytesIO object at 0x...>`), not the
+    file; the file is named instead."""
+    text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", path.name, str(err))
+    return f"cannot decode: {type(err).__name__}: {text}"
+
+
+def raise_or_skip(name: str, scan: Scan, on_bad_image: str) -> list[tuple[str, str]]:
+    """Class problems always stop (skipping cannot make a class whole); file problems stop
+    unless on_bad_image is skip, which leaves those files out and lists them."""
+    problems = scan.class_problems + (scan.problems if on_bad_image == "error" else [])
+    if problems:
         lines = [f"  {path}: {reason}" for path, reason in problems[:SHOWN_PROBLEMS]]
         more = len(problems) - SHOWN_PROBLEMS
+        advice = ("Fix or remove them, or set on_bad_image: skip to leave the files out (listed)."
+                  if not scan.class_problems else
+                  "Fix the class folders (on_bad_image: skip leaves out files, never classes).")
         raise DataError(f"dataset {name!r}: {len(problems)} problem(s) with its files:\n"
                         + "\n".join(lines) + (f"\n  ... and {more} more" if more > 0 else "")
-                        + "\nFix or remove them, or set on_bad_image: skip to leave them out (listed).")
-    return sorted(problems)
+                        + "\n" + advice)
+    return sorted(scan.problems)
 
 
 def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, seed: int,
@@ -92,7 +111,7 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     scan = scan_dataset(ds, data_dir)
     scan.subset(ds.subset_per_class)
     records = validate(scan, pre)
-    skipped = raise_or_skip(ds.name, scan.problems, ds.on_bad_image)
+    skipped = raise_or_skip(ds.name, scan, ds.on_bad_image)
     if not records:
         raise DataError(f"dataset {ds.name!r}: no usable images under {scan.root}")
     records.sort(key=lambda r: str(r.path))  # the split depends on the seed, not on CSV order

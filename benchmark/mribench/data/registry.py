@@ -18,6 +18,9 @@ class DatasetSpec:
     url: str | None = None
     kaggle: str | None = None
     sha256: str | None = None  # of the archive at `url`, when the publisher's bytes are pinned
+    # bytes of the extracted set (measured on the copies in ../shared/data); bounds what
+    # `fetch` lets an archive expand to
+    expected_bytes: int | None = None
     note: str = ""
     # shipped inside the package at this folder: used from there, never searched for in data dirs
     bundled: Path | None = None
@@ -63,7 +66,8 @@ register(DatasetSpec(
                "pituitary": "pituitary"},
     splits=("Training", "Testing"), expected={"Training": 5712, "Testing": 1311},
     source="https://www.kaggle.com/datasets/masoudnickparvar/brain-tumor-mri-dataset",
-    licence="CC0-1.0", kaggle="masoudnickparvar/brain-tumor-mri-dataset"))
+    licence="CC0-1.0", kaggle="masoudnickparvar/brain-tumor-mri-dataset",
+    expected_bytes=52_354_802))  # this copy re-encoded at 224 px; the original is larger
 register(DatasetSpec(
     name="brain-tumor-classification-3264", folder="brain-tumor-classification-3264",
     class_map={"glioma_tumor": "glioma", "meningioma_tumor": "meningioma",
@@ -71,12 +75,14 @@ register(DatasetSpec(
     splits=("Training", "Testing"), expected={"Training": 2870, "Testing": 394},
     source="https://github.com/SartajBhuvaji/Brain-Tumor-Classification-DataSet",
     licence="MIT",
-    url="https://github.com/SartajBhuvaji/Brain-Tumor-Classification-DataSet/archive/refs/heads/master.zip"))
+    url="https://github.com/SartajBhuvaji/Brain-Tumor-Classification-DataSet/archive/refs/heads/master.zip",
+    expected_bytes=93_222_703))
 register(DatasetSpec(
     name="brain-mri-binary-253", folder="brain-mri-binary-253",
     class_map={"no": "no", "yes": "yes"}, splits=(), expected={"all": 253},
     source="https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection",
-    licence="unstated (Kaggle)", kaggle="navoneel/brain-mri-images-for-brain-tumor-detection"))
+    licence="unstated (Kaggle)", kaggle="navoneel/brain-mri-images-for-brain-tumor-detection",
+    expected_bytes=8_685_050))
 register(DatasetSpec(
     name="brain-tumor-mri-7023-sample", folder="sample",
     class_map={"glioma": "glioma", "meningioma": "meningioma", "notumor": "notumor",

@@ -2,7 +2,9 @@
 
 The result lists every candidate file with its canonical class and official split
 ("train", "val", "test", or "all" when the publisher made no split), plus the structural
-problems found (empty or missing class folders, stray images, missing manifest files).
+problems found: file problems (stray images, missing manifest files; `on_bad_image: skip`
+may leave these out) and class problems (empty, missing or unexpected class folders, a class
+absent from a split; these always stop, since leaving them out would change the task).
 """
 from __future__ import annotations
 
@@ -30,24 +32,48 @@ class Entry:
 class Scan:
     root: Path
     entries: list[Entry] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): files
+    class_problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     def drop_classes_missing_somewhere(self) -> None:
-        """A class must have files in every split; otherwise it is a problem (and is dropped)."""
+        """A class must have files in every split; otherwise it is a class problem (and its
+        files are left out of what `data audit` hashes)."""
         by_split: dict[str, set[str]] = defaultdict(set)
         for e in self.entries:
             by_split[e.split].add(e.cls)
         every = set.union(*by_split.values()) if by_split else set()
-        bad = {}
+        bad = set()
         for cls in sorted(every):
             missing = sorted(s for s, present in by_split.items() if cls not in present)
             if missing:
-                bad[cls] = (f"class {cls!r} has no files in split(s) {missing} "
-                            f"(present in {sorted(s for s in by_split if s not in missing)})")
-        for e in self.entries:
-            if e.cls in bad:
-                self.problems.append((str(e.path), bad[e.cls]))
+                bad.add(cls)
+                self.class_problems.append((
+                    str(self.root), f"class {cls!r} has no files in split(s) {missing} "
+                                    f"(present in {sorted(s for s in by_split if s not in missing)})"))
         self.entries = [e for e in self.entries if e.cls not in bad]
+
+    def fold_labels(self, name: str, label_map: dict[str, str] | None) -> None:
+        """Apply the dataset's label_map, then refuse labels that differ only in case or
+        surrounding spaces (`Glioma`, `glioma `): silently two classes, or silently one, would
+        both be wrong guesses. Labels are stripped afterwards."""
+        label_map = label_map or {}
+        for e in self.entries:
+            e.cls = label_map.get(e.cls, label_map.get(e.cls.strip(), e.cls))
+        spellings: dict[str, set[str]] = defaultdict(set)
+        for e in self.entries:
+            spellings[e.cls.strip().casefold()].add(e.cls)
+        clashes = [sorted(s) for s in spellings.values() if len(s) > 1]
+        if clashes:
+            first = clashes[0]
+            fold = ", ".join(f"{s!r}: {first[0].strip()!r}" for s in first[1:])
+            raise DataError(
+                f"dataset {name!r}: labels {' and '.join(map(repr, first))} differ only in case "
+                f"or surrounding spaces" + (f" (and {len(clashes) - 1} more such group(s))"
+                                            if len(clashes) > 1 else "")
+                + f"; fix them in {self.root}, or fold them with label_map: {{{fold}}} "
+                "in the suite's dataset entry")
+        for e in self.entries:
+            e.cls = e.cls.strip()
 
     def subset(self, per_class: int | None) -> None:
         """Deterministic first N files per (split, class), by file name, for tiny smoke runs."""
@@ -73,16 +99,17 @@ def _scan_class_dirs(scan: Scan, parent: Path, split: str, class_map: dict[str, 
                 scan.problems.append((str(item), "image outside any class folder"))
             continue
         if class_map is not None and item.name not in class_map:
-            scan.problems.append((str(item), f"unexpected folder; expected {sorted(class_map)}"))
+            scan.class_problems.append((str(item), f"unexpected class folder; expected "
+                                                   f"{sorted(class_map)}"))
             continue
         found.add(item.name)
         files = [p for p in sorted(item.rglob("*")) if p.is_file() and not p.name.startswith(".")]
         if not files:
-            scan.problems.append((str(item), "empty class folder"))
+            scan.class_problems.append((str(item), "empty class folder"))
         cls = class_map[item.name] if class_map is not None else item.name
         scan.entries.extend(Entry(p, cls, split) for p in files)
     for name in sorted(set(class_map or ()) - found):
-        scan.problems.append((str(parent / name), "class folder missing"))
+        scan.class_problems.append((str(parent / name), "class folder missing"))
 
 
 def scan_known(spec: DatasetSpec, root: Path) -> Scan:
@@ -121,26 +148,35 @@ def scan_manifest(manifest: Path, root: Path | None) -> Scan:
         raise DataError(f"manifest {manifest} does not exist")
     base = root or manifest.parent
     scan = Scan(base)
-    with manifest.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing_cols = {"path", "label"} - set(reader.fieldnames or [])
-        if missing_cols:
-            raise DataError(f"{manifest}: missing column(s) {sorted(missing_cols)}; "
-                            f"header is {reader.fieldnames}, expected path,label[,split]")
-        for line, row in enumerate(reader, start=2):
-            split = (row.get("split") or "").strip().lower()
-            if split and split not in SPLIT_NAMES:
-                raise DataError(f"{manifest}:{line}: split {row['split']!r} is not one of "
-                                f"train/val/test")
-            label = (row["label"] or "").strip()
-            if not label or not (row["path"] or "").strip():
-                raise DataError(f"{manifest}:{line}: empty path or label")
-            path = (base / row["path"].strip()).resolve()
-            if not path.is_file():
-                scan.problems.append((str(path), f"listed in {manifest.name}:{line} but missing"))
-                continue
-            scan.entries.append(Entry(path, label, SPLIT_NAMES.get(split, "all")))
+    try:
+        # utf-8-sig: a manifest saved by Excel starts with a byte-order mark
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            _read_manifest(scan, manifest, base, csv.DictReader(fh))
+    except UnicodeDecodeError as err:
+        bad = err.object[err.start:err.start + 1]
+        raise DataError(f"{manifest}: not UTF-8 text (byte {err.start} is {bad!r}); save it as "
+                        "UTF-8 (with or without BOM)") from None
     splits = {e.split for e in scan.entries}
     if "all" in splits and len(splits) > 1:
         raise DataError(f"{manifest}: some rows have a split and others do not; fill every row or none")
     return scan
+
+
+def _read_manifest(scan: Scan, manifest: Path, base: Path, reader: csv.DictReader) -> None:
+    missing_cols = {"path", "label"} - set(reader.fieldnames or [])
+    if missing_cols:
+        raise DataError(f"{manifest}: missing column(s) {sorted(missing_cols)}; "
+                        f"header is {reader.fieldnames}, expected path,label[,split]")
+    for line, row in enumerate(reader, start=2):
+        split = (row.get("split") or "").strip().lower()
+        if split and split not in SPLIT_NAMES:
+            raise DataError(f"{manifest}:{line}: split {row['split']!r} is not one of "
+                            f"train/val/test")
+        label = row["label"] or ""  # as written: fold_labels refuses near-identical spellings
+        if not label.strip() or not (row["path"] or "").strip():
+            raise DataError(f"{manifest}:{line}: empty path or label")
+        path = (base / row["path"].strip()).resolve()
+        if not path.is_file():
+            scan.problems.append((str(path), f"listed in {manifest.name}:{line} but missing"))
+            continue
+        scan.entries.append(Entry(path, label, SPLIT_NAMES.get(split, "all")))
