@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mribench.config_published import Deviation, PublishedResult, check_published
+
 # the suites shipped with the package (a link to the repository's suites/ folder, copied into
 # the wheel), so a bare suite name works from any directory
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -28,27 +30,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DatasetConfig(Strict):
-    name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
-    root: str | None = None  # folder of class sub-folders (optionally split sub-folders)
-    manifest: str | None = None  # CSV with path,label[,split]
-    subset_per_class: PosInt | None = None  # deterministic first-N-per-class-per-split subset
-    dedup: Literal["none", "exact", "near"] = "none"
-    # near duplicates: differing bits per 64 of a 256-bit perceptual hash (re-encoded, resized or
-    # brightened copies stay within ~2; different patients are 12+ apart)
-    near_threshold: Annotated[int, Field(ge=0, le=64)] = 4
-    on_bad_image: Literal["error", "skip"] = "error"
+class Hashable(Strict):
+    """A frozen block with list or dict fields, used as a cache key: hashed by its content."""
 
-    @model_validator(mode="after")
-    def _known_or_declared(self):
-        from mribench.data.registry import KNOWN
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
 
-        if self.name not in KNOWN and not (self.root or self.manifest):
-            raise ValueError(
-                f"unknown dataset {self.name!r}: use one of {sorted(KNOWN)} "
-                "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
-            )
-        return self
+
+NearThreshold = Annotated[int, Field(ge=0, le=64)]
+
+
+def _known_or_declared(ds) -> None:
+    from mribench.data.registry import KNOWN
+
+    if ds.name not in KNOWN and not (ds.root or ds.manifest):
+        raise ValueError(
+            f"unknown dataset {ds.name!r}: use one of {sorted(KNOWN)} "
+            "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
+        )
 
 
 class SplitConfig(Strict):
@@ -58,13 +57,67 @@ class SplitConfig(Strict):
     folds: Annotated[int, Field(ge=2)] = 5  # kfold only
 
 
+class ExternalConfig(Hashable):
+    """A set from another source that every model trained on the enclosing dataset is also
+    tested on, whole (all its files, any official split ignored), with the cell's preprocessing.
+    Its images that duplicate (exactly or nearly) a training or validation image are counted and
+    left out of the external_clean_<alias>_* metrics."""
+    name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] | None = None  # metric infix
+    root: str | None = None
+    manifest: str | None = None
+    subset_per_class: PosInt | None = None
+    near_threshold: NearThreshold = 4
+    on_bad_image: Literal["error", "skip"] = "error"
+    # the external set's labels (canonical, or the publisher's folder names) -> evaluation label
+    label_map: dict[str, str] = Field(default_factory=dict)
+    # the model's classes -> evaluation label: several classes may fold into one (their
+    # probabilities add up), e.g. glioma/meningioma/pituitary -> yes, notumor -> no
+    prediction_map: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _declared(self):
+        _known_or_declared(self)
+        return self
+
+    @property
+    def key(self) -> str:
+        """The name inside metric keys: external_<key>_accuracy."""
+        import re
+
+        return self.alias or re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name)
+
+
+class DatasetConfig(Hashable):
+    name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
+    root: str | None = None  # folder of class sub-folders (optionally split sub-folders)
+    manifest: str | None = None  # CSV with path,label[,split]
+    subset_per_class: PosInt | None = None  # deterministic first-N-per-class-per-split subset
+    dedup: Literal["none", "exact", "near"] = "none"
+    # near duplicates: differing bits per 64 of a 256-bit perceptual hash (re-encoded, resized or
+    # brightened copies stay within ~2; different patients are 12+ apart)
+    near_threshold: NearThreshold = 4
+    on_bad_image: Literal["error", "skip"] = "error"
+    split: SplitConfig | None = None  # this dataset's own protocol (default: the suite's split)
+    external: list[ExternalConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_or_declared(self):
+        _known_or_declared(self)
+        keys = [e.key for e in self.external]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"external sets need distinct aliases, got {keys}")
+        return self
+
+
 class PreprocessConfig(Strict):
     image_size: Annotated[int, Field(ge=8, le=2048)] = 224
     channels: Literal[1, 3] = 3
     interpolation: Literal["area", "bilinear", "bicubic", "nearest"] = "bilinear"
     # the model's own pretrained statistics (ImageNet mean/std for most, 0.5/0.5 for the
     # TF-ported EfficientNet-Lite), always-ImageNet, or plain [0,1] scaling (Study B)
-    normalize: Literal["model", "imagenet", "unit"] = "model"
+    # (Study D: the paper applies no normalisation at all: 0-255 as Keras' image loader yields)
+    normalize: Literal["model", "imagenet", "unit", "raw"] = "model"
 
 
 class AugmentConfig(Strict):
@@ -94,14 +147,22 @@ class TrainingConfig(Strict):
     # as test_best_epoch_accuracy_peeking. It peeks at the test set, so it is never the headline.
     peek_test: bool = False
     num_workers: Annotated[int, Field(ge=0)] = 0
+    # frozen backbone without augmentation: compute its features once and train the head on
+    # them (default). false recomputes the backbone every epoch, as the studies' Keras/PyTorch
+    # scripts did, so seconds per epoch compare with theirs (Study B); the results are the same.
+    feature_reuse: bool = True
 
 
 class HeadConfig(Strict):
     # linear: replace the final layer (Study B); gap_mlp: GAP -> Dense(hidden) -> ReLU -> Dense(k)
-    # (Study A); flatten_mlp: flatten -> dense -> dropout -> batch-norm -> dense (Study C)
-    type: Literal["linear", "gap_mlp", "flatten_mlp"] = "linear"
+    # (Study A, Study D with dropout); flatten_mlp: flatten -> dense -> dropout -> batch-norm ->
+    # dense (Study C); conv_gap_mlp: conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout ->
+    # dense (Study C's fine-tuned VGG16)
+    type: Literal["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp"] = "linear"
     hidden: PosInt = 1024
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    conv_channels: PosInt = 512  # conv_gap_mlp: filters of the extra 3x3 convolution
+    conv_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # conv_gap_mlp: after the conv
 
 
 class StrategyConfig(Strict):
@@ -121,6 +182,7 @@ class ModelConfig(Strict):
     head: HeadConfig = HeadConfig()
     weights: str | None = None  # explicit pretrained weight file
     training: dict[str, Any] = Field(default_factory=dict)  # per-model overrides of `training`
+    preprocess: dict[str, Any] = Field(default_factory=dict)  # per-model overrides, e.g. size
     # run this model only with these suite strategies (by label or name); None = all of them
     strategies: list[str] | None = None
 
@@ -138,6 +200,12 @@ class ModelConfig(Strict):
         TrainingConfig(**value)  # same checks as the suite-level block
         return value
 
+    @field_validator("preprocess")
+    @classmethod
+    def _preprocess_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        PreprocessConfig(**value)
+        return value
+
     @property
     def display(self) -> str:
         return self.label or self.name
@@ -151,14 +219,6 @@ class ExplainConfig(Strict):
     lime_segments: PosInt = 64  # SLIC superpixels asked for (about as many, at any image size)
     faithfulness: bool = True
     seed: int = 0
-
-
-class PublishedResult(Strict):
-    """A number a paper reported for one (model, strategy), shown beside ours by `report`."""
-    model: str  # a model of the suite, by label or name
-    strategy: str  # a strategy of the suite, by label or name
-    values: dict[str, float] = Field(min_length=1)  # metric name as we log it -> value
-    source: str = ""
 
 
 class Suite(Strict):
@@ -175,6 +235,9 @@ class Suite(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     explain: ExplainConfig = ExplainConfig()
     published: list[PublishedResult] = Field(default_factory=list)
+    # how the suite departs from the paper its published figures come from; required (an empty
+    # list when there is none) whenever `published` is given
+    deviations: list[Deviation] | None = None
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -203,6 +266,8 @@ class Suite(Strict):
                 raise ValueError(f"published[{i}] names model {p.model!r} / strategy "
                                  f"{p.strategy!r}; the suite declares models {sorted(models)} "
                                  f"and strategies {sorted(strategies)}")
+        protocols = sorted({(ds.split or self.split).protocol for ds in self.datasets})
+        check_published(self.published, self.deviations, protocols)
         return self
 
     @property
@@ -211,6 +276,10 @@ class Suite(Strict):
 
     def training_for(self, model: ModelConfig) -> TrainingConfig:
         return self.training.model_copy(update=TrainingConfig(**model.training).model_dump(
+            exclude_unset=True))
+
+    def preprocess_for(self, model: ModelConfig) -> PreprocessConfig:
+        return self.preprocess.model_copy(update=PreprocessConfig(**model.preprocess).model_dump(
             exclude_unset=True))
 
 
