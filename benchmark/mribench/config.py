@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mribench.config_external import ExternalConfig, known_or_declared
 from mribench.config_published import Deviation, PublishedResult, check_published
 
 # the suites shipped with the package (a link to the repository's suites/ folder, copied into
@@ -37,17 +38,6 @@ class Hashable(Strict):
         return hash(self.model_dump_json())
 
 
-NearThreshold = Annotated[int, Field(ge=0, le=64)]
-
-
-def _known_or_declared(ds) -> None:
-    from mribench.data.registry import KNOWN
-
-    if ds.name not in KNOWN and not (ds.root or ds.manifest):
-        raise ValueError(
-            f"unknown dataset {ds.name!r}: use one of {sorted(KNOWN)} "
-            "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
-        )
 
 
 class SplitConfig(Strict):
@@ -55,37 +45,6 @@ class SplitConfig(Strict):
     val_fraction: Fraction = 0.15  # carved from train, stratified
     test_fraction: Fraction = 0.2  # holdout only
     folds: Annotated[int, Field(ge=2)] = 5  # kfold only
-
-
-class ExternalConfig(Hashable):
-    """A set from another source that every model trained on the enclosing dataset is also
-    tested on, whole (all its files, any official split ignored), with the cell's preprocessing.
-    Its images that duplicate (exactly or nearly) a training or validation image are counted and
-    left out of the external_clean_<alias>_* metrics."""
-    name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
-    alias: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] | None = None  # metric infix
-    root: str | None = None
-    manifest: str | None = None
-    subset_per_class: PosInt | None = None
-    near_threshold: NearThreshold = 4
-    on_bad_image: Literal["error", "skip"] = "error"
-    # the external set's labels (canonical, or the publisher's folder names) -> evaluation label
-    label_map: dict[str, str] = Field(default_factory=dict)
-    # the model's classes -> evaluation label: several classes may fold into one (their
-    # probabilities add up), e.g. glioma/meningioma/pituitary -> yes, notumor -> no
-    prediction_map: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _declared(self):
-        _known_or_declared(self)
-        return self
-
-    @property
-    def key(self) -> str:
-        """The name inside metric keys: external_<key>_accuracy."""
-        import re
-
-        return self.alias or re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name)
 
 
 class DatasetConfig(Hashable):
@@ -96,14 +55,14 @@ class DatasetConfig(Hashable):
     dedup: Literal["none", "exact", "near"] = "none"
     # near duplicates: differing bits per 64 of a 256-bit perceptual hash (re-encoded, resized or
     # brightened copies stay within ~2; different patients are 12+ apart)
-    near_threshold: NearThreshold = 4
+    near_threshold: Annotated[int, Field(ge=0, le=64)] = 4
     on_bad_image: Literal["error", "skip"] = "error"
     split: SplitConfig | None = None  # this dataset's own protocol (default: the suite's split)
     external: list[ExternalConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _known_or_declared(self):
-        _known_or_declared(self)
+        known_or_declared(self)
         keys = [e.key for e in self.external]
         if len(set(keys)) != len(keys):
             raise ValueError(f"external sets need distinct aliases, got {keys}")
