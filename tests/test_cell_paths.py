@@ -70,3 +70,12 @@ def test_gradual_unfreezes_the_backbone_during_training(mlflow_store, smoke_data
                         "training.backbone_lr": 0.0001}, smoke_data_dir, tmp_path, monkeypatch)
     history = client.get_metric_history(runs["gradual"].info.run_id, "lr_backbone")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0.0, 0.0001, 0.0001]
+
+
+def test_feature_reuse_false_recomputes_the_frozen_backbone(mlflow_store, data_dir, tmp_path,
+                                                             monkeypatch, weights_dir):
+    # Study B's seconds per epoch include the backbone: the paper recomputed it every epoch
+    runs, _ = run({"strategies": ["frozen"], "augment": {}, "training.epochs": 1,
+                   "training.feature_reuse": False}, data_dir, tmp_path, monkeypatch)
+    assert runs["frozen"].data.tags["training_path"] == "end_to_end"
+    assert "feature_extraction_seconds" not in runs["frozen"].data.metrics

@@ -81,3 +81,19 @@ def test_loader_workers_do_not_change_a_cells_identity():
     a = expand(parse_suite(SUITE))
     b = expand(parse_suite({**SUITE, "training": {"num_workers": 4}}))
     assert [c.run_key for c in a] == [c.run_key for c in b]
+
+
+def test_a_dataset_can_bring_its_own_split_and_a_model_its_own_image_size():
+    suite = parse_suite({**SUITE, "seeds": [0], "datasets": [
+        {"name": "brain-tumor-mri-7023"},
+        {"name": "brain-mri-binary-253", "split": {"protocol": "kfold", "folds": 3}}],
+        "models": [{"name": "test_resnet", "preprocess": {"image_size": 64}},
+                   {"name": "test_efficientnet"}]})
+    cells = expand(suite)
+    folds = {(c.dataset.name, c.fold) for c in cells}
+    assert folds == {("brain-tumor-mri-7023", None)} | {("brain-mri-binary-253", f)
+                                                        for f in range(3)}
+    assert all(c.split.protocol == ("kfold" if c.fold is not None else "official") for c in cells)
+    assert {(c.model.name, c.preprocess.image_size) for c in cells} == {("test_resnet", 64),
+                                                                        ("test_efficientnet", 224)}
+    assert "preprocess" not in cells[0].resolved()["model"]  # merged, not logged twice

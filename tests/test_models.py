@@ -117,11 +117,14 @@ def test_models_list_json_names_every_entry(capsys, monkeypatch):
     ("linear", ["AdaptiveAvgPool2d", "Flatten", "Linear"]),
     ("gap_mlp", ["AdaptiveAvgPool2d", "Flatten", "Linear", "ReLU", "Dropout", "Linear"]),
     ("flatten_mlp", ["CheckedFlatten", "Linear", "ReLU", "Dropout", "BatchNorm1d", "Linear"]),
+    ("conv_gap_mlp", ["Conv2d", "ReLU", "Dropout", "AdaptiveAvgPool2d", "Flatten", "Linear",
+                      "ReLU", "Dropout", "Linear"]),
 ])
 def test_heads_have_the_declared_layers(head, expected):
     dropout = 0.0 if head == "linear" else 0.1
     built = build(ModelConfig(name="small_cnn", head=HeadConfig(type=head, hidden=16,
-                                                                dropout=dropout)),
+                                                                dropout=dropout,
+                                                                conv_dropout=dropout)),
                   StrategyConfig(name="scratch"), num_classes=5, image_size=32)
     assert [type(m).__name__ for m in built.head] == expected
     assert built.model(torch.randn(2, 3, 32, 32)).shape == (2, 5)

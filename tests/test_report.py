@@ -10,7 +10,10 @@ SUITE = {
     "name": "r", "datasets": [{"name": "brain-mri-binary-253"}],
     "models": [{"name": "test_resnet", "label": "paper_cnn"}, {"name": "test_efficientnet"}],
     "strategies": [{"name": "frozen", "label": "tf1"}, "full"],
-    "published": [{"model": "paper_cnn", "strategy": "tf1", "values": {"test_accuracy": 0.9}}],
+    "split": {"protocol": "holdout"},
+    "published": [{"model": "paper_cnn", "strategy": "tf1", "protocol": "holdout",
+                   "values": {"test_accuracy": 0.9}}],
+    "deviations": [],
 }
 
 
@@ -23,7 +26,7 @@ def test_published_numbers_join_the_matching_row():
 
 
 def test_published_entry_must_name_a_declared_cell():
-    bad = {**SUITE, "published": [{"model": "vgg", "strategy": "tf1",
+    bad = {**SUITE, "published": [{"model": "vgg", "strategy": "tf1", "protocol": "holdout",
                                    "values": {"test_accuracy": 0.9}}]}
     with pytest.raises(SuiteError, match="published\\[0\\]"):
         parse_suite(bad)

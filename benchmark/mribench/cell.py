@@ -11,8 +11,9 @@ from typing import Callable
 import torch
 import yaml
 
-from mribench import data, explain, metrics, plots, tracking
-from mribench.engine import FitResult, evaluate, extract_features, fit
+from mribench import data, explain, external, metrics, plots, tracking
+from mribench.engine import FitResult, evaluate, fit
+from mribench.features import FeatureStore, feature_stage
 from mribench.matrix import Cell, flatten
 from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
@@ -40,9 +41,25 @@ def prepare_once(cell: Cell, opts: RunOptions):
     return opts.prepared[key]
 
 
+def prepare_externals(cell: Cell, opts: RunOptions) -> list:
+    """The cell's external test sets, decoded at its preprocessing and label maps checked
+    against its classes, once per invocation (the suite's preflight calls this first)."""
+    prepared = prepare_once(cell, opts)
+    out = []
+    for cfg in cell.dataset.external:
+        key = ("external", cfg, cell.preprocess, tuple(prepared.classes))
+        if key not in opts.prepared:
+            opts.prepared[key] = external.prepare_external(cfg, cell.preprocess,
+                                                           prepared.classes, opts.data_dir)
+        out.append(opts.prepared[key])
+    return out
+
+
 def normalisation(cell: Cell, spec) -> tuple[tuple, tuple]:
     if cell.preprocess.normalize == "unit":
         return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if cell.preprocess.normalize == "raw":  # 0-255, as decoded
+        return (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)
     if cell.preprocess.normalize == "model":
         return tuple(spec.mean), tuple(spec.std)
     return IMAGENET_MEAN, IMAGENET_STD
@@ -59,6 +76,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     tracking.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
 
     prepared = prepare_once(cell, opts)
+    externals = prepare_externals(cell, opts) if opts.evaluate_test else []
     _log_data(prepared)
 
     built = build(cell.model, cell.strategy, num_classes=len(prepared.classes),
@@ -68,12 +86,15 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     tracking.log_params(built.info)
 
     loader = _loaders(cell, prepared, mean, std)
-    result = _train(cell, built, loader, opts)
+    result, net, predict_loader = _train(cell, built, prepared, loader, opts)
 
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
     headline = {"val_loss_best": best["val_loss"], "val_acc_best": best["val_acc"]}
     if opts.evaluate_test:
-        headline |= _test(built.model, prepared, loader, opts.device)
+        headline |= _test(net, prepared, predict_loader, opts.device)
+        for ext in externals:
+            headline |= external.evaluate_external(ext, prepared, net, predict_loader,
+                                                   opts.device)
         if cell.explain.methods:
             _explain(cell, built, prepared, mean, std, opts.device)
     headline["wall_seconds"] = time.perf_counter() - wall
@@ -84,24 +105,34 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     return headline
 
 
-def _train(cell: Cell, built, loader, opts: RunOptions) -> FitResult:
-    """Fit the trainable part, logging every epoch; frozen backbones train on reused features."""
+def _train(cell: Cell, built, prepared, loader, opts: RunOptions):
+    """Fit the trainable part, logging every epoch. Returns the fit, the trained network and
+    how to feed it any samples (images, or their stored features on the feature-reuse path)."""
     cfg = cell.training
-    reuse = built.frozen_backbone and not cell.augment.active
+    reuse = built.frozen_backbone and not cell.augment.active and cfg.feature_reuse
     tracking.set_tags({"training_path": "feature_reuse" if reuse else "end_to_end"})
     splits = ("train", "val", "test") if cfg.peek_test else ("train", "val")
     if reuse:
         # The frozen backbone (eval mode, no augmentation) maps each image to the same features
-        # every epoch: compute them once per split and train only the head.
+        # every epoch: compute them once (pooled when the head starts by pooling) and train only
+        # the rest of the head; test and external sets reuse the same store.
         t0 = time.perf_counter()
-        loaders = {name: extract_features(built.backbone, loader(name, name == "train"),
-                                          opts.device, cfg.batch_size, name == "train", cell.seed)
-                   for name in splits}
+        extractor, net = feature_stage(built.backbone, built.head)
+        store = FeatureStore(extractor, lambda samples: loader("test", False, samples),
+                             opts.device, cfg.batch_size, cell.seed)
+        loaders = {name: store.loader(prepared.splits[name], name == "train") for name in splits}
         tracking.log_metrics({"feature_extraction_seconds": time.perf_counter() - t0})
-        net, set_train = built.head, built.head.train
+        tracking.set_tags({"cached_feature_shape": "x".join(map(str, store.feature_shape))})
+        set_train = net.train
+
+        def predict_loader(samples):
+            return store.loader(samples, False)
     else:
         loaders = {name: loader(name, name == "train") for name in splits}
         net, set_train = built.model, built.train
+
+        def predict_loader(samples):
+            return loader("test", False, samples)
     peeked: list[float] = []
 
     def on_epoch(row: dict) -> None:
@@ -118,10 +149,12 @@ def _train(cell: Cell, built, loader, opts: RunOptions) -> FitResult:
                  on_epoch=on_epoch, on_batch=opts.on_batch)
     tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                           "stopped_early": int(result.stopped_early)})
-    if peeked:  # Study B's "best accuracy": best test accuracy over epochs, named as a peek
-        tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked)})
+    if peeked:  # Study B's "best accuracy" (best test accuracy over epochs, named as a peek)
+        # and its "final accuracy" (the last epoch's weights, not the best-validation ones)
+        tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked),
+                              "test_last_epoch_accuracy": peeked[-1]})
     tracking.log_figure(plots.learning_curves_figure(result.history), "plots/learning_curves.png")
-    return result
+    return result, net, predict_loader
 
 
 def _loaders(cell: Cell, prepared, mean, std):
@@ -144,7 +177,7 @@ def _log_data(prepared) -> None:
                           "data/skipped_files.csv")
 
 
-def _test(model, prepared, loader, device) -> dict[str, float]:
+def _test(model, prepared, predict_loader, device) -> dict[str, float]:
     """Test metrics of the restored best-validation checkpoint, on the test split only."""
     loss_fn = torch.nn.CrossEntropyLoss()
     out = {}
@@ -152,7 +185,7 @@ def _test(model, prepared, loader, device) -> dict[str, float]:
     if prepared.clean_test:  # None: no dedup; empty: every test image leaked (audit says so)
         subsets["test_clean"] = prepared.clean_test
     for prefix, samples in subsets.items():
-        ev = evaluate(model, loader("test", False, samples), loss_fn, device)
+        ev = evaluate(model, predict_loader(samples), loss_fn, device)
         y, probs = ev["targets"], ev["probs"]
         scores = metrics.compute(y, probs, prepared.classes)
         tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()}

@@ -13,6 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mribench import strict_yaml
+from mribench.config_external import ExternalConfig, known_or_declared
+from mribench.config_published import Deviation, PublishedResult, check_published
 
 # the suites shipped with the package (a link to the repository's suites/ folder, copied into
 # the wheel), so a bare suite name works from any directory
@@ -31,7 +33,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DatasetConfig(Strict):
+class Hashable(Strict):
+    """A frozen block with list or dict fields, used as a cache key: hashed by its content."""
+
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
+
+class SplitConfig(Strict):
+    protocol: Literal["official", "holdout", "kfold"] = "official"
+    val_fraction: Fraction = 0.15  # carved from train, stratified
+    test_fraction: Fraction = 0.2  # holdout only
+    folds: Annotated[int, Field(ge=2)] = 5  # kfold only
+
+class DatasetConfig(Hashable):
     name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
     root: str | None = None  # folder of class sub-folders (optionally split sub-folders)
     manifest: str | None = None  # CSV with path,label[,split]
@@ -48,28 +62,21 @@ class DatasetConfig(Strict):
     # embedded sample); resolved before cells are expanded, said on the console and in MLflow.
     # Without it a missing dataset is an error: nothing is ever substituted silently.
     fallback: str | None = None
+    split: SplitConfig | None = None  # this dataset's own protocol (default: the suite's split)
+    external: list[ExternalConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _known_or_declared(self):
         from mribench.data.registry import KNOWN
 
-        if self.name not in KNOWN and not (self.root or self.manifest):
-            raise ValueError(
-                f"unknown dataset {self.name!r}: use one of {sorted(KNOWN)} "
-                "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
-            )
+        known_or_declared(self)
         if self.fallback is not None and (self.fallback not in KNOWN or self.fallback == self.name):
             raise ValueError(f"fallback {self.fallback!r} must be another registered dataset: "
                              f"one of {sorted(set(KNOWN) - {self.name})}")
+        keys = [e.key for e in self.external]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"external sets need distinct aliases, got {keys}")
         return self
-
-
-class SplitConfig(Strict):
-    protocol: Literal["official", "holdout", "kfold"] = "official"
-    val_fraction: Fraction = 0.15  # carved from train, stratified
-    test_fraction: Fraction = 0.2  # holdout only
-    folds: Annotated[int, Field(ge=2)] = 5  # kfold only
-
 
 class PreprocessConfig(Strict):
     image_size: Annotated[int, Field(ge=8, le=2048)] = 224
@@ -77,8 +84,8 @@ class PreprocessConfig(Strict):
     interpolation: Literal["area", "bilinear", "bicubic", "nearest"] = "bilinear"
     # the model's own pretrained statistics (ImageNet mean/std for most, 0.5/0.5 for the
     # TF-ported EfficientNet-Lite), always-ImageNet, or plain [0,1] scaling (Study B)
-    normalize: Literal["model", "imagenet", "unit"] = "model"
-
+    # (Study D: the paper applies no normalisation at all: 0-255 as Keras' image loader yields)
+    normalize: Literal["model", "imagenet", "unit", "raw"] = "model"
 
 class AugmentConfig(Strict):
     rotation: Annotated[float, Field(ge=0, le=180)] = 0.0  # degrees, +-
@@ -89,7 +96,6 @@ class AugmentConfig(Strict):
     @property
     def active(self) -> bool:
         return bool(self.rotation or self.hflip or self.vflip or self.brightness)
-
 
 class TrainingConfig(Strict):
     epochs: PosInt = 10
@@ -107,15 +113,21 @@ class TrainingConfig(Strict):
     # as test_best_epoch_accuracy_peeking. It peeks at the test set, so it is never the headline.
     peek_test: bool = False
     num_workers: Annotated[int, Field(ge=0)] = 0
-
+    # frozen backbone without augmentation: compute its features once and train the head on
+    # them (default). false recomputes the backbone every epoch, as the studies' Keras/PyTorch
+    # scripts did, so seconds per epoch compare with theirs (Study B); the results are the same.
+    feature_reuse: bool = True
 
 class HeadConfig(Strict):
     # linear: replace the final layer (Study B); gap_mlp: GAP -> Dense(hidden) -> ReLU -> Dense(k)
-    # (Study A); flatten_mlp: flatten -> dense -> dropout -> batch-norm -> dense (Study C)
-    type: Literal["linear", "gap_mlp", "flatten_mlp"] = "linear"
+    # (Study A, Study D with dropout); flatten_mlp: flatten -> dense -> dropout -> batch-norm ->
+    # dense (Study C); conv_gap_mlp: conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout ->
+    # dense (Study C's fine-tuned VGG16)
+    type: Literal["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp"] = "linear"
     hidden: PosInt = 1024
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-
+    conv_channels: PosInt = 512  # conv_gap_mlp: filters of the extra 3x3 convolution
+    conv_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # conv_gap_mlp: after the conv
 
 class StrategyConfig(Strict):
     name: Literal["scratch", "frozen", "full", "partial", "gradual"]
@@ -127,13 +139,13 @@ class StrategyConfig(Strict):
     def display(self) -> str:
         return self.label or self.name
 
-
 class ModelConfig(Strict):
     name: str
     label: str | None = None
     head: HeadConfig = HeadConfig()
     weights: str | None = None  # explicit pretrained weight file
     training: dict[str, Any] = Field(default_factory=dict)  # per-model overrides of `training`
+    preprocess: dict[str, Any] = Field(default_factory=dict)  # per-model overrides, e.g. size
     # run this model only with these suite strategies (by label or name); None = all of them
     strategies: list[str] | None = None
 
@@ -151,10 +163,15 @@ class ModelConfig(Strict):
         TrainingConfig(**value)  # same checks as the suite-level block
         return value
 
+    @field_validator("preprocess")
+    @classmethod
+    def _preprocess_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        PreprocessConfig(**value)
+        return value
+
     @property
     def display(self) -> str:
         return self.label or self.name
-
 
 class ExplainConfig(Strict):
     methods: list[Literal["gradcam", "lime"]] = Field(default_factory=list)
@@ -164,15 +181,6 @@ class ExplainConfig(Strict):
     lime_segments: PosInt = 64  # SLIC superpixels asked for (about as many, at any image size)
     faithfulness: bool = True
     seed: int = 0
-
-
-class PublishedResult(Strict):
-    """A number a paper reported for one (model, strategy), shown beside ours by `report`."""
-    model: str  # a model of the suite, by label or name
-    strategy: str  # a strategy of the suite, by label or name
-    values: dict[str, float] = Field(min_length=1)  # metric name as we log it -> value
-    source: str = ""
-
 
 class Suite(Strict):
     # the default experiment, 'benchmark-<name>', must fit MLflow's bound too
@@ -190,6 +198,9 @@ class Suite(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     explain: ExplainConfig = ExplainConfig()
     published: list[PublishedResult] = Field(default_factory=list)
+    # how the suite departs from the paper its published figures come from; required (an empty
+    # list when there is none) whenever `published` is given
+    deviations: list[Deviation] | None = None
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -218,6 +229,8 @@ class Suite(Strict):
                 raise ValueError(f"published[{i}] names model {p.model!r} / strategy "
                                  f"{p.strategy!r}; the suite declares models {sorted(models)} "
                                  f"and strategies {sorted(strategies)}")
+        protocols = sorted({(ds.split or self.split).protocol for ds in self.datasets})
+        check_published(self.published, self.deviations, protocols)
         return self
 
     @property
@@ -228,6 +241,9 @@ class Suite(Strict):
         return self.training.model_copy(update=TrainingConfig(**model.training).model_dump(
             exclude_unset=True))
 
+    def preprocess_for(self, model: ModelConfig) -> PreprocessConfig:
+        return self.preprocess.model_copy(update=PreprocessConfig(**model.preprocess).model_dump(
+            exclude_unset=True))
 
 def resolve_path(name_or_path: str | Path) -> Path:
     """A path to a YAML file, or a bare name: ./suites/NAME.yaml (your own suites), then the
@@ -245,7 +261,6 @@ def resolve_path(name_or_path: str | Path) -> Path:
     raise SuiteError(f"suite {str(name_or_path)!r} not found in ./suites or {SUITES_DIR}; "
                      f"shipped suites: {known}")
 
-
 def _yaml_path(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -256,7 +271,6 @@ def _yaml_path(loc: tuple) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "<root>"
-
 
 def format_errors(err: ValidationError, source: str) -> str:
     """One line for one problem (`file: key: what (got value)`), else one line per problem."""
@@ -271,10 +285,8 @@ def format_errors(err: ValidationError, source: str) -> str:
     return "\n".join([f"{source}: {len(problems)} problems in the suite"]
                      + [f"  {p}" for p in problems])
 
-
 def _short(text: str, keep: int = 60) -> str:
     return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
-
 
 def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | None = None) -> Suite:
     if not isinstance(data, dict):
@@ -285,7 +297,6 @@ def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | 
     except ValidationError as err:
         raise SuiteError(format_errors(err, source)) from None
 
-
 def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
     path = resolve_path(name_or_path)
     try:
@@ -293,7 +304,6 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
     except strict_yaml.FileError as err:
         raise SuiteError(str(err)) from None
     return parse_suite(data, str(path), overrides)
-
 
 def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     """Dotted overrides from the command line, e.g. {'training.epochs': 3}."""

@@ -77,17 +77,28 @@ def evaluate(net: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: str
 
 
 @torch.no_grad()
+def compute_features(extractor: nn.Module, loader: DataLoader,
+                     device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, labels) of a frozen extractor over a loader, on the CPU, in loader order."""
+    extractor.eval()
+    feats, ys = [], []
+    for x, y in loader:
+        feats.append(extractor(x.to(device, non_blocking=True)).cpu())
+        ys.append(y)
+    return torch.cat(feats), torch.cat(ys)
+
+
+def feature_loader(feats: torch.Tensor, ys: torch.Tensor, batch_size: int, shuffle: bool,
+                   seed: int) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(TensorDataset(feats, ys), batch_size=batch_size, shuffle=shuffle,
+                      generator=gen)
+
+
 def extract_features(backbone: nn.Module, loader: DataLoader, device: str, batch_size: int,
                      shuffle: bool, seed: int) -> DataLoader:
     """Run a frozen backbone once over a split; the head then trains on the stored features."""
-    backbone.eval()
-    feats, ys = [], []
-    for x, y in loader:
-        feats.append(backbone(x.to(device, non_blocking=True)).cpu())
-        ys.append(y)
-    data = TensorDataset(torch.cat(feats), torch.cat(ys))
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen)
+    return feature_loader(*compute_features(backbone, loader, device), batch_size, shuffle, seed)
 
 
 def make_optimizer(param_groups: list[dict], cfg: TrainingConfig) -> torch.optim.Optimizer:

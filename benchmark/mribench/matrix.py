@@ -41,7 +41,10 @@ class Cell:
             dataset.pop("label_map", None)
         model = dump(self.model)
         model.pop("training")  # already merged into `training`
+        model.pop("preprocess")  # already merged into `preprocess`
         model.pop("strategies")  # selects cells; not part of any one cell's identity
+        dataset = dump(self.dataset)
+        dataset.pop("split")  # already resolved into `split`
         return {
             "dataset": dataset, "split": dump(self.split),
             "preprocess": dump(self.preprocess), "augment": dump(self.augment),
@@ -93,16 +96,16 @@ def folds_of(split: SplitConfig) -> list[int | None]:
 
 def expand(suite: Suite) -> list[Cell]:
     cells = [
-        Cell(dataset=ds, model=model, strategy=strategy, seed=seed, fold=fold, split=suite.split,
-             preprocess=suite.preprocess, augment=suite.augment,
-             training=suite.training_for(model), explain=suite.explain,
+        Cell(dataset=ds, model=model, strategy=strategy, seed=seed, fold=fold,
+             split=ds.split or suite.split, preprocess=suite.preprocess_for(model),
+             augment=suite.augment, training=suite.training_for(model), explain=suite.explain,
              several_datasets=len(suite.datasets) > 1)
         for ds in suite.datasets
         for model in suite.models
         for strategy in suite.strategies
         if model.strategies is None or {strategy.name, strategy.display} & set(model.strategies)
         for seed in suite.seeds
-        for fold in folds_of(suite.split)
+        for fold in folds_of(ds.split or suite.split)
     ]
     keys = [c.run_key for c in cells]
     dupes = {k for k in keys if keys.count(k) > 1}

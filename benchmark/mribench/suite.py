@@ -12,7 +12,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mribench import claims, redact, stopping, strategies, tracking
-from mribench.cell import RunOptions, prepare_once, run_cell
+from mribench.cell import RunOptions, prepare_externals, prepare_once, run_cell
 from mribench.config import Suite
 from mribench.data import fallback
 from mribench.console import console, emit_table, esc
@@ -188,6 +188,9 @@ def preflight(cells: list[Cell], opts: RunOptions) -> None:
             seen.add((cell.dataset, cell.split, cell.preprocess))
             console.print(f"checking dataset {esc(cell.dataset.name)} ...")
             prepare_once(cell, opts)
+            for ext in cell.dataset.external:
+                console.print(f"checking external set {ext.name} for {cell.dataset.name} ...")
+            prepare_externals(cell, opts)
 
 
 def _run_one(cell: Cell, hooks: RunOptions, run_id: str) -> dict:

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
 
     desc = sub.add_parser("describe", help="parameter and layer counts for model+head+strategy")
     desc.add_argument("model", help="a registered model name (see `mribench models list`)")
-    desc.add_argument("--head", default="linear", choices=["linear", "gap_mlp", "flatten_mlp"])
+    desc.add_argument("--head", default="linear",
+                      choices=["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp"])
     desc.add_argument("--hidden", type=int, default=1024, help="hidden units of an MLP head")
     desc.add_argument("--dropout", type=float, default=0.0)
     desc.add_argument("--strategy", default="full",
