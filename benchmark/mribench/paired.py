@@ -62,7 +62,7 @@ def nadeau_bengio(diffs: list[float], n_train: int, n_test: int) -> dict:
     j = d.size
     if j < 2:
         raise ValueError(f"nadeau_bengio: need at least 2 repeats, got {j}")
-    if n_train <= 0 or n_test <= 0:
+    if not (n_train > 0 and n_test > 0):  # also refuses NaN (runs that did not log sizes)
         raise ValueError(f"nadeau_bengio: sizes must be positive, got {n_train}, {n_test}")
     mean, var = float(d.mean()), float(d.var(ddof=1))
     scale = math.sqrt((1 / j + n_test / n_train) * var)
