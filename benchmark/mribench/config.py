@@ -36,7 +36,8 @@ class DatasetConfig(Strict):
     # which cross-split duplicates leave the clean test subset (test_clean_* metrics)
     dedup: Literal["none", "exact", "near"] = "near"
     # near duplicates: at most this many differing bits of the 256-bit perceptual hash
-    # (re-encoded, resized or brightened copies stay within ~8; different patients are 48+ apart)
+    # (7023 set: JPEG re-encodes move it <= 6 bits, 20% brightening <= 16; unrelated images
+    # differ in ~124)
     near_bits: Annotated[int, Field(ge=0, le=256)] = 16
     on_bad_image: Literal["error", "skip"] = "error"
     # a registered dataset to use instead when this one is not found (the smoke suite names the

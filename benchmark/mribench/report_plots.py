@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 CLEAN, FULL, SEED = "tab:blue", "tab:orange", "black"
 
@@ -62,6 +63,12 @@ def cost_figure(rows: list[dict]) -> Figure:
         ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="o", capsize=3)
         ax.annotate(row["config"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    low, high = ax.get_xlim()
+    ax.xaxis.set_major_formatter(plain)  # 0.01, 0.1, 1 rather than 10^-2 ...
+    # label the in-between ticks only when the axis spans about a decade or less
+    ax.xaxis.set_minor_formatter(plain if high / low < 15 else FuncFormatter(lambda v, _: ""))
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("seconds per training epoch (log scale; frozen = head on reused features)")
     ax.set_ylabel("clean test accuracy")
     ax.grid(alpha=0.3, which="both")

@@ -96,7 +96,7 @@ def cmd_audit(args) -> int:
     seconds = round(time.perf_counter() - start, 1)
     summary = result.summary()
     rows = [{"kind": kind, **{k.removeprefix(f"{kind}_"): v for k, v in summary.items()
-                              if k.startswith(f"{kind}_")}} for kind in KINDS]
+                              if k.startswith(f"{kind}_") and k != "near_bits"}} for kind in KINDS]
     if args.csv:
         group_rows = result.group_rows(scan.root)
         with open(args.csv, "w", newline="") as fh:
