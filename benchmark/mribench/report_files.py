@@ -58,6 +58,18 @@ def _csv(frame: pd.DataFrame | list[dict], folder: Path, name: str, index: bool 
     return name
 
 
+def _run_display(run: dict) -> dict:
+    out = {"config": run["config"], "seed": run["seed"], "fold": run["fold"]}
+    for subset, prefix in (("clean", "test_clean"), ("full", "test")):
+        if f"{prefix}_accuracy" in run:
+            out[f"{subset} acc [Wilson 95%]"] = (
+                f"{run[f'{prefix}_accuracy']:.3f} [{run[f'{prefix}_accuracy_wilson_low']:.3f}, "
+                f"{run[f'{prefix}_accuracy_wilson_high']:.3f}]")
+            out[f"{subset} images"] = run.get(f"{prefix}_n")
+    out["run"] = run["run_id"][:8]
+    return out
+
+
 def _pair_display(pair: dict) -> dict:
     out = {}
     for key, value in pair.items():
@@ -137,7 +149,10 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
             report_plots.forest_figure(rows), folder, "forest.png"),
             files=["configurations.csv"]),
     ]
-    tested = [p for p in pairs if p["subset"] == subset]
+    several = len({r["dataset"] for r in rows}) > 1
+    tested = [{**p, "a": f"{p['dataset']}: {p['a']}" if several else p["a"],
+               "b": f"{p['dataset']}: {p['b']}" if several else p["b"]}
+              for p in pairs if p["subset"] == subset]
     if tested:
         table = [_pair_display(p) for p in tested]
         sections.append(Section(f"Pairwise tests ({subset} test)", [
@@ -171,11 +186,10 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
                                     files=[_csv(long.reset_index().rename(
                                         columns={"level_0": "config"}), folder, "confusion.csv")]))
     sections += _explanations(results, folder)
-    sections.append(Section("Runs", ["Each run's accuracy with its 95% Wilson interval (test "
-                                     "images only, one trained model)."],
-                            table=[{k: (f"{v:.3f}" if isinstance(v, float) else v)
-                                    for k, v in r.items() if k != "run_id"}
-                                   for r in run_rows(results)],
-                            files=[_csv(run_rows(results), folder, "runs.csv")]))
+    runs = run_rows(results)
+    sections.append(Section("Runs", ["Each run's accuracy with its 95% Wilson interval (which "
+                                     "test images were drawn, for that one trained model)."],
+                            table=[_run_display(r) for r in runs],
+                            files=[_csv(runs, folder, "runs.csv")]))
     meta = meta + [f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"]
     return write(folder, title, meta, sections)

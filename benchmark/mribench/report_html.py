@@ -16,9 +16,10 @@ table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
 th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:right;vertical-align:top}
 th{background:#f4f4f6}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafc}img{max-width:100%;height:auto}
-figure{margin:.6rem 0}.files{font-size:.8rem;color:#666}.gallery td{text-align:center}
-.gallery img{max-width:420px}.note{background:#f6f8fa;border-left:3px solid #8aa;
-padding:.5rem .8rem;font-size:.9rem}
+figure{margin:.6rem 0}.files{font-size:.8rem;color:#666}
+.gallery td,.gallery th{text-align:center}.note li{margin:.3rem 0}
+.gallery img{max-width:460px}.note{background:#f6f8fa;border-left:3px solid #8aa;
+padding:.2rem .8rem;font-size:.9rem}.note ul{padding-left:1.2rem}
 """
 
 
@@ -61,8 +62,11 @@ def render_html(folder: Path, title: str, meta: list[str], sections: list[Sectio
     parts += [f"<p class='meta'>{html.escape(m)}</p>" for m in meta]
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
-        for p in s.paragraphs:
-            parts.append(f"<p{' class=note' if s.note else ''}>{html.escape(p)}</p>")
+        if s.note:
+            items = "".join(f"<li>{html.escape(p)}</li>" for p in s.paragraphs)
+            parts.append(f"<div class='note'><ul>{items}</ul></div>")
+        else:
+            parts += [f"<p>{html.escape(p)}</p>" for p in s.paragraphs]
         if s.table:
             parts.append(_html_table(s.table))
         if s.figure:
@@ -101,7 +105,8 @@ def render_markdown(title: str, meta: list[str], sections: list[Section]) -> str
     for s in sections:
         parts += ["", f"## {s.title}", ""]
         for p in s.paragraphs:
-            parts += [("> " if s.note else "") + p, ""]
+            parts += [("- " if s.note else "") + p, "" if not s.note else None]
+        parts = [p for p in parts if p is not None] + ([""] if s.note else [])
         if s.table:
             parts += [_md_table(s.table), ""]
         if s.figure:

@@ -30,10 +30,13 @@ class Results:
         return self.predictions.get(run_id)
 
     def configs(self):
-        """(dataset, config label, runs of the configuration), in a stable order."""
+        """(dataset, config label, runs of the configuration), in a stable order; labels name
+        the dataset too when the suite has several, so every label is unique."""
+        several = self.runs["tags.dataset"].nunique() > 1
         for dataset, on_dataset in self.runs.groupby("tags.dataset", sort=True):
             label = label_of(on_dataset)
-            groups = [(label(g.iloc[0]), g) for _, g in on_dataset.groupby("tags.config_key")]
+            groups = [((f"{dataset}: " if several else "") + label(g.iloc[0]), g)
+                      for _, g in on_dataset.groupby("tags.config_key")]
             for name, group in sorted(groups, key=lambda item: item[0]):
                 yield dataset, name, group.sort_values(["tags.seed", "tags.fold"])
 
@@ -63,7 +66,10 @@ def _accuracy(results: Results, runs: pd.DataFrame, subset: str) -> dict:
         if frame is None:
             return out  # a run without predictions: only the seed spread can be given
         parts.append((run["tags.seed"], frame.assign(value=frame["correct"])))
-    boot = stats.two_level_bootstrap(seed_matrix(parts).to_numpy())
+    matrix = seed_matrix(parts).to_numpy()
+    if matrix.size == 0:  # no image in the subset (every test image leaked)
+        return out
+    boot = stats.two_level_bootstrap(matrix)
     out.update({f"{prefix}_accuracy": boot["mean"],
                 f"{prefix}_accuracy_ci95": [boot["ci95_low"], boot["ci95_high"]],
                 f"{prefix}_images": boot["images"]})
@@ -158,9 +164,7 @@ def display_rows(rows: list[dict]) -> list[dict]:
     """The configuration table as people read it: mean [95% interval], 3 decimals."""
     shown = []
     for row in rows:
-        out = {"config": row["config"], "n": row["n"]}
-        if len({r["dataset"] for r in rows}) > 1:
-            out = {"dataset": row["dataset"], **out}
+        out = {"config": row["config"], "n": row["n"]}  # the label names the dataset if several
         for subset, prefix in SUBSETS.items():
             if f"{prefix}_accuracy" in row:
                 out[f"{subset} acc [95% CI]"] = _with_interval(row, f"{prefix}_accuracy")
