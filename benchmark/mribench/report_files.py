@@ -158,7 +158,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
         sections.append(Section(f"Pairwise tests ({subset} test)", [
             "difference = accuracy of a minus accuracy of b, with its 95% interval; p_holm is "
             "adjusted for the number of pairs."], table=table,
-            figure=_save(report_plots.pairwise_figure(tested, names), folder, "pairwise.png"),
+            figure=_save(report_plots.pairwise_figure(tested, names, subset), folder, "pairwise.png"),
             files=[_csv(pairs, folder, "pairwise.csv")]))
     sections.append(Section("Accuracy against cost", [
         "Seconds per training epoch on this machine; a frozen backbone trains its head on "

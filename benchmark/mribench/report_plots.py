@@ -115,7 +115,7 @@ def recall_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def pairwise_figure(pairs: list[dict], names: list[str]) -> Figure:
+def pairwise_figure(pairs: list[dict], names: list[str], subset: str = "clean") -> Figure:
     """Accuracy difference row minus column (colour) with its Holm-adjusted p-value."""
     k = len(names)
     diff = np.full((k, k), np.nan)
@@ -138,7 +138,7 @@ def pairwise_figure(pairs: list[dict], names: list[str]) -> Figure:
     ax.set_xticks(range(k), names, rotation=20, ha="right")
     ax.set_yticks(range(k), names)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="accuracy: row minus column")
-    ax.set_title("clean test, Holm-adjusted p", fontsize=10)
+    ax.set_title(f"{subset} test: accuracy difference, Holm-adjusted p", fontsize=10)
     fig.tight_layout()
     return fig
 
