@@ -73,9 +73,23 @@ def test_audit_counts_exact_near_and_conflicts(leaky, tmp_path, capsys):
 
 
 def test_zero_threshold_finds_only_exact(leaky, capsys):
-    cli("data", "audit", str(leaky), "--json", "--near-threshold", "0")
-    rows = {r["kind"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    cli("data", "audit", str(leaky), "--json", "--near-bits", "0")
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["kind"]: r for r in out["rows"]}
     assert rows["near"]["groups"] == rows["exact"]["groups"] == 2
+    # the sweep over thresholds (bits of 256) grows monotonically and meets the main table
+    sweep = {r["near_bits"]: r for r in out["near_by_threshold"]}
+    assert sorted(sweep) == [0, 8, 16, 24, 32]
+    assert sweep[0]["groups"] == 2 and sweep[16]["test_files_leaked"] == 2
+    leaked = [sweep[b]["test_files_leaked"] for b in sorted(sweep)]
+    assert leaked == sorted(leaked)
+
+
+def test_old_threshold_key_is_refused_with_the_conversion():
+    from mribench.config import DatasetConfig
+
+    with pytest.raises(ValueError, match="near_threshold 4 = near_bits 16"):
+        DatasetConfig(name="brain-tumor-mri-7023", near_threshold=4)
 
 
 def test_audit_reads_a_manifest(leaky, tmp_path, capsys):

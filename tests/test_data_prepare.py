@@ -57,7 +57,7 @@ def test_real_four_class_sets_share_canonical_labels(name):
     assert len(data.splits["test"]) == 12  # official Testing folder, 3 per class
     assert len(data.splits["train"]) + len(data.splits["val"]) == 12
     assert {r["class"] for r in data.split_rows()} == set(data.classes)
-    assert data.clean_test is None and data.audit["files"] == 24
+    assert data.audit["files"] == 24 and data.audit["split_group_kind"] == "near"
 
 
 @needs_real("brain-mri-binary-253")

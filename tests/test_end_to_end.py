@@ -104,7 +104,7 @@ def test_second_invocation_skips_finished_cells(smoke_runs):
 
 
 def test_report_summarises_finished_cells_as_json(smoke_runs):
-    out = subprocess.run([sys.executable, "-m", "mribench", "report", "smoke", "--compare",
+    out = subprocess.run([sys.executable, "-m", "mribench", "report", "smoke", "--no-files",
                           "--json"],
                          cwd=ROOT, env=smoke_runs["env"], capture_output=True, text=True,
                          timeout=300)
@@ -114,8 +114,11 @@ def test_report_summarises_finished_cells_as_json(smoke_runs):
     assert set(rows) == {("test_resnet", "scratch"), ("test_efficientnet", "scratch")}
     for row in rows.values():
         assert row["n"] == 1 and 0 <= row["test_accuracy"] <= 1
-    (pair,) = report["comparisons"]  # the two models, paired on the same test images
-    assert pair["images"] == 24 and 0 <= pair["p_value"] <= 1
+    # the two models, paired on the same test images: clean subset and full test
+    pairs = {p["subset"]: p for p in report["comparisons"]}
+    assert set(pairs) == {"clean", "full"} and len(report["comparisons"]) == 2
+    assert pairs["full"]["images"] == 24 and 0 <= pairs["full"]["p_value"] <= 1
+    assert pairs["clean"]["images"] <= 24
 
 
 def test_killed_invocation_resumes_without_duplicates(smoke_data_dir, tmp_path):

@@ -35,6 +35,11 @@ def test_binary_by_hand():
         # 13 of the 15 (positive, negative) score pairs are ordered correctly
         "roc_auc": 13 / 15,
         "log_loss": -np.mean(np.log([0.9, 0.8, 0.7, 0.4, 0.3, 0.4, 0.8, 0.9])),
+        # TP 3, TN 2, FP 1, FN 2
+        "mcc": (3 * 2 - 1 * 2) / math.sqrt(4 * 5 * 3 * 4),
+        # top-label confidence and correctness: 0.9 (2 right), 0.8 (2 right), 0.7 (1 of 2),
+        # 0.6 (0 of 2), each pair alone in its bin
+        "ece": (2 * 0.1 + 2 * 0.2 + 2 * 0.2 + 2 * 0.6) / 8,
     }
     assert set(m) == set(expected)
     for key, value in expected.items():
@@ -103,22 +108,35 @@ def test_confusion_counts_and_names():
     assert csv.splitlines()[0] == "true,glioma,meningioma,no tumor,pituitary"
 
 
-def test_predictions_frame_pairs_with_mcnemar():
+def test_predictions_frame_keys_files_and_flags_clean_images():
     paths = [f"img{i}.jpg" for i in range(9)]
     frame = metrics.predictions_frame(paths, Y4, PROBS4, CLASSES4)
     assert list(frame.columns) == ["file", "true", "pred", "prob_glioma", "prob_meningioma",
                                    "prob_no_tumor", "prob_pituitary"]
     assert frame.loc[5, "true"] == "no tumor" and frame.loc[5, "pred"] == "glioma"
     assert frame.filter(like="prob_").sum(axis=1).to_numpy() == pytest.approx(np.ones(9))
-    # a second model that gets everything right, rows in another order
-    other = metrics.predictions_frame(paths, Y4, np.eye(4)[Y4], CLASSES4).iloc[::-1]
-    result = stats.mcnemar_frames(frame, other)
-    assert (result["a_only"], result["b_only"], result["both_correct"]) == (0, 3, 6)
-    assert result["p_value"] == pytest.approx(2 * 0.5**3)  # exact binomial, two-sided
-    with pytest.raises(ValueError, match="different images"):
-        stats.mcnemar_frames(frame, other.iloc[1:])
+    flagged = metrics.predictions_frame(paths, Y4, PROBS4, CLASSES4, clean=[True] * 8 + [False])
+    assert list(flagged.columns[:4]) == ["file", "true", "pred", "clean"]
+    assert flagged["clean"].tolist() == [True] * 8 + [False]
     with pytest.raises(ValueError, match="paths"):
         metrics.predictions_frame(paths[:3], Y4, PROBS4, CLASSES4)
+    with pytest.raises(ValueError, match="clean"):
+        metrics.predictions_frame(paths, Y4, PROBS4, CLASSES4, clean=[True])
+
+
+def test_mcc_matches_sklearn_and_reliability_table_counts():
+    from sklearn.metrics import matthews_corrcoef
+
+    m = metrics.compute(Y4, PROBS4, CLASSES4)
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(Y4, PRED4))
+    table = metrics.reliability_table(Y4, PROBS4)
+    assert table["count"].sum() == 9 and len(table) == metrics.ECE_BINS
+    # every image has confidence 0.7; 6 of 9 are right: ECE = |6/9 - 0.7|
+    (used,) = table[table["count"] > 0].itertuples()
+    assert used.confidence == pytest.approx(0.7) and used.accuracy == pytest.approx(6 / 9)
+    assert m["ece"] == pytest.approx(abs(6 / 9 - 0.7))
+    # perfectly confident and right: ECE 0
+    assert metrics.expected_calibration_error(Y4, np.eye(4)[Y4]) == pytest.approx(0.0)
 
 
 def test_summarize_student_t():
@@ -131,17 +149,6 @@ def test_summarize_student_t():
     assert one["mean"] == 0.9 and math.isnan(one["std"]) and math.isnan(one["ci95_low"])
     with pytest.raises(ValueError, match="no values"):
         stats.summarize([])
-
-
-def test_mcnemar_exact():
-    a = np.array([True] * 10 + [True] * 8 + [False] * 2 + [False] * 5)
-    b = np.array([True] * 10 + [False] * 8 + [True] * 2 + [False] * 5)
-    r = stats.mcnemar(a, b)
-    assert (r["a_only"], r["b_only"], r["both_wrong"], r["n"]) == (8, 2, 5, 25)
-    assert r["p_value"] == pytest.approx(2 * (1 + 10 + 45) / 1024)  # 2 * P(X <= 2), X~B(10, 1/2)
-    assert stats.mcnemar(a, a)["p_value"] == 1.0
-    with pytest.raises(ValueError, match="equal-length"):
-        stats.mcnemar(a, b[:-1])
 
 
 def test_peak_memory_is_plausible():

@@ -91,3 +91,16 @@ def test_explanation_grid_titles_colours_and_notes():
     assert _png(fig).size == (780, 610)  # 3 columns of 2.6 in, one image + overlay row pair
     with pytest.raises(ValueError, match="3 images, 2 overlays"):
         plots.explanation_grid(images, images[:2], ["a", "b", "c"], "LIME")
+
+
+def test_reliability_diagram_shows_bin_accuracy_and_ece():
+    y = np.array([0, 0, 1, 1, 2, 3, 3, 3])
+    probs = np.full((8, 4), 0.1)
+    probs[np.arange(8), [0, 1, 1, 1, 2, 3, 3, 0]] = 0.7  # 6 of 8 right, all at confidence 0.7
+    table = metrics.reliability_table(y, probs)
+    fig = plots.reliability_figure(table, metrics.expected_calibration_error(y, probs), "test")
+    bars = [p for p in fig.axes[0].patches if p.get_height() > 0]
+    assert len(bars) == 1 and bars[0].get_height() == pytest.approx(6 / 8)
+    assert "ECE = 0.050" in fig.axes[0].get_title()
+    assert sum(p.get_height() for p in fig.axes[1].patches) == 8  # images per bin
+    assert _png(fig).size[0] > 300

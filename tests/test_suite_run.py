@@ -96,7 +96,7 @@ def test_killed_run_is_retried_not_duplicated(suite, smoke_data_dir, tmp_path, c
     path = tmp_path / "smoke.yaml"
     path.write_text(yaml.safe_dump(suite.model_dump(mode="json")))
     capsys.readouterr()  # the suite's own result tables went to stdout too
-    assert report(str(path), None, as_json=True, compare=True) == 0
+    assert report(str(path), None, as_json=True, compare=True, write_files=False) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["n"] for r in out["rows"]] == [2]
     assert out["comparisons"] == []  # one configuration: nothing to compare

@@ -8,10 +8,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 import yaml
 
-from mribench import data, explain, external, metrics, plots, tracking
+from mribench import data, explain, external, metrics, plots, stats, tracking
+from mribench.console import console
 from mribench.engine import FitResult, evaluate, fit
 from mribench.features import FeatureStore, feature_stage
 from mribench.matrix import Cell, flatten
@@ -35,9 +37,17 @@ def prepare_once(cell: Cell, opts: RunOptions):
     """The cell's dataset split, scanned, validated and audited once per invocation."""
     key = (cell.dataset, cell.split, cell.preprocess, cell.seed, cell.fold)
     if key not in opts.prepared:
-        opts.prepared[key] = data.prepare(cell.dataset, cell.split, cell.preprocess,
-                                          seed=cell.seed, fold=cell.fold,
-                                          data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+        prepared = data.prepare(cell.dataset, cell.split, cell.preprocess, seed=cell.seed,
+                                fold=cell.fold, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+        opts.prepared[key] = prepared
+        a = prepared.audit
+        console.print(f"split {cell.split.protocol} (seed {cell.seed}"
+                      + ("" if cell.fold is None else f", fold {cell.fold}") + f"): "
+                      f"{a['split_groups_kept_together']} of {a['split_groups']} duplicate groups "
+                      f"({a['split_group_kind']}) kept on one side"
+                      + (f", {a['split_groups_separated']} separated by the official folders"
+                         if a["split_groups_separated"] else "")
+                      + f"; clean test {a['n_clean_test']} of {a['n_test']}")
     return opts.prepared[key]
 
 
@@ -172,41 +182,62 @@ def _log_data(prepared) -> None:
     tracking.log_split(prepared.split_rows(), prepared.digest(), prepared.name)
     if prepared.audit:
         tracking.log_dict(prepared.audit, "data/audit_summary.json")
+        tracking.log_params({k: v for k, v in prepared.audit.items() if k.startswith("split_")})
+        tracking.log_metrics({"test_leaked_near": prepared.audit["near_test_files_leaked"],
+                              "test_leaked_exact": prepared.audit["exact_test_files_leaked"]})
     if prepared.skipped:
         tracking.log_text("path,reason\n" + "\n".join(f"{p},{r}" for p, r in prepared.skipped),
                           "data/skipped_files.csv")
 
 
 def _test(model, prepared, predict_loader, device) -> dict[str, float]:
-    """Test metrics of the restored best-validation checkpoint, on the test split only."""
-    loss_fn = torch.nn.CrossEntropyLoss()
+    """Test metrics of the restored best-validation checkpoint on the full test split and on its
+    clean subset (no exact/near copy in train or val), from one pass over the test images."""
+    samples = prepared.splits["test"]
+    ev = evaluate(model, predict_loader(samples), torch.nn.CrossEntropyLoss(), device)
+    y, probs = ev["targets"], ev["probs"]
+    subsets = {"test": np.ones(len(samples), dtype=bool)}
+    clean = None
+    if prepared.clean_test is not None:  # None: dedup none
+        kept = {s.path for s in prepared.clean_test}
+        clean = np.array([s.path in kept for s in samples])
+        if clean.any():  # empty: every test image leaked (the audit says so)
+            subsets["test_clean"] = clean
     out = {}
-    subsets = {"test": prepared.splits["test"]}
-    if prepared.clean_test:  # None: no dedup; empty: every test image leaked (audit says so)
-        subsets["test_clean"] = prepared.clean_test
-    for prefix, samples in subsets.items():
-        ev = evaluate(model, predict_loader(samples), loss_fn, device)
-        y, probs = ev["targets"], ev["probs"]
-        scores = metrics.compute(y, probs, prepared.classes)
-        tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()}
-                             | {f"{prefix}_loss": ev["loss"]})
-        out[f"{prefix}_accuracy"] = scores["accuracy"]
-        if prefix != "test":
-            continue
-        pred = probs.argmax(1)
-        report, text = metrics.report(y, pred, prepared.classes)
-        tracking.log_dict(report, "metrics/classification_report.json")
-        tracking.log_text(text, "metrics/classification_report.txt")
-        cm = metrics.confusion(y, pred, prepared.classes)
-        tracking.log_frame(cm, "metrics/confusion_matrix.csv", index=True)
-        tracking.log_figure(plots.confusion_figure(cm, normalize=False),
-                            "plots/confusion_matrix.png")
-        tracking.log_figure(plots.confusion_figure(cm, normalize=True),
-                            "plots/confusion_matrix_normalized.png")
-        paths = [prepared.relative(s.path) for s in samples]  # pairs across machines
-        tracking.log_frame(metrics.predictions_frame(paths, y, probs, prepared.classes),
-                           "metrics/predictions.csv")
+    for prefix, mask in subsets.items():
+        out[f"{prefix}_accuracy"] = _log_subset(prefix, y[mask], probs[mask], prepared.classes)
+    tracking.log_metrics({"test_loss": ev["loss"]})
+    paths = [prepared.relative(s.path) for s in samples]  # pairs across machines
+    tracking.log_frame(metrics.predictions_frame(paths, y, probs, prepared.classes,
+                                                 None if clean is None else clean.tolist()),
+                       "metrics/predictions.csv")
     return out
+
+
+def _log_subset(prefix: str, y, probs, classes) -> float:
+    """Metrics, Wilson interval, report, confusion matrix and reliability diagram of one subset;
+    artifacts of the clean subset carry a _clean suffix."""
+    scores = metrics.compute(y, probs, classes)
+    pred = probs.argmax(1)
+    low, high = stats.wilson(int((pred == y).sum()), len(y))
+    tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()}
+                         | {f"{prefix}_accuracy_wilson_low": low,
+                            f"{prefix}_accuracy_wilson_high": high, f"{prefix}_n": len(y)})
+    suffix = prefix.removeprefix("test")
+    report, text = metrics.report(y, pred, classes)
+    tracking.log_dict(report, f"metrics/classification_report{suffix}.json")
+    tracking.log_text(text, f"metrics/classification_report{suffix}.txt")
+    cm = metrics.confusion(y, pred, classes)
+    tracking.log_frame(cm, f"metrics/confusion_matrix{suffix}.csv", index=True)
+    tracking.log_figure(plots.confusion_figure(cm, normalize=False),
+                        f"plots/confusion_matrix{suffix}.png")
+    tracking.log_figure(plots.confusion_figure(cm, normalize=True),
+                        f"plots/confusion_matrix{suffix}_normalized.png")
+    table = metrics.reliability_table(y, probs)
+    tracking.log_frame(table, f"metrics/reliability{suffix}.csv")
+    tracking.log_figure(plots.reliability_figure(table, scores["ece"], prefix.replace("_", " ")),
+                        f"plots/reliability{suffix}.png")
+    return scores["accuracy"]
 
 
 def _explain(cell: Cell, built, prepared, mean, std, device) -> None:

@@ -77,7 +77,7 @@ def cmd_report(args) -> int:
     from mribench.report import report
 
     return report(args.suite, _blank_to_none(args.experiment), args.json, args.all,
-                  args.compare)
+                  args.compare, out=_blank_to_none(args.out), write_files=not args.no_files)
 
 
 def cmd_tune(args) -> int:
@@ -136,13 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("report", help="compare a suite's runs from MLflow (mean and 95%% CI)")
+    p = sub.add_parser("report", help="compare a suite's runs from MLflow: table with 95%% "
+                       "intervals on stdout; HTML page, Markdown, figures and CSVs to a folder")
     p.add_argument("suite")
     p.add_argument("--experiment", default=None)
     p.add_argument("--all", action="store_true",
                    help="include cells of older versions of the suite (other run_keys)")
     p.add_argument("--compare", action="store_true",
-                   help="paired McNemar tests between configurations on the same test images")
+                   help="also print the paired tests between configurations (always in the "
+                        "files and in --json)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="report folder (default ./reports/SUITE); also logged to the suite's "
+                        "latest parent run under report/")
+    p.add_argument("--no-files", action="store_true", help="console/JSON only: write no folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_report)
 

@@ -1,75 +1,141 @@
-"""Paired significance tests between a suite's configurations, from their predictions.
+"""Paired comparisons between a suite's configurations, from their saved predictions.
 
-Two configurations are compared on the images both saw in the same seed and fold (same split):
-per-image correctness is pooled over those repeats and tested with the exact McNemar test.
-Holm's step-down correction adjusts the p-values for the number of pairs compared.
+Two configurations are compared on the test images both scored in the seeds and folds they
+share, on the clean test subset (images with no exact or near copy in train/val) and on the
+full test set. Which test fits depends on the split (see paired.py):
+- one fixed test set (official split, or a single hold-out): each image's correctness is
+  averaged over the shared seeds, then an exact sign-flip test over images; the interval of the
+  accuracy difference is the two-level bootstrap over images and seeds;
+- k-fold or repeated hold-out: the Nadeau-Bengio corrected resampled t-test on the per-repeat
+  accuracy differences, and its interval.
+Holm's step-down correction adjusts the p-values over all pairs, within each subset.
 """
 from __future__ import annotations
 
 from itertools import combinations
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from mribench import stats
+from mribench import paired, stats
+
+SUBSETS = ("clean", "full")
+Loader = Callable[[str], "pd.DataFrame | None"]
 
 
-def holm(p_values: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in the input order."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
+def correctness(frame: pd.DataFrame | None, subset: str) -> pd.DataFrame | None:
+    """file, true label and correctness (0/1) of one run's predictions on a subset; None when
+    the run has no predictions, or no clean flags (dedup none, or runs of older versions)."""
+    if frame is None or (subset == "clean" and "clean" not in frame):
+        return None
+    if subset == "clean":
+        frame = frame[frame["clean"].astype(str).str.lower() == "true"]
+    return pd.DataFrame({"file": frame["file"].astype(str), "true": frame["true"].astype(str),
+                         "correct": (frame["true"] == frame["pred"]).astype(float)})
 
 
-def _pooled(runs_a: pd.DataFrame, runs_b: pd.DataFrame,
-            predictions: Callable[[str], pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Both sides' predictions over the repeats they share, files keyed by repeat."""
-    a_parts, b_parts = [], []
+def seed_matrix(parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """[seeds, files] of a value column, from (seed, frame with file and value) parts (a seed's
+    folds together); NaN where a seed did not score a file (hold-out: each seed its own test)."""
+    long = pd.concat([f.assign(seed=s) for s, f in parts], ignore_index=True)
+    return long.pivot_table(index="seed", columns="file", values="value", aggfunc="mean")
+
+
+def label_of(runs: pd.DataFrame) -> Callable[[pd.Series], str]:
+    one_model = runs["tags.model"].nunique() == 1
+
+    def label(run: pd.Series) -> str:  # the shortest name that still tells configurations apart
+        return run["tags.strategy"] if one_model else f"{run['tags.model']}/{run['tags.strategy']}"
+    return label
+
+
+def _shared(runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """(seed, fold, run_a, run_b) for every repeat both configurations ran."""
     by_repeat = runs_b.set_index(["tags.seed", "tags.fold"])["run_id"].to_dict()
-    for _, run in runs_a.iterrows():
-        other = by_repeat.get((run["tags.seed"], run["tags.fold"]))
-        if other is None:
-            continue
-        tag = f"{run['tags.seed']}/{run['tags.fold']}/"
-        for parts, run_id in ((a_parts, run["run_id"]), (b_parts, other)):
-            frame = predictions(run_id)[["file", "true", "pred"]].copy()
-            frame["file"] = tag + frame["file"].astype(str)
-            parts.append(frame)
-    if not a_parts:
-        return pd.DataFrame(), pd.DataFrame(), 0
-    return pd.concat(a_parts), pd.concat(b_parts), len(a_parts)
+    return [(r["tags.seed"], r["tags.fold"], r["run_id"], by_repeat[(r["tags.seed"], r["tags.fold"])])
+            for _, r in runs_a.sort_values(["tags.seed", "tags.fold"]).iterrows()
+            if (r["tags.seed"], r["tags.fold"]) in by_repeat]
 
 
-def paired_rows(runs: pd.DataFrame, predictions: Callable[[str], pd.DataFrame]) -> list[dict]:
+def _paired_frames(repeats, load: Loader, subset: str) -> list[dict] | None:
+    out = []
+    for seed, fold, run_a, run_b in repeats:
+        a, b = correctness(load(run_a), subset), correctness(load(run_b), subset)
+        if a is None or b is None:
+            return None
+        merged = a.merge(b, on="file", suffixes=("_a", "_b"), how="outer", indicator=True)
+        unpaired = merged[merged["_merge"] != "both"]
+        if len(unpaired):
+            raise ValueError(f"seed {seed} fold {fold}: the two runs scored different images "
+                             f"({len(unpaired)} unpaired, e.g. {unpaired['file'].iloc[0]}): "
+                             "compare runs on the same split only")
+        if (merged["true_a"] != merged["true_b"]).any():
+            raise ValueError("predictions tables disagree on true labels for the same files")
+        if len(merged):
+            out.append({"seed": seed, "fold": fold, "frame": merged})
+    return out
+
+
+def compare_pair(runs_a: pd.DataFrame, runs_b: pd.DataFrame, load: Loader, subset: str,
+                 protocol: str, train_size: float) -> dict | None:
+    """One pair's test on one subset; None when a side lacks predictions for the subset."""
+    repeats = _shared(runs_a, runs_b)
+    frames = _paired_frames(repeats, load, subset) if repeats else None
+    if not frames:
+        return None
+    acc_a = [f["frame"]["correct_a"].mean() for f in frames]
+    acc_b = [f["frame"]["correct_b"].mean() for f in frames]
+    row = {"repeats": len(frames), "accuracy_a": float(np.mean(acc_a)),
+           "accuracy_b": float(np.mean(acc_b))}
+    if protocol != "official" and len(frames) >= 2:
+        test_size = float(np.mean([len(f["frame"]) for f in frames]))
+        nb = paired.nadeau_bengio([a - b for a, b in zip(acc_a, acc_b)], train_size, test_size)
+        return {**row, "test": "corrected resampled t (Nadeau-Bengio)",
+                "images": int(round(test_size)), "difference": nb["mean_difference"],
+                "ci95": [nb["ci95_low"], nb["ci95_high"]], "p_value": nb["p_value"]}
+    diff = seed_matrix([(f["seed"], f["frame"].assign(value=f["frame"]["correct_a"]
+                                                      - f["frame"]["correct_b"]))
+                        for f in frames])
+    crossed = diff.dropna(axis=1)  # images every shared seed scored
+    test = paired.sign_flip(crossed.mean(axis=0).to_numpy(), len(crossed))
+    boot = stats.two_level_bootstrap(diff.to_numpy())
+    return {**row, "test": "sign-flip over images", "images": test["images"],
+            "discordant": test["discordant"], "difference": boot["mean"],
+            "ci95": [boot["ci95_low"], boot["ci95_high"]], "p_value": test["p_value"]}
+
+
+def paired_rows(runs: pd.DataFrame, load: Loader) -> list[dict]:
+    """Every pair of configurations of each dataset, on each subset, Holm-adjusted per subset."""
     runs = runs[runs["status"] == "FINISHED"]
     rows = []
     for dataset, on_dataset in runs.groupby("tags.dataset"):
         configs = {key: group for key, group in on_dataset.groupby("tags.config_key")}
-        one_model = on_dataset["tags.model"].nunique() == 1
-
-        def label(run) -> str:  # the shortest name that still tells configurations apart
-            return run["tags.strategy"] if one_model else f"{run['tags.model']}/{run['tags.strategy']}"
-
-        for key_a, key_b in combinations(sorted(configs), 2):
-            a, b, repeats = _pooled(configs[key_a], configs[key_b], predictions)
-            if not repeats:
-                continue
-            row = {"dataset": dataset, "a": label(configs[key_a].iloc[0]),
-                   "b": label(configs[key_b].iloc[0]), "repeats": repeats}
-            try:
-                test = stats.mcnemar_frames(a, b)
-            except ValueError as err:  # e.g. different test images: this pair cannot be paired
-                rows.append({**row, "error": str(err)})
-                continue
-            rows.append({**row, "images": test["n"],
-                         "accuracy_a": round(test["accuracy_a"], 4),
-                         "accuracy_b": round(test["accuracy_b"], 4),
-                         "a_only": test["a_only"], "b_only": test["b_only"],
-                         "p_value": test["p_value"]})
-    tested = [r for r in rows if "p_value" in r]
-    for row, adjusted in zip(tested, holm([r["p_value"] for r in tested])):
-        row["p_holm"] = adjusted
+        label = label_of(on_dataset)
+        protocol = str(on_dataset.get("params.split.protocol", pd.Series(["official"])).iloc[0])
+        train_size = _train_size(on_dataset)
+        for key_a, key_b in combinations(sorted(configs, key=lambda k: label(configs[k].iloc[0])), 2):
+            base = {"dataset": dataset, "a": label(configs[key_a].iloc[0]),
+                    "b": label(configs[key_b].iloc[0])}
+            for subset in SUBSETS:
+                try:
+                    result = compare_pair(configs[key_a], configs[key_b], load, subset, protocol,
+                                          train_size)
+                except ValueError as err:  # e.g. different test images: this pair cannot pair
+                    rows.append({**base, "subset": subset, "error": str(err)})
+                    continue
+                if result is not None:
+                    rows.append({**base, "subset": subset, **result})
+    for subset in SUBSETS:
+        tested = [r for r in rows if r["subset"] == subset and "p_value" in r]
+        for row, adjusted in zip(tested, stats.holm([r["p_value"] for r in tested])):
+            row["p_holm"] = adjusted
     return rows
+
+
+def _train_size(runs: pd.DataFrame) -> float:
+    """Images each repeat's model learnt from (train + validation), for the NB correction."""
+    sizes = [pd.to_numeric(runs.get(f"params.n_{s}"), errors="coerce") for s in ("train", "val")]
+    if any(s is None for s in sizes):
+        return float("nan")
+    return float((sizes[0] + sizes[1]).mean())

@@ -30,7 +30,7 @@ class ExternalConfig(BaseModel):
     root: str | None = None
     manifest: str | None = None
     subset_per_class: Annotated[int, Field(gt=0)] | None = None
-    near_threshold: Annotated[int, Field(ge=0, le=64)] = 4  # bits per 64, as `dedup: near`
+    near_bits: Annotated[int, Field(ge=0, le=256)] = 16  # of 256 hash bits, as `dedup: near`
     on_bad_image: Literal["error", "skip"] = "error"
     # the external set's labels (canonical, or the publisher's folder names) -> evaluation label
     label_map: dict[str, str] = Field(default_factory=dict)

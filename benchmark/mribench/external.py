@@ -87,8 +87,8 @@ def _words(phashes: list[str]) -> np.ndarray:
 def cross_duplicates(external: list[tuple[str, str]], seen: list[tuple[str, str]],
                      threshold: int, chunk: int = 256) -> tuple[list[str], np.ndarray, np.ndarray]:
     """For each external (sha, phash): 'exact', 'near' or '' against the `seen` images, the
-    distance in bits to the nearest seen image and its index. `threshold` is in bits per 64, as
-    in the within-dataset audit."""
+    distance in bits to the nearest seen image and its index. `threshold` counts differing bits
+    of the whole 256-bit hash, as `near_bits` in the within-dataset audit."""
     if not external or not seen:
         n = len(external)
         return [""] * n, np.full(n, -1), np.full(n, -1)
@@ -100,8 +100,7 @@ def cross_duplicates(external: list[tuple[str, str]], seen: list[tuple[str, str]
         index[start:start + chunk] = distance.argmin(axis=1)
         nearest[start:start + chunk] = distance.min(axis=1)
     shas = {sha for sha, _ in seen}
-    limit = threshold * ext.shape[1]
-    kinds = ["exact" if sha in shas else "near" if d <= limit else ""
+    kinds = ["exact" if sha in shas else "near" if d <= threshold else ""
              for (sha, _), d in zip(external, nearest)]
     return kinds, nearest, index
 
@@ -113,7 +112,7 @@ def evaluate_external(ext: ExternalSet, prepared: PreparedData, net: torch.nn.Mo
     key = ext.cfg.key
     seen = [s for split in ("train", "val") for s in prepared.splits[split]]
     kinds, nearest, index = cross_duplicates(ext.hashes, [images.inspect(s.path, None)
-                                                          for s in seen], ext.cfg.near_threshold)
+                                                          for s in seen], ext.cfg.near_bits)
     # the model's classes fold into the evaluation labels: probabilities of merged classes add up
     probs = evaluate(net, predict_loader([Sample(s.path, 0) for s in ext.samples]),
                      torch.nn.CrossEntropyLoss(), device)["probs"]
@@ -125,7 +124,7 @@ def evaluate_external(ext: ExternalSet, prepared: PreparedData, net: torch.nn.Mo
               "n_near_duplicates": kinds.count("near"), "n_clean": int(clean.sum())}
     tracking.log_metrics({f"external_{key}_{k}": v for k, v in counts.items()})
     tracking.log_dict({"external_set": ext.cfg.name, "evaluation_classes": ext.classes,
-                       "near_threshold_bits_per_64": ext.cfg.near_threshold,
+                       "near_bits_of_256": ext.cfg.near_bits,
                        "compared_with": f"{len(seen)} training and validation images of "
                                         f"{prepared.name}", **counts,
                        "skipped_files": len(ext.skipped)}, f"external/{key}/audit.json")

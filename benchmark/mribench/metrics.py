@@ -54,7 +54,9 @@ def compute(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[s
         "accuracy": skm.accuracy_score(y_true, y_pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
         "kappa": skm.cohen_kappa_score(y_true, y_pred, labels=labels),
+        "mcc": skm.matthews_corrcoef(y_true, y_pred),
         "log_loss": skm.log_loss(y_true, probs, labels=labels),
+        "ece": expected_calibration_error(y_true, probs),
     }
     for avg in ("macro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(
@@ -67,6 +69,36 @@ def compute(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[s
                     f"support_{name}": s[i]})
     out.update(_auc(y_true, probs, classes))
     return {key: float(value) for key, value in out.items()}
+
+
+ECE_BINS = 15
+
+
+def reliability_table(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> pd.DataFrame:
+    """Top-label reliability: images binned by the confidence of their predicted class (equal-
+    width bins over [0, 1]), with each bin's count, mean confidence and accuracy.
+
+    Hand-written: scikit-learn's calibration_curve is for one binary score, not the top label of
+    a multi-class model, and carries no counts."""
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # bin b holds confidences in (edges[b], edges[b+1]]; a confidence of exactly 0 joins bin 0
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(which, weights=confidence, minlength=bins) / count
+        acc = np.bincount(which, weights=correct.astype(float), minlength=bins) / count
+    return pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "count": count,
+                         "confidence": conf, "accuracy": acc})
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE (Guo et al. 2017): the count-weighted mean |accuracy - confidence| over the bins."""
+    table = reliability_table(y_true, probs, bins)
+    used = table[table["count"] > 0]
+    return float((used["count"] * (used["accuracy"] - used["confidence"]).abs()).sum()
+                 / table["count"].sum())
 
 
 def _auc(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -112,10 +144,11 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.
 
 
 def predictions_frame(paths: list[str], y_true: np.ndarray, probs: np.ndarray,
-                      classes: list[str]) -> pd.DataFrame:
-    """One row per test image: file, true and predicted class names, and every class probability.
+                      classes: list[str], clean: list[bool] | None = None) -> pd.DataFrame:
+    """One row per test image: file, true and predicted class names, every class probability,
+    and (when the dataset was deduplicated) whether the image belongs to the clean test subset.
 
-    Keyed by file so two runs on the same split can be paired (see stats.mcnemar_frames).
+    Keyed by file so two runs on the same split can be paired (see compare.py).
     """
     probs = np.asarray(probs, dtype=np.float64)
     y_true, _ = _check(y_true, classes, probs)
@@ -124,9 +157,14 @@ def predictions_frame(paths: list[str], y_true: np.ndarray, probs: np.ndarray,
     names = np.asarray(classes, dtype=object)
     frame = pd.DataFrame({"file": [str(p) for p in paths], "true": names[y_true],
                           "pred": names[probs.argmax(axis=1)]})
+    if clean is not None:
+        if len(clean) != len(y_true):
+            raise ValueError(f"clean: {len(clean)} flags for {len(y_true)} images")
+        frame["clean"] = [bool(c) for c in clean]
     for i, name in enumerate(classes):
         frame[f"prob_{safe_name(name)}"] = probs[:, i]
     return frame
+
 
 
 def peak_memory(device: str = "cpu") -> dict[str, float]:

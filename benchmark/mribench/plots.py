@@ -113,3 +113,29 @@ def explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], title
     fig.suptitle(f"{method}" + (f"\n{legend}" if legend else ""), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def reliability_figure(table: pd.DataFrame, ece: float, title: str = "") -> Figure:
+    """Reliability diagram from metrics.reliability_table: accuracy per confidence bin against
+    the diagonal of perfect calibration, with the image count per bin underneath."""
+    used = table[table["count"] > 0]
+    width = float((table["bin_high"] - table["bin_low"]).iloc[0])
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(4.6, 5.4), sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1, label="perfect calibration")
+    ax.bar(used["bin_low"], used["accuracy"], width=width, align="edge", color="tab:blue",
+           alpha=0.75, edgecolor="white", label="accuracy in bin")
+    ax.plot(used["confidence"], used["accuracy"], "o", color="black", markersize=3,
+            label="(mean confidence, accuracy)")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("accuracy")
+    ax.set_title((title + "\n" if title else "") + f"reliability, ECE = {ece:.3f}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    counts.bar(table["bin_low"], table["count"], width=width, align="edge", color="grey",
+               edgecolor="white")
+    counts.set_xlim(0, 1)
+    counts.set_xlabel("confidence of the predicted class")
+    counts.set_ylabel("images")
+    fig.tight_layout()
+    return fig

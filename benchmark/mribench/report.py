@@ -1,61 +1,65 @@
-"""Compare a suite's finished cells from MLflow: mean and 95% CI over seeds and folds.
+"""`mribench report NAME`: a suite's finished cells from MLflow, compared.
 
 Cells are grouped by configuration (run_key without seed and fold), so runs of an older version
-of the suite never blend into the current one's numbers.
+of the suite never blend into the current one's numbers. The console shows the configuration
+table (mean [95% interval]); the folder (--out, default ./reports/NAME) gets the HTML page,
+the Markdown file, the figures and the CSV behind each, and is logged to the suite's latest
+parent run under report/.
 """
 from __future__ import annotations
 
-import re
+from pathlib import Path
 
 import pandas as pd
 
-from mribench import stats, tracking
+from mribench import tracking
 from mribench.compare import paired_rows
 from mribench.config import load_suite
 from mribench.config_published import deviation_rows, flag_rows, value_flags
 from mribench.console import console, emit_table
 from mribench.data import fallback
 from mribench.matrix import expand
+from mribench.report_tables import Results, configuration_rows, display_rows
 
-GROUP = ["dataset", "model", "strategy"]
-METRICS = ["test_accuracy", "test_balanced_accuracy", "test_f1_macro", "test_kappa",
-           "test_clean_accuracy", "test_best_epoch_accuracy_peeking", "test_last_epoch_accuracy",
-           "seconds_per_epoch"]
-SHOWN = ["test_accuracy", "test_clean_accuracy", "test_f1_macro", "test_kappa",
-         "seconds_per_epoch"]
-# external test sets (external.py): accuracy on the whole set and on its clean part, and how
-# many of its images duplicate a training or validation image
-EXTERNAL = re.compile(r"^external_(clean_)?[A-Za-z0-9_.-]+?_(accuracy|n|n_exact_duplicates|"
-                      r"n_near_duplicates)$")
+PAIR_COLUMNS = ["subset", "a", "b", "test", "repeats", "images", "accuracy_a", "accuracy_b",
+                "difference", "ci95", "p_value", "p_holm"]
 
 
-def external_metrics(runs: pd.DataFrame) -> list[str]:
-    """The external-set metrics present in the runs, grouped per set (full, then clean)."""
-    names = [c[len("metrics."):] for c in runs.columns if c.startswith("metrics.")]
-    found = [n for n in names if EXTERNAL.match(n) and not runs[f"metrics.{n}"].isna().all()]
-    return sorted(found, key=lambda n: (n.replace("external_clean_", "external_"), n))
+def published_by_config(suite) -> dict[tuple[str, str], dict]:
+    """(model, strategy) display names -> the suite's published numbers for that cell.
+    Flagged values (impossible or inconsistent) are left out: the report lists them apart."""
+    out: dict[tuple[str, str], dict] = {}
+    for p in suite.published:
+        flagged = {f["metric"] for f in value_flags(p)}
+        values = {k: v for k, v in p.values.items() if k not in flagged}
+        for m in suite.models:
+            for s in suite.strategies:
+                if p.model in (m.display, m.name) and p.strategy in (s.display, s.name):
+                    out.setdefault((m.display, s.display), {}).update(values)
+    return out
 
 
-def summary_rows(runs: pd.DataFrame) -> list[dict]:
-    """One row per configuration: n runs and the mean [95% CI] of each headline metric."""
-    runs = runs[runs["status"] == "FINISHED"]
-    rows = []
-    keys = [f"tags.{g}" for g in GROUP] + ["tags.config_key"]
-    for key, group in runs.groupby(keys, sort=True):
-        row = dict(zip(GROUP + ["config_key"], key)) | {"n": len(group)}
-        for metric in METRICS + external_metrics(runs):
-            col = f"metrics.{metric}"
-            if col not in group or group[col].isna().all():
-                continue
-            s = stats.summarize(group[col].dropna().tolist())
-            row[metric] = round(s["mean"], 4)
-            row[f"{metric}_ci95"] = [round(s["ci95_low"], 4), round(s["ci95_high"], 4)]
-        rows.append(row)
-    return rows
+def current_runs(runs: pd.DataFrame, suite, include_all: bool) -> pd.DataFrame:
+    """Newest finished run per cell of the suite as it is now (all versions with include_all),
+    with the configuration each belongs to."""
+    # a fallback (the smoke suite's embedded sample) makes its cells current too
+    current = {c.run_key: c.config_key for version in fallback.alternatives(suite)
+               for c in expand(version)}
+    if runs.empty:
+        return runs
+    if not include_all:
+        runs = runs[runs["tags.run_key"].isin(current)]
+    # a --force rerun repeats a cell: its newest finished run counts, once
+    runs = (runs[runs["status"] == "FINISHED"].sort_values("start_time", ascending=False)
+            .drop_duplicates("tags.run_key"))
+    # the suite knows which runs repeat one configuration; runs of older versions (--all) use
+    # their config_key tag, or stand alone when they predate it
+    tagged = runs.get("tags.config_key", runs["tags.run_key"]).fillna(runs["tags.run_key"])
+    return runs.assign(**{"tags.config_key": runs["tags.run_key"].map(current).fillna(tagged)})
 
 
-def report(suite_name: str, experiment: str | None, as_json: bool,
-           include_all: bool = False, compare: bool = False) -> int:
+def report(suite_name: str, experiment: str | None, as_json: bool, include_all: bool = False,
+           compare: bool = False, out: str | None = None, write_files: bool = True) -> int:
     suite = load_suite(suite_name)
     name = experiment or suite.experiment_name
     exp_id = tracking.experiment_id_of(name)
@@ -63,44 +67,33 @@ def report(suite_name: str, experiment: str | None, as_json: bool,
         console.print(f"[red]no experiment named {name!r} at {tracking.tracking_uri()}; "
                       f"run the suite first")
         return 2
-    runs = tracking.search_cells(exp_id)
-    # a fallback (the smoke suite's embedded sample) makes its cells current too
-    current = {c.run_key: c.config_key for version in fallback.alternatives(suite)
-               for c in expand(version)}
-    if not include_all and not runs.empty:
-        runs = runs[runs["tags.run_key"].isin(current)]
-    if not runs.empty:  # a --force rerun repeats a cell: its newest finished run counts, once
-        runs = (runs[runs["status"] == "FINISHED"].sort_values("start_time", ascending=False)
-                .drop_duplicates("tags.run_key"))
+    runs = current_runs(tracking.search_cells(exp_id), suite, include_all)
     if runs.empty:
         console.print(f"[red]experiment {name!r} has no cell runs of suite {suite.name!r} "
                       "as it is now (--all includes older versions)")
         return 2
-    # the suite itself knows which runs repeat one configuration; runs of older versions (--all)
-    # use their config_key tag, or stand alone when they predate it
-    tagged = runs.get("tags.config_key", runs["tags.run_key"]).fillna(runs["tags.run_key"])
-    runs = runs.assign(**{"tags.config_key": runs["tags.run_key"].map(current).fillna(tagged)})
-    rows = summary_rows(runs)
-    published = _with_published(rows, suite)
-    shown = [m for m in SHOWN + external_metrics(runs) if any(m in r for r in rows)] + published
+    console.print(f"reading {len(runs)} runs of {name!r} ...")
+    results = Results(name, runs, {r: tracking.load_predictions(r) for r in runs["run_id"]})
+    rows = configuration_rows(results, published_by_config(suite))
+    pairs = paired_rows(runs, results.load)
     datasets = sorted({r["dataset"] for r in rows})
-    cols = (["dataset"] if len(datasets) > 1 else []) + ["model", "strategy", "n"] + shown
-    extra = {"experiment": name, "runs": int(len(runs))}
+    extra = {"experiment": name, "runs": int(len(runs)), "comparisons": pairs,
+             "deviations": deviation_rows(suite.deviations),
+             "published_flags": flag_rows(suite.published)}
+    if write_files:
+        folder = Path(out or Path("reports") / suite.name)
+        page, md = _write(folder, suite, results, rows, pairs, datasets, exp_id)
+        extra |= {"html": str(page), "markdown": str(md)}
+    title = f"{name} ({', '.join(datasets)}): mean [95% CI over test images and seeds]"
     if as_json:
-        extra |= {"deviations": deviation_rows(suite.deviations),
-                  "published_flags": flag_rows(suite.published)}
-    pairs = paired_rows(runs, tracking.load_predictions) if compare else []
-    if compare and as_json:
-        extra["comparisons"] = pairs
-    emit_table(rows, f"{name} ({', '.join(datasets)}): mean over seeds/folds, 95% CI in --json",
-               as_json, columns=cols, extra=extra)
-    if not as_json:
-        print_paper_notes(suite)
-    if compare and not as_json:
-        emit_table(pairs, "paired McNemar tests over shared seeds/folds (Holm-adjusted)", False,
-                   columns=["a", "b", "repeats", "images", "accuracy_a", "accuracy_b",
-                            "p_value", "p_holm"] + (["error"] if any("error" in p for p in pairs)
-                                                    else []))
+        emit_table(rows, title, True, extra=extra)
+        return 0
+    emit_table(display_rows(rows), title, False)
+    print_paper_notes(suite)
+    if compare:
+        emit_table([{k: p.get(k) for k in PAIR_COLUMNS + (["error"] if "error" in p else [])}
+                    for p in pairs], "paired tests on the test images both configurations "
+                    "scored (Holm-adjusted per subset)", False)
     return 0
 
 
@@ -117,24 +110,20 @@ def print_paper_notes(suite) -> None:
                    columns=["model", "strategy", "metric", "value", "flag", "why"])
 
 
-def _with_published(rows: list[dict], suite) -> list[str]:
-    """Add the suite's published numbers as published_<metric> beside our means; returns the
-    added column names. Flagged values (impossible or inconsistent) are left out: the report
-    lists them apart, with the reason."""
-    added: list[str] = []
-    for p in suite.published:
-        flagged = {f["metric"] for f in value_flags(p)}
-        for row in rows:
-            if p.model in _names(suite.models, row["model"]) and \
-                    p.strategy in _names(suite.strategies, row["strategy"]):
-                for metric, value in p.values.items():
-                    if metric in flagged:
-                        continue
-                    row[f"published_{metric}"] = value
-                    added += [] if f"published_{metric}" in added else [f"published_{metric}"]
-    return added
+def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id):
+    from mribench.report_files import build
 
-
-def _names(items, display: str) -> set[str]:
-    """Label and name of the suite entry shown as `display` (tags hold the display name)."""
-    return {n for i in items if i.display == display for n in (i.display, i.name)}
+    meta = [f"suite {suite.name}: {suite.description}".rstrip(": "),
+            f"experiment {results.experiment} at {tracking.tracking_uri()}; "
+            f"{len(results.runs)} finished runs; datasets {', '.join(datasets)}",
+            f"split {suite.split.protocol}, duplicate groups kept together: {suite.split.groups}; "
+            f"clean test = no {', '.join(sorted({d.dedup for d in suite.datasets}))} copy "
+            f"(near: at most {', '.join(str(d.near_bits) for d in suite.datasets)} of 256 hash "
+            "bits differ) in train/val"]
+    page, md = build(folder, results, rows, pairs, meta, f"{suite.name}: report")
+    parent = tracking.latest_suite_run(exp_id, suite.name)
+    if parent:
+        tracking.log_folder(parent, folder, "report")
+    console.print(f"report written to {page} and {md}"
+                  + (f"; logged to run {parent} under report/" if parent else ""))
+    return page, md

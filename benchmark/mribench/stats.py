@@ -1,11 +1,20 @@
-"""Statistics across seeds/folds, and a paired significance test between two models."""
+"""Intervals for a configuration's accuracy, and what each one covers.
+
+- `wilson`: one run, one test set. Covers which test images were drawn, for that trained model.
+- `summarize`: Student-t over the runs' values (seeds, folds). Covers training noise only (the
+  initialisation, batch order, validation draw) on a fixed test set; with 3 seeds its t
+  multiplier is 4.3 and the spread itself is unstable. Kept as the "seed spread" figure.
+- `two_level_bootstrap`: test images and seeds resampled together. Covers both, and is the
+  interval the report leads with.
+"""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pandas as pd
 from scipy import stats as sps
+
+BOOTSTRAP_SAMPLES = 4000
 
 
 def summarize(values: list[float]) -> dict:
@@ -26,39 +35,69 @@ def summarize(values: list[float]) -> dict:
     return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half}
 
 
-def mcnemar(correct_a, correct_b) -> dict:
-    """Exact McNemar test on paired per-image correctness of models A and B.
+def wilson(correct: int, total: int) -> tuple[float, float]:
+    """95% Wilson score interval for one run's accuracy (statsmodels' proportion_confint)."""
+    from statsmodels.stats.proportion import proportion_confint
 
-    Only discordant images count: a_only (A right, B wrong) and b_only. Under the null hypothesis
-    (equal error rates) a_only ~ Binomial(a_only + b_only, 1/2); the p-value is two-sided.
+    if total <= 0:
+        raise ValueError(f"wilson: need at least one image, got {total}")
+    low, high = proportion_confint(correct, total, alpha=0.05, method="wilson")
+    return float(low), float(high)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-adjusted p-values in the input order (statsmodels' multipletests)."""
+    from statsmodels.stats.multitest import multipletests
+
+    if not p_values:
+        return []
+    return [float(p) for p in multipletests(p_values, method="holm")[1]]
+
+
+def two_level_bootstrap(values: np.ndarray, n_boot: int = BOOTSTRAP_SAMPLES,
+                        seed: int = 0) -> dict:
+    """Mean and 95% percentile interval of a [seeds, images] matrix of per-image scores
+    (correctness 0/1, or a paired difference of two configurations' correctness).
+
+    Each bootstrap sample draws the seeds with replacement and the test images with
+    replacement. Where every seed scored the same images (official split, k-fold) the two are
+    crossed: one image draw serves all seeds, since an image that is hard is hard for every seed.
+    Where seeds scored different images (NaN where a seed did not score an image: hold-out), each
+    drawn seed gets its own draw of its own images. Hand-written: scipy.stats.bootstrap resamples
+    one level only. For a crossed design this interval is slightly conservative (the seed-by-image
+    interaction enters both levels, cf. Owen's pigeonhole bootstrap); the coverage simulation in
+    tests/test_stats.py measures it.
     """
-    a = np.asarray(correct_a, dtype=bool)
-    b = np.asarray(correct_b, dtype=bool)
-    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ValueError(f"mcnemar: need two equal-length, non-empty 1-D arrays, "
-                         f"got shapes {a.shape} and {b.shape}")
-    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    discordant = a_only + b_only
-    p = 1.0 if discordant == 0 else float(sps.binomtest(a_only, discordant, 0.5).pvalue)
-    return {"n": int(a.size), "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()),
-            "both_correct": int(np.sum(a & b)), "a_only": a_only, "b_only": b_only,
-            "both_wrong": int(np.sum(~a & ~b)), "p_value": p}
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0:
+        raise ValueError(f"two_level_bootstrap: need a non-empty [seeds, images] matrix, got "
+                         f"shape {v.shape}")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_images = v.shape
+    scored = ~np.isnan(v)
+    if not scored.any(axis=1).all():
+        raise ValueError("two_level_bootstrap: a seed scored no image")
+    seed_means = np.array([row[ok].mean() for row, ok in zip(v, scored)])
+    if scored.all():
+        seeds = _counts(rng, n_boot, n_seeds)  # how often each seed / image is drawn, [B, S]
+        images = _counts(rng, n_boot, n_images)
+        samples = ((seeds @ v) * images).sum(axis=1) / (n_seeds * n_images)
+    else:
+        picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+        samples = np.zeros(n_boot)
+        for s in range(n_seeds):
+            own = v[s, scored[s]]
+            for j in range(n_seeds):
+                rows = np.nonzero(picks[:, j] == s)[0]
+                draws = rng.integers(0, len(own), size=(len(rows), len(own)))
+                samples[rows] += own[draws].mean(axis=1)
+        samples /= n_seeds
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return {"mean": float(seed_means.mean()), "ci95_low": float(low), "ci95_high": float(high),
+            "seeds": n_seeds, "images": int(scored.any(axis=0).sum())}
 
 
-def mcnemar_frames(frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> dict:
-    """McNemar between two predictions tables (metrics.predictions_frame), paired by file."""
-    for name, frame in (("frame_a", frame_a), ("frame_b", frame_b)):
-        missing = {"file", "true", "pred"} - set(frame.columns)
-        if missing:
-            raise ValueError(f"{name}: predictions table lacks columns {sorted(missing)}")
-        duplicated = frame["file"][frame["file"].duplicated()]
-        if len(duplicated):
-            raise ValueError(f"{name}: duplicate files, e.g. {duplicated.iloc[0]}")
-    merged = frame_a.merge(frame_b, on="file", suffixes=("_a", "_b"), how="outer", indicator=True)
-    unpaired = merged[merged["_merge"] != "both"]
-    if len(unpaired):
-        raise ValueError(f"predictions tables cover different images ({len(unpaired)} unpaired, "
-                         f"e.g. {unpaired['file'].iloc[0]}): compare runs on the same split only")
-    if (merged["true_a"] != merged["true_b"]).any():
-        raise ValueError("predictions tables disagree on true labels for the same files")
-    return mcnemar(merged["pred_a"] == merged["true_a"], merged["pred_b"] == merged["true_b"])
+def _counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
+    """[n_boot, n]: how many times each of n items is drawn in each of n_boot resamples."""
+    draws = rng.integers(0, n, size=(n_boot, n)) + (np.arange(n_boot) * n)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)

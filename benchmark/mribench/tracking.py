@@ -272,8 +272,35 @@ def experiment_id_of(name: str) -> str | None:
     return exp.experiment_id if exp else None
 
 
-def load_predictions(run_id: str) -> pd.DataFrame:
-    """A cell's metrics/predictions.csv (file, true, pred, probabilities)."""
-    path = mlflow.artifacts.download_artifacts(run_id=run_id,
-                                               artifact_path="metrics/predictions.csv")
-    return pd.read_csv(path)
+def load_predictions(run_id: str) -> pd.DataFrame | None:
+    """A cell's metrics/predictions.csv (file, true, pred, clean, probabilities); None when the
+    run has none (it failed before testing, or predates the file)."""
+    if "metrics/predictions.csv" not in artifact_paths(run_id, "metrics"):
+        return None
+    return pd.read_csv(download(run_id, "metrics/predictions.csv"))
+
+
+def artifact_paths(run_id: str, folder: str) -> list[str]:
+    """Paths of the artifacts directly inside a run's folder ([] when it has none)."""
+    return [f.path for f in MlflowClient().list_artifacts(run_id, folder) if not f.is_dir]
+
+
+def download(run_id: str, path: str, dest: str | None = None) -> Path:
+    """A run's artifact as a local file (a temporary copy unless dest is given)."""
+    # MLflow draws a progress bar per download: dozens of them would bury the console
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path,
+                                                    dst_path=dest))
+
+
+def latest_suite_run(experiment_id: str, suite_name: str) -> str | None:
+    """The newest parent (suite) run of the suite in the experiment, where reports are logged."""
+    runs = MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.role = 'suite' and tags.suite = '{suite_name}'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def log_folder(run_id: str, folder: str | Path, artifact_path: str) -> None:
+    """Every file under a local folder into a (possibly finished) run's artifacts."""
+    MlflowClient().log_artifacts(run_id, str(folder), artifact_path)

@@ -26,7 +26,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("audit", help="exact and near duplicates within and across splits")
     p.add_argument("dataset", help="a known dataset name, a folder of class (or split) folders, "
                    "or a CSV manifest (path,label[,split])")
-    p.add_argument("--near-threshold", type=int, default=4, help="near duplicates differ in at most this many bits per 64 of their 256-bit pHash (0-64)")
+    p.add_argument("--near-bits", type=int, default=16,
+                   help="near duplicates differ in at most this many of the 256 bits of their "
+                        "perceptual hash (0-256; default 16); the sweep table shows 0, 8, 16, 24, 32")
     p.add_argument("--csv", help="write every duplicate group, one row per file, to this CSV")
     p.add_argument("--cache-dir", help="hash cache folder (default: $BENCHMARK_CACHE_DIR, ./.cache/mribench)")
     _common(p)
@@ -70,11 +72,11 @@ def cmd_audit(args) -> int:
     from rich.progress import Progress
 
     from mribench.data import images
-    from mribench.data.audit import KINDS, audit
+    from mribench.data.audit import HASH_BITS, KINDS, SWEEP_BITS, audit, sweep
     from mribench.data.prepare import validate
 
-    if not 0 <= args.near_threshold <= 64:
-        raise DataError(f"--near-threshold must be 0..64, got {args.near_threshold}")
+    if not 0 <= args.near_bits <= HASH_BITS:
+        raise DataError(f"--near-bits must be 0..{HASH_BITS}, got {args.near_bits}")
     images.set_cache_dir(args.cache_dir)
     if args.dataset in KNOWN:
         scan = scan_known(KNOWN[args.dataset], find_root(args.dataset, None, args.data_dir))
@@ -89,11 +91,12 @@ def cmd_audit(args) -> int:
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"hashing {len(scan.entries)} files", total=len(scan.entries))
         records = validate(scan, None, progress=lambda: bar.advance(task))
-    result = audit(records, args.near_threshold)
+    result = audit(records, args.near_bits)
+    by_threshold = sweep(records, tuple(sorted({*SWEEP_BITS, args.near_bits})))
     seconds = round(time.perf_counter() - start, 1)
     summary = result.summary()
     rows = [{"kind": kind, **{k.removeprefix(f"{kind}_"): v for k, v in summary.items()
-                              if k.startswith(f"{kind}_")}} for kind in KINDS]
+                              if k.startswith(f"{kind}_") and k != "near_bits"}} for kind in KINDS]
     if args.csv:
         group_rows = result.group_rows(scan.root)
         with open(args.csv, "w", newline="") as fh:
@@ -101,10 +104,20 @@ def cmd_audit(args) -> int:
             writer.writeheader()
             writer.writerows(group_rows)
     splits = {s: sum(r.split == s for r in records) for s in sorted({r.split for r in records})}
-    emit_table(rows, f"Duplicate audit: {args.dataset}", args.json, extra={
-        "dataset": args.dataset, "root": str(scan.root), "files": summary["files"], "splits": splits,
-        "near_threshold": args.near_threshold, "unreadable": [f"{p}: {r}" for p, r in scan.class_problems + scan.problems],
-        "seconds": seconds, "csv": args.csv})
+    extra = {"dataset": args.dataset, "root": str(scan.root), "files": summary["files"],
+             "splits": splits, "near_bits": args.near_bits,
+             "unreadable": [f"{p}: {r}" for p, r in scan.class_problems + scan.problems], "seconds": seconds,
+             "csv": args.csv}
+    if args.json:
+        emit_table(rows, f"Duplicate audit: {args.dataset}", True,
+                   extra={**extra, "near_by_threshold": by_threshold})
+        return 0
+    emit_table(rows, f"Duplicate audit: {args.dataset} (near: at most {args.near_bits} of 256 "
+               "hash bits differ)", False, extra=extra)
+    emit_table(by_threshold, "Near duplicates by threshold (differing bits of the 256-bit "
+               "perceptual hash; 0 = same hash)", False,
+               columns=["near_bits", "groups", "redundant_files", "cross_split_groups",
+                        "test_files_leaked", "label_conflict_groups"])
     return 0
 
 

@@ -10,12 +10,12 @@ from typing import Callable
 
 from mribench.config import DatasetConfig, PreprocessConfig, SplitConfig
 from mribench.data import images
-from mribench.data.audit import Record, audit
+from mribench.data.audit import Record, audit, find_groups
 from mribench.data.locate import find_root
 from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
 from mribench.data.scan import IMAGE_EXTENSIONS, Scan, scan_folder, scan_known, scan_manifest
-from mribench.data.splits import split_indices
+from mribench.data.splits import group_log, split_indices
 
 SPLITS = ("train", "val", "test")
 SHOWN_PROBLEMS = 20
@@ -117,14 +117,17 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     records.sort(key=lambda r: str(r.path))  # the split depends on the seed, not on CSV order
     classes = sorted({r.cls for r in records})
     labels = [classes.index(r.cls) for r in records]
-    parts = split_indices(labels, [r.split for r in records], split, seed=seed, fold=fold, name=ds.name)
+    groups = find_groups([r.sha for r in records], [r.phash for r in records], ds.near_bits)
+    kept_together = groups[split.groups] if split.groups != "none" else []
+    parts = split_indices(labels, [r.split for r in records], split, seed=seed, fold=fold, name=ds.name,
+                          groups=kept_together)
     for name, idx in parts.items():
         if not idx:
             raise DataError(f"dataset {ds.name!r}: split {name!r} is empty with {len(records)} files; "
                             "use more images or other fractions")
     split_of = {i: name for name, idx in parts.items() for i in idx}
     result = audit([Record(r.path, r.cls, split_of[i], r.sha, r.phash) for i, r in enumerate(records)],
-                   ds.near_threshold)
+                   ds.near_bits, groups)
     sample = [Sample(r.path, labels[i]) for i, r in enumerate(records)]
     splits = {name: [sample[i] for i in idx] for name, idx in parts.items()}
     clean = None
@@ -133,6 +136,7 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
         clean = [sample[i] for i in parts["test"] if i not in leaked]
     summary = {**result.summary(), **{f"n_{k}": len(v) for k, v in splits.items()},
                "n_clean_test": len(clean) if clean is not None else len(splits["test"]),
-               "n_skipped": len(skipped)}
+               "n_skipped": len(skipped), "split_group_kind": split.groups,
+               **group_log(parts, kept_together)}
     return PreparedData(name=ds.name, root=scan.root, classes=classes, splits=splits, clean_test=clean,
                         skipped=skipped, audit=summary, sha256={r.path: r.sha for r in records})

@@ -1,45 +1,76 @@
-"""Split protocols: official (+ validation carve-out), stratified hold-out, stratified k-fold.
+"""Split protocols: official (+ validation carve-out), stratified hold-out, stratified k-fold,
+all group-aware: the files of one duplicate group (exact or near copies, see data.audit) always
+land on the same side, so a copy of a training image can never be a test image of the split
+we drew. (The official train/test folders are the publisher's; their cross-folder copies are
+counted by the audit and left out of the clean test subset.)
 
-Hand-written per-class selection rather than sklearn's splitters: the per-class counts are exact
-(round(fraction * n), at least one and never all of a class with two or more files), and it works
-on the tiny per-class subsets smoke runs use, where sklearn's stratified splitters refuse.
-Every choice comes from numpy's seeded generator over inputs sorted by path, so a seed gives the
-same split on any machine.
+k-fold uses scikit-learn's StratifiedGroupKFold. The fractional carve-outs (hold-out test,
+validation) are hand-written: scikit-learn's GroupShuffleSplit is not stratified and
+StratifiedGroupKFold only gives 1/k fractions, while these keep the per-class counts exact
+(round(fraction * n), at least one and never all of a class with two or more files) whenever
+single files can fill them, which is what the tiny per-class subsets of smoke runs need.
+Every choice comes from numpy's seeded generator over inputs sorted by path, so a seed gives
+the same split on any machine.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
 from mribench.config import SplitConfig
 from mribench.data.samples import DataError
 
 
-def _by_class(indices: list[int], labels: list[int]) -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in indices:
-        groups[labels[i]].append(i)
-    return dict(sorted(groups.items()))
+def _units(indices: list[int], group_of: dict[int, int]) -> list[list[int]]:
+    """indices bundled into their duplicate groups (singletons for files in no group)."""
+    bundles: dict[int, list[int]] = {}
+    for i in sorted(indices):
+        bundles.setdefault(group_of.get(i, -1 - i), []).append(i)
+    return list(bundles.values())
 
 
-def _carve(indices: list[int], labels: list[int], fraction: float,
-           rng: np.random.Generator) -> tuple[list[int], list[int]]:
-    """(kept, taken): `fraction` of each class taken at random."""
+def _carve(indices: list[int], labels: list[int], fraction: float, rng: np.random.Generator,
+           group_of: dict[int, int]) -> tuple[list[int], list[int]]:
+    """(kept, taken): `fraction` of each class taken at random, whole groups at a time."""
+    totals = Counter(labels[i] for i in indices)
+    target = {c: min(max(round(fraction * n), 1), n - 1) if n >= 2 else 0
+              for c, n in totals.items()}
+    units = _units(indices, group_of)
+    taken_count: Counter = Counter()
     kept, taken = [], []
-    for members in _by_class(indices, labels).values():
-        n = len(members)
-        k = min(max(round(fraction * n), 1), n - 1) if n >= 2 else 0
-        order = rng.permutation(n)
-        taken += [members[j] for j in order[:k]]
-        kept += [members[j] for j in order[k:]]
+    for u in rng.permutation(len(units)):
+        need = Counter(labels[i] for i in units[u])
+        # a group goes to the carved side only if it fits every class's remaining quota
+        if all(taken_count[c] + k <= target[c] for c, k in need.items()):
+            taken_count.update(need)
+            taken += units[u]
+        else:
+            kept += units[u]
     return sorted(kept), sorted(taken)
 
 
+def _kfold_test(everything: list[int], labels: list[int], folds: int, fold: int, seed: int,
+                group_of: dict[int, int]) -> list[int]:
+    groups = np.array([group_of.get(i, -1 - i) for i in everything])
+    y = np.array([labels[i] for i in everything])
+    n_groups = len(set(groups.tolist()))
+    if n_groups < folds:
+        raise DataError(f"kfold: {folds} folds need at least {folds} files that are not copies "
+                        f"of each other, found {n_groups} groups")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+    _, test = list(splitter.split(np.zeros(len(y)), y, groups))[fold]
+    return sorted(everything[j] for j in test)
+
+
 def split_indices(labels: list[int], official: list[str], cfg: SplitConfig, *, seed: int,
-                  fold: int | None, name: str) -> dict[str, list[int]]:
-    """Indices per split ("train", "val", "test") for files with these labels / official splits."""
+                  fold: int | None, name: str,
+                  groups: list[list[int]] | None = None) -> dict[str, list[int]]:
+    """Indices per split ("train", "val", "test") for files with these labels / official splits;
+    `groups` (lists of indices that are copies of each other) are never separated."""
     everything = list(range(len(labels)))
+    group_of = {i: g for g, members in enumerate(groups or []) for i in members}
     if cfg.protocol == "official":
         if fold is not None:
             raise DataError(f"dataset {name!r}: fold={fold} given but protocol is 'official'")
@@ -49,24 +80,32 @@ def split_indices(labels: list[int], official: list[str], cfg: SplitConfig, *, s
                             f"(found {sorted(set(official))}); use protocol holdout or kfold")
         if not parts["val"]:
             parts["train"], parts["val"] = _carve(parts["train"], labels, cfg.val_fraction,
-                                                  np.random.default_rng([seed, 1]))
+                                                  np.random.default_rng([seed, 1]), group_of)
         return parts
     if cfg.protocol == "holdout":
         if fold is not None:
             raise DataError(f"dataset {name!r}: fold={fold} given but protocol is 'holdout'")
-        pool, test = _carve(everything, labels, cfg.test_fraction, np.random.default_rng([seed, 0]))
-        train, val = _carve(pool, labels, cfg.val_fraction, np.random.default_rng([seed, 1]))
+        pool, test = _carve(everything, labels, cfg.test_fraction,
+                            np.random.default_rng([seed, 0]), group_of)
+        train, val = _carve(pool, labels, cfg.val_fraction, np.random.default_rng([seed, 1]),
+                            group_of)
         return {"train": train, "val": val, "test": test}
     if fold is None or not 0 <= fold < cfg.folds:
         raise DataError(f"dataset {name!r}: kfold needs fold in 0..{cfg.folds - 1}, got {fold}")
-    rng = np.random.default_rng([seed, 0])
-    test, start = [], 0
-    for members in _by_class(everything, labels).values():
-        order = rng.permutation(len(members))
-        # rotating the start keeps fold sizes within one file of each other across classes
-        test += [members[j] for pos, j in enumerate(order) if (pos + start) % cfg.folds == fold]
-        start += len(members)
+    test = _kfold_test(everything, labels, cfg.folds, fold, seed, group_of)
     test_set = set(test)
     pool = [i for i in everything if i not in test_set]
-    train, val = _carve(pool, labels, cfg.val_fraction, np.random.default_rng([seed, 1, fold]))
-    return {"train": train, "val": val, "test": sorted(test)}
+    train, val = _carve(pool, labels, cfg.val_fraction, np.random.default_rng([seed, 1, fold]),
+                        group_of)
+    return {"train": train, "val": val, "test": test}
+
+
+def group_log(parts: dict[str, list[int]], groups: list[list[int]]) -> dict[str, int]:
+    """How many duplicate groups the split kept on one side, and how many it could not (only the
+    publisher's official train/test folders separate groups)."""
+    split_of = {i: name for name, idx in parts.items() for i in idx}
+    sides = [{split_of[i] for i in g if i in split_of} for g in groups]
+    return {"split_groups": len(groups),
+            "split_grouped_files": sum(len(g) for g in groups),
+            "split_groups_kept_together": sum(len(s) <= 1 for s in sides),
+            "split_groups_separated": sum(len(s) > 1 for s in sides)}

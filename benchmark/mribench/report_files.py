@@ -1,0 +1,195 @@
+"""Build a report folder: the CSV behind every table and plot, the PNG figures, the
+explanation maps of every configuration, then the HTML page and the Markdown file."""
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mribench import report_plots, tracking
+from mribench.metrics import safe_name
+from mribench.report_html import Section, write
+from mribench.report_tables import (Results, classes_of, confusion_tables, display_rows,
+                                    recall_table, run_rows)
+
+READING = [
+    "Clean test: the test images with no exact or near copy (perceptual hash within the "
+    "suite's near_bits of 256) in the training or validation images. It leads because copies "
+    "of training images flatter every model; the full test set follows for comparison with "
+    "published figures.",
+    "Accuracy [95% CI]: a bootstrap over the test images and the seeds together. It covers "
+    "which test images happened to be drawn and the training noise between seeds (initial "
+    "weights, batch order, validation draw). It does not cover other datasets, scanners or "
+    "hospitals, other hyper-parameters, or a different official split.",
+    "Seed-only interval (black bars in the forest plot, *_seed_ci95 in the CSV): a Student-t "
+    "interval over the runs on the same test images. It covers training noise only and is "
+    "too narrow as a statement about new patients; with 3 seeds it is also unstable.",
+    "Per-run Wilson interval (runs table): one trained model, the test images drawn.",
+    "p-value (pairwise tests): how often a difference at least this large would appear if the "
+    "two configurations were equally accurate on the population of test images, with the seeds "
+    "averaged per image (official split) or by the corrected resampled t-test (k-fold, repeated "
+    "hold-out), Holm-adjusted over all pairs. A small p says the difference is unlikely to be "
+    "test-set luck; it does not say the difference is large or clinically relevant (read the "
+    "difference and its interval for that), and a large p does not show that two "
+    "configurations are equivalent.",
+]
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(folder / name, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return name
+
+
+def _csv(frame: pd.DataFrame | list[dict], folder: Path, name: str, index: bool = False) -> str:
+    frame = pd.DataFrame(frame) if isinstance(frame, list) else frame
+    for col in frame.columns:  # intervals as two columns, not a Python list in one cell
+        if frame[col].map(lambda v: isinstance(v, list)).any():
+            frame[[f"{col}_low", f"{col}_high"]] = pd.DataFrame(
+                frame[col].map(lambda v: v if isinstance(v, list) else [None, None]).tolist(),
+                index=frame.index)
+            frame = frame.drop(columns=col)
+    frame.to_csv(folder / name, index=index)
+    return name
+
+
+def _run_display(run: dict) -> dict:
+    out = {"config": run["config"], "seed": run["seed"], "fold": run["fold"]}
+    for subset, prefix in (("clean", "test_clean"), ("full", "test")):
+        if f"{prefix}_accuracy" in run:
+            out[f"{subset} acc [Wilson 95%]"] = (
+                f"{run[f'{prefix}_accuracy']:.3f} [{run[f'{prefix}_accuracy_wilson_low']:.3f}, "
+                f"{run[f'{prefix}_accuracy_wilson_high']:.3f}]")
+            out[f"{subset} images"] = run.get(f"{prefix}_n")
+    out["run"] = run["run_id"][:8]
+    return out
+
+
+def _pair_display(pair: dict) -> dict:
+    out = {}
+    for key, value in pair.items():
+        if key in ("dataset", "subset"):
+            continue
+        if key == "ci95":
+            value = f"[{value[0]:+.3f}, {value[1]:+.3f}]"
+        elif key in ("p_value", "p_holm"):
+            value = f"{value:.2g}"
+        elif key == "difference":
+            value = f"{value:+.3f}"
+        elif isinstance(value, float):
+            value = f"{value:.3f}"
+        out[key] = value
+    return out
+
+
+def _explanations(results: Results, folder: Path) -> list[Section]:
+    """Each configuration's explanation maps (same seeded test images in every cell): the
+    per-image maps (explanations/maps.npz) when a run has them, else its grid PNGs."""
+    pngs: dict[str, dict[str, str]] = {}
+    maps: dict[str, dict[str, np.ndarray]] = {}
+    for _, name, runs in results.configs():
+        for run_id in runs["run_id"]:
+            files = tracking.artifact_paths(run_id, "explanations")
+            if "explanations/maps.npz" in files:
+                loaded = _load_maps(tracking.download(run_id, "explanations/maps.npz"))
+                if loaded:
+                    maps[name] = loaded
+            images = sorted(f for f in files if f.endswith(".png"))
+            for path in images:
+                method = Path(path).stem
+                target = f"explain_{safe_name(name)}_{safe_name(method)}.png"
+                shutil.copy(tracking.download(run_id, path), folder / target)
+                pngs.setdefault(name, {})[method] = target
+            if images or name in maps:
+                break  # one run per configuration: its lowest seed (and fold) that has them
+    text = ["The same seeded test images in every configuration (explain.per_class per class, "
+            "explain.seed), from each configuration's first seed that has explanations."]
+    if maps:
+        methods = sorted({m for v in maps.values() for m in v if m != "images"})
+        return [Section(f"Explanations: {m}", text, figure=_save(report_plots.maps_grid(maps, m),
+                                                                 folder, f"maps_{safe_name(m)}.png"))
+                for m in methods]
+    if pngs:
+        return [Section("Explanations", text, gallery=pngs)]
+    return []
+
+
+def _load_maps(path: Path) -> dict[str, np.ndarray]:
+    """Per-image maps: 'images' [n, H, W(, 3)] and one [n, H, W] array per method. Any other
+    layout is ignored (the grid PNGs are used instead)."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    out = {k: v for k, v in arrays.items() if k != "images" and v.ndim == 3
+           and np.issubdtype(v.dtype, np.number)}
+    if out and "images" in arrays and len(arrays["images"]) == len(next(iter(out.values()))):
+        out["images"] = arrays["images"]
+    return out
+
+
+def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], meta: list[str],
+          title: str) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in list(folder.glob("*.png")) + list(folder.glob("*.csv")):
+        old.unlink()  # a rerun must not leave figures of configurations that are gone
+    classes = classes_of(results)
+    subset = "clean" if any("test_clean_accuracy" in r for r in rows) else "full"
+    shown = display_rows(rows)
+    names = [r["config"] for r in rows]
+    sections = [
+        Section("Configurations", [f"Mean over seeds and folds; clean test first (n = runs). "
+                                   "Scores (F1, kappa, MCC, ECE) are on the clean test."],
+                table=shown, files=[_csv(rows, folder, "configurations.csv")]),
+        Section("How to read the intervals and p-values", READING, note=True),
+        Section("Accuracy with 95% intervals", figure=_save(
+            report_plots.forest_figure(rows), folder, "forest.png"),
+            files=["configurations.csv"]),
+    ]
+    several = len({r["dataset"] for r in rows}) > 1
+    tested = [{**p, "a": f"{p['dataset']}: {p['a']}" if several else p["a"],
+               "b": f"{p['dataset']}: {p['b']}" if several else p["b"]}
+              for p in pairs if p["subset"] == subset]
+    if tested:
+        table = [_pair_display(p) for p in tested]
+        sections.append(Section(f"Pairwise tests ({subset} test)", [
+            "difference = accuracy of a minus accuracy of b, with its 95% interval; p_holm is "
+            "adjusted for the number of pairs."], table=table,
+            figure=_save(report_plots.pairwise_figure(tested, names, subset), folder, "pairwise.png"),
+            files=[_csv(pairs, folder, "pairwise.csv")]))
+    sections.append(Section("Accuracy against cost", [
+        "Seconds per training epoch on this machine; a frozen backbone trains its head on "
+        "features computed once, so its epochs cost almost nothing."],
+        figure=_save(report_plots.cost_figure(rows), folder, "cost.png"),
+        files=["configurations.csv"]))
+    if any("leakage_gap" in r for r in rows):
+        sections.append(Section("Leakage gap", [
+            "How much the test images that have a copy in train/val raise the accuracy."],
+            figure=_save(report_plots.leakage_figure(rows), folder, "leakage.png"),
+            files=["configurations.csv"]))
+    if classes:
+        recall = recall_table(results, classes, subset)
+        if not recall.isna().all().all():
+            sections.append(Section(f"Per-class recall ({subset} test)", figure=_save(
+                report_plots.recall_figure(recall), folder, "recall.png"),
+                files=[_csv(recall, folder, "recall.csv", index=True)]))
+        confusion = confusion_tables(results, classes, subset)
+        if confusion:
+            long = pd.concat({n: c.stack() for n, c in confusion.items()}).rename("count")
+            sections.append(Section(f"Confusion matrices ({subset} test, pooled over runs)",
+                                    ["Share of each true class (rows) and image count."],
+                                    figure=_save(report_plots.confusion_grid(confusion),
+                                                 folder, "confusion.png"),
+                                    files=[_csv(long.reset_index().rename(
+                                        columns={"level_0": "config"}), folder, "confusion.csv")]))
+    sections += _explanations(results, folder)
+    runs = run_rows(results)
+    sections.append(Section("Runs", ["Each run's accuracy with its 95% Wilson interval (which "
+                                     "test images were drawn, for that one trained model)."],
+                            table=[_run_display(r) for r in runs],
+                            files=[_csv(runs, folder, "runs.csv")]))
+    meta = meta + [f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"]
+    return write(folder, title, meta, sections)
