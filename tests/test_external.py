@@ -66,7 +66,7 @@ def test_cross_duplicates_by_bytes_and_by_look():
     a, b, c = "a" * 64, "0" * 64, "f" * 64
     near = "0" * 60 + "000f"  # 4 bits from b
     kinds, bits, index = cross_duplicates([("s1", a), ("s9", near), ("s8", c)],
-                                          [("s1", a), ("s2", b)], threshold=1)
+                                          [("s1", a), ("s2", b)], threshold=4)
     assert kinds == ["exact", "near", ""] and list(bits[:2]) == [0, 4] and index[1] == 1
 
 
