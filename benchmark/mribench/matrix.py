@@ -36,6 +36,7 @@ class Cell:
 
         model = dump(self.model)
         model.pop("training")  # already merged into `training`
+        model.pop("explain")  # already merged into `explain`
         model.pop("strategies")  # selects cells; not part of any one cell's identity
         return {
             "dataset": dump(self.dataset), "split": dump(self.split),
@@ -90,7 +91,7 @@ def expand(suite: Suite) -> list[Cell]:
     cells = [
         Cell(dataset=ds, model=model, strategy=strategy, seed=seed, fold=fold, split=suite.split,
              preprocess=suite.preprocess, augment=suite.augment,
-             training=suite.training_for(model), explain=suite.explain,
+             training=suite.training_for(model), explain=suite.explain_for(model),
              several_datasets=len(suite.datasets) > 1)
         for ds in suite.datasets
         for model in suite.models
