@@ -89,8 +89,35 @@ def test_artifacts_exist(smoke_runs):
         for path in ("config/resolved.yaml", "metrics/confusion_matrix.csv",
                      "metrics/classification_report.json", "metrics/predictions.csv",
                      "plots/confusion_matrix.png", "plots/learning_curves.png",
-                     "data/split.csv", "explanations/gradcam.png", "explanations/lime.png"):
+                     "data/split.csv", "explanations/gradcam.png", "explanations/lime.png",
+                     "explanations/maps.npz"):
             assert path in files, (path, sorted(files))
+
+
+def test_explanations_are_checked_and_show_the_same_files(smoke_runs):
+    """Every explained cell logs where the heat falls and the randomisation check, and its
+    per-image maps; both models explain the same test files."""
+    import numpy as np
+
+    client, picked = smoke_runs["client"], set()
+    for run in cell_runs(smoke_runs["runs_after_first"]):
+        metrics = run.data.metrics
+        assert metrics["lime_in_mask_fraction"] == 1.0  # LIME never leaves the brain
+        assert 0.2 < metrics["mask_area_fraction"] < 0.95
+        for method in ("gradcam", "lime"):
+            assert f"{method}_randomisation_spearman" in metrics
+            assert f"{method}_flag_randomisation" in metrics
+        assert run.data.tags["explain_lime_hide"] == "background"
+        assert run.data.tags["explain_layer_gradcam"].startswith(
+            {"test_resnet": "layer4", "test_efficientnet": "bn2"}[run.data.tags["model"]])
+        local = client.download_artifacts(run.info.run_id, "explanations/maps.npz")
+        with np.load(local) as maps:
+            n = len(maps["files"])
+            assert maps["images"].dtype == np.uint8 and maps["images"].shape[0] == n == 4
+            assert maps["masks"].dtype == bool and maps["gradcam"].shape == maps["masks"].shape
+            assert np.all(maps["lime"][~maps["masks"]] == 0)
+            picked.add(tuple(maps["files"]))
+    assert len(picked) == 1  # the same files in every cell
 
 
 def test_second_invocation_skips_finished_cells(smoke_runs):

@@ -77,12 +77,15 @@ def test_set():
 
 CFG = ExplainConfig(methods=["gradcam", "lime"], per_class=4, lime_samples=100, lime_features=5,
                     lime_segments=30, seed=0)
+# the squares task has no background: the whole image is "brain"
+EVERYWHERE = np.ones((8, SIZE, SIZE), dtype=bool)
 
 
 @pytest.fixture(scope="module")
 def results(models, test_set):
     raw, x, labels = test_set
-    return [explain.explain(m, m.features[-1], raw, x, labels, CLASSES, CFG) for m in models]
+    return [explain.explain(m, m.features[-1], raw, x, labels, CLASSES, CFG, masks=EVERYWHERE)
+            for m in models]
 
 
 def test_trained_model_learned_the_task(models, test_set):
@@ -94,8 +97,11 @@ def test_trained_model_learned_the_task(models, test_set):
 def test_every_metric_is_logged_and_finite(results):
     expected = {f"{m}_{k}" for m in ("gradcam", "lime")
                 for k in ("deletion_auc", "insertion_auc", "road_combined", "seconds",
-                          "faithfulness_seconds", "empty_fraction")}
-    expected |= {"random_deletion_auc", "random_insertion_auc"}
+                          "faithfulness_seconds", "empty_fraction", "in_mask_fraction",
+                          "flag_outside_brain", "randomisation_spearman",
+                          "flag_randomisation")}
+    expected |= {"random_deletion_auc", "random_insertion_auc", "gradcam_map_side",
+                 "mask_area_fraction", "lime_background_value", "randomisation_seconds"}
     for result in results:
         assert set(result.metrics) == expected
         assert all(np.isfinite(v) for v in result.metrics.values())
@@ -129,16 +135,25 @@ def test_lime_map_weights_superpixels(results):
     assert (lime_maps > 0).any() and (lime_maps < 0).any()
 
 
-def test_lime_grid_paints_only_weighted_superpixels(results):
+def test_lime_overlay_paints_only_weighted_superpixels(results):
     """A flat LIME explanation (a saturated model) must look empty, not all green."""
+    from mribench import explain_lime
+
     lime_maps = results[0].maps["lime"]
     flat = lime_maps.max(axis=(1, 2)) == lime_maps.min(axis=(1, 2))
-    assert flat.any() and results[0].metrics["lime_empty_fraction"] == pytest.approx(flat.mean())
-    overlay_axes = [ax for ax in results[0].figures["lime"].axes if not ax.get_title()]
-    for i in np.flatnonzero(flat):
-        shown = overlay_axes[i].get_images()[0].get_array()
-        green = (shown[..., 1] > shown[..., 0] + 0.3) & (shown[..., 1] > shown[..., 2] + 0.3)
-        assert green.mean() < 0.01
+    assert results[0].metrics["lime_empty_fraction"] == pytest.approx(flat.mean())
+    img = np.full((SIZE, SIZE, 3), 0.5)
+    seg = 1 + (np.arange(SIZE)[:, None] // 10) * 4 + np.arange(SIZE)[None, :] // 10  # 16 tiles
+
+    def green(overlay):
+        return (overlay[..., 1] > overlay[..., 0] + 0.3) & (overlay[..., 1] > overlay[..., 2] + 0.3)
+
+    for weight in (0.0, 0.3):  # all zero, all equal: nothing singled out
+        overlay, = explain_lime.lime_overlays([img], np.full((1, SIZE, SIZE), weight), [seg], 5)
+        assert green(overlay).mean() < 0.01
+    one = np.where(seg == 6, 0.5, 0.0)[None]
+    overlay, = explain_lime.lime_overlays([img], one, [seg], 5)
+    assert green(overlay)[seg == 6].mean() > 0.6 and green(overlay)[seg != 6].mean() < 0.01
 
 
 def test_one_grid_per_method_with_titles(results):
@@ -177,16 +192,24 @@ def test_deletion_and_insertion_rank_maps_by_truth():
     assert ins_truth > 0.7 and ins_inverse < 0.3  # inserting it first restores it
 
 
-def test_select_images_is_seeded_and_per_class():
+def test_select_images_by_file_identity():
     labels = [0] * 10 + [1] * 3 + [2] * 20
-    picks = explain.select_images(labels, 4, per_class=4, seed=7)
+    files = [f"{c}/img{i}.jpg" for i, c in enumerate(labels)]
+    picks = explain.select_images(files, labels, 4, per_class=4, seed=7)
     assert [labels[i] for i in picks] == [0] * 4 + [1] * 3 + [2] * 4  # class 1 has only 3, 3 none
-    assert picks == explain.select_images(labels, 4, per_class=4, seed=7)
-    assert picks != explain.select_images(labels, 4, per_class=4, seed=8)
-    # a class's picks do not depend on how many images the other classes have
-    assert explain.select_images(labels + [1] * 5, 4, 4, 7)[:4] == picks[:4]
+    assert picks == explain.select_images(files, labels, 4, per_class=4, seed=7)
+    assert picks != explain.select_images(files, labels, 4, per_class=4, seed=8)
+    chosen = [files[i] for i in picks]
+    # the same files whatever the order of the list (another cell's split, another sort) ...
+    order = np.random.default_rng(0).permutation(len(files))
+    shuffled = explain.select_images([files[i] for i in order], [labels[i] for i in order], 4,
+                                     4, 7)
+    assert sorted(files[order[i]] for i in shuffled) == sorted(chosen)
+    # ... and whatever else the split holds: a file keeps its place among the others
+    more = explain.select_images(files + ["0/extra.jpg"], labels + [0], 4, 4, 7)
+    assert set(chosen) - {(files + ["0/extra.jpg"])[i] for i in more} <= {chosen[3]}
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        explain.select_images([0, 2], 2, 1, 0)
+        explain.select_images(["a", "b"], [0, 2], 2, 1, 0)
 
 
 def test_grayscale_and_frozen_backbone():
@@ -198,10 +221,11 @@ def test_grayscale_and_frozen_backbone():
     cfg = ExplainConfig(methods=["gradcam", "lime"], lime_samples=20, lime_segments=20,
                         faithfulness=False)
     result = explain.explain(model, model.features[-1], [r[..., 0] for r in raw], normalise(raw),
-                             labels.tolist(), CLASSES, cfg)
+                             labels.tolist(), CLASSES, cfg, masks=EVERYWHERE[:2])
     assert result.maps["gradcam"].max() == pytest.approx(1.0)
-    assert set(result.metrics) == {"gradcam_seconds", "gradcam_empty_fraction", "lime_seconds",
-                                   "lime_empty_fraction"}
+    assert {"gradcam_seconds", "gradcam_empty_fraction", "lime_seconds",
+            "lime_empty_fraction", "gradcam_randomisation_spearman"} <= set(result.metrics)
+    assert not any("deletion" in k for k in result.metrics)  # faithfulness off
     assert model.training and not model.features[0].training  # every module's mode restored
     for fig in result.figures.values():
         plt.close(fig)

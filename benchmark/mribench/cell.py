@@ -241,15 +241,41 @@ def _log_subset(prefix: str, y, probs, classes) -> float:
 
 
 def _explain(cell: Cell, built, prepared, mean, std, device) -> None:
-    test = prepared.splits["test"]
-    picks = explain.select_images([s.label for s in test], len(prepared.classes),
-                                  cell.explain.per_class, cell.explain.seed)
+    from mribench.data.masks import load_mask
+
+    cfg, test = cell.explain, prepared.splits["test"]
+    files = [prepared.relative(s.path) for s in test]
+    picks = explain.select_images(files, [s.label for s in test], len(prepared.classes),
+                                  cfg.per_class, cfg.seed)
     chosen = [test[i] for i in picks]
     raw = [data.load_image(s.path, cell.preprocess) for s in chosen]
+    masks = np.stack([load_mask(s.path, cell.preprocess) for s in chosen])
     batch = next(iter(data.make_loader(chosen, cell.preprocess, None, mean=mean, std=std,
                                        batch_size=len(chosen), shuffle=False, seed=cell.seed)))
-    result = explain.explain(built.model, built.gradcam_layer(), raw, batch[0],
-                             [s.label for s in chosen], prepared.classes, cell.explain, device)
+    layers = {m: built.explain_layer(cfg.layercam_layer if m == "layercam" else
+                                     cfg.gradcam_layer)[1] for m in cfg.methods if m != "lime"}
+    # cascading randomisation re-initialises the head, then block groups from the top down
+    stages = [["head"], *[[f"backbone.net.{n}" for n in group]
+                          for group in reversed(built.group_names)]]
+    labels = [s.label for s in chosen]
+    result = explain.explain(built.model, layers, raw, batch[0], labels, prepared.classes, cfg,
+                             device, masks=masks, stages=stages)
     tracking.log_metrics(result.metrics)
+    for method, curve in result.curves.items():
+        if len(curve) > 1:  # cascading: rho after re-initialising the top 1, 2, ... stages
+            for step, rho in enumerate(curve, 1):
+                tracking.log_metrics({f"{method}_randomisation_spearman_cascade": rho}, step)
+    tracking.set_tags(result.tags)
+    for flag in result.flags:
+        console.print(f"explanation warning ({cell.title}): {flag}", style="yellow",
+                      markup=False, highlight=False)
     for method, fig in result.figures.items():
         tracking.log_figure(fig, f"explanations/{method}.png")
+    # per-image maps, so a report can set the same files side by side across models
+    arrays = {"files": np.array([files[i] for i in picks]), "labels": np.array(labels),
+              "preds": result.preds, "classes": np.array(prepared.classes),
+              "images": np.stack([np.asarray(r) for r in raw]), "masks": result.masks}
+    arrays |= {m: maps.astype(np.float32) for m, maps in result.maps.items()}
+    arrays |= {f"randomised_{m}": maps.astype(np.float32)
+               for m, maps in result.randomised.items()}
+    tracking.log_arrays(arrays, "explanations/maps.npz")

@@ -161,6 +161,7 @@ class ModelConfig(Strict):
     preprocess: dict[str, Any] = Field(default_factory=dict)  # per-model overrides, e.g. size
     # run this model only with these suite strategies (by label or name); None = all of them
     strategies: list[str] | None = None
+    explain: dict[str, str] = Field(default_factory=dict)  # per-model gradcam/layercam_layer
 
     @field_validator("name")
     @classmethod
@@ -182,17 +183,50 @@ class ModelConfig(Strict):
         PreprocessConfig(**value)
         return value
 
+    @field_validator("explain")
+    @classmethod
+    def _explain_overrides_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(MODEL_EXPLAIN_KEYS))
+        if unknown:
+            raise ValueError(f"a model may override only {list(MODEL_EXPLAIN_KEYS)} of explain, "
+                             f"got {unknown}")
+        ExplainConfig(**value)  # same checks as the suite-level block
+        return value
+
     @property
     def display(self) -> str:
         return self.label or self.name
 
+
+EXPLAIN_METHODS = ("gradcam", "hirescam", "gradcampp", "layercam", "lime")
+# Which module a CAM explains: the registry's per-architecture choice ("default"), the last block
+# whose output keeps at least 1/N of the input side ("stride:N", the same idea for every
+# architecture), or a module path as the architecture names it ("blocks.4", "layer3").
+LayerSpec = Annotated[str, Field(pattern=r"^(default|stride:[1-9][0-9]*|[A-Za-z_][A-Za-z0-9_]*"
+                                         r"(\.[A-Za-z0-9_]+)*)$")]
+MODEL_EXPLAIN_KEYS = ("gradcam_layer", "layercam_layer")  # what a model may override
+
+
 class ExplainConfig(Strict):
-    methods: list[Literal["gradcam", "lime"]] = Field(default_factory=list)
-    per_class: PosInt = 1  # seeded test images per class, identical across the suite's cells
+    # CAM family from pytorch-grad-cam (gradcampp = Grad-CAM++) and LIME
+    methods: list[Literal[EXPLAIN_METHODS]] = Field(default_factory=list)
+    per_class: PosInt = 1  # test images per class, picked by file identity: the same in every cell
     lime_samples: PosInt = 200
     lime_features: PosInt = 10  # top-k superpixels
-    lime_segments: PosInt = 64  # SLIC superpixels asked for (about as many, at any image size)
+    lime_segments: PosInt = 64  # SLIC superpixels asked for inside the brain mask
+    # what a hidden superpixel becomes: the scan's own background value (median outside the
+    # brain mask), or a blurred copy of the image
+    lime_hide: Literal["background", "blur"] = "background"
+    gradcam_layer: LayerSpec = "default"  # for gradcam, hirescam, gradcampp
+    layercam_layer: LayerSpec = "stride:8"  # LayerCAM is made for earlier, finer stages
     faithfulness: bool = True
+    # model-randomisation check (Adebayo et al. 2018): every method again on a copy of the model
+    # with re-initialised weights, all at once (full) or block by block from the top (cascading)
+    randomisation: Literal["none", "full", "cascading"] = "full"
+    # flags: maps that keep this rank correlation after randomisation; less heat than this
+    # fraction inside the brain mask
+    max_random_spearman: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_in_mask: Annotated[float, Field(ge=0, le=1)] = 0.8
     seed: int = 0
 
 class Suite(Strict):
@@ -249,6 +283,9 @@ class Suite(Strict):
     @property
     def experiment_name(self) -> str:
         return self.experiment or f"benchmark-{self.name}"
+
+    def explain_for(self, model: ModelConfig) -> ExplainConfig:
+        return self.explain.model_copy(update=model.explain)
 
     def training_for(self, model: ModelConfig) -> TrainingConfig:
         return self.training.model_copy(update=TrainingConfig(**model.training).model_dump(

@@ -1,15 +1,18 @@
-"""Grad-CAM and LIME explanations of a trained model, their grids, and faithfulness scores.
+"""Explain a trained model on a few test images: maps, grids and the checks that say how far to
+trust them.
 
-The only module that imports pytorch-grad-cam and lime (imported inside functions: heavy).
-Every method explains the model's *predicted* class, on the same seeded test images in every cell
-of a suite (select_images), so maps of different models can be set side by side; each saliency
-map is then scored by the same faithfulness metrics (mribench.faithfulness, plus ROAD).
+Methods: the CAM family (explain_gradcam: Grad-CAM, HiResCAM, Grad-CAM++, LayerCAM) and LIME
+restricted to the brain (explain_lime). Every method explains the model's *predicted* class, on
+test images picked by file identity (select_images), so every cell of a suite shows the same
+files. Each image gets a brain mask (mribench.data.masks, drawn as a cyan outline); each map is
+scored by where its heat falls (in-mask fraction), by the model-randomisation check and by
+faithfulness (explain_checks). Only explain*.py import pytorch-grad-cam and lime (inside
+functions: heavy).
 """
 from __future__ import annotations
 
-import math
+import hashlib
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,80 +20,97 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from mribench import plots
+from mribench import explain_checks as checks
+from mribench import explain_gradcam as cams
+from mribench import explain_lime, plots
 from mribench.config import ExplainConfig
+from mribench.explain_inputs import affine_from, as_float_images
 from mribench.faithfulness import deletion_insertion
 
-ROAD_PERCENTILES = [20, 40, 60, 80]  # fewer than the paper's 9: each one solves a sparse system
-TITLES = {"gradcam": "Grad-CAM", "lime": "LIME"}
-LEGENDS = {
-    "gradcam": "heat map for the predicted class (red = most important)",
-    "lime": "top {k} of ~{s} superpixels: green supports the predicted class, red opposes it",
-}
+TITLES = {**cams.TITLES, "lime": "LIME"}
 
 
 @dataclass
 class ExplainResult:
     figures: dict[str, Figure] = field(default_factory=dict)  # method -> grid
-    metrics: dict[str, float] = field(default_factory=dict)  # faithfulness and seconds
+    metrics: dict[str, float] = field(default_factory=dict)  # scores, checks and seconds
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> [N, H, W] saliency
+    randomised: dict[str, np.ndarray] = field(default_factory=dict)  # same, randomised model
+    curves: dict[str, list[float]] = field(default_factory=dict)  # cascading: rho per stage
+    masks: np.ndarray | None = None  # [N, H, W] bool brain masks
+    preds: np.ndarray | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # layers used, hiding, flags
+    flags: list[str] = field(default_factory=list)  # warnings, one line each
 
 
-def select_images(labels: list[int], num_classes: int, per_class: int, seed: int) -> list[int]:
-    """Seeded picks of `per_class` test indices per class (all of a class if it has fewer).
-
-    Each class draws from its own generator, so the picks depend only on (seed, labels).
-    """
+def select_images(files: list[str], labels: list[int], num_classes: int, per_class: int,
+                  seed: int) -> list[int]:
+    """Indices of `per_class` test images per class, chosen by file identity: each file's rank is
+    a hash of (seed, its path), so every cell (any model, strategy, order of the list) that has a
+    file in its test split ranks it the same way and the suite's grids show the same files."""
     labels = np.asarray(labels)
+    if len(files) != len(labels):
+        raise ValueError(f"select_images: {len(files)} files for {len(labels)} labels")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes - 1}], "
                          f"got range [{labels.min()}, {labels.max()}]")
+    rank = [hashlib.sha256(f"{seed}:{f}".encode()).hexdigest() for f in files]
     picks: list[int] = []
     for c in range(num_classes):
-        members = np.flatnonzero(labels == c)
-        rng = np.random.default_rng([seed, c])
-        chosen = rng.choice(members, size=min(per_class, members.size), replace=False)
-        picks += sorted(chosen.tolist())
+        members = sorted(np.flatnonzero(labels == c), key=lambda i: (rank[i], files[i]))
+        picks += [int(i) for i in members[:per_class]]
     return picks
 
 
-def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], inputs: torch.Tensor,
-            labels: list[int], classes: list[str], cfg: ExplainConfig,
-            device: str = "cpu") -> ExplainResult:
-    """Explain `inputs` [N, C, H, W] (normalised) whose unnormalised uint8 images are `raw`."""
-    images = _as_float_images(raw, inputs)
+def explain(model: nn.Module, layers: nn.Module | dict[str, nn.Module], raw: list[np.ndarray],
+            inputs: torch.Tensor, labels: list[int], classes: list[str], cfg: ExplainConfig,
+            device: str = "cpu", masks: np.ndarray | None = None,
+            stages: list[list[str]] | None = None) -> ExplainResult:
+    """Explain `inputs` [N, C, H, W] (normalised) whose unnormalised uint8 images are `raw`.
+
+    layers: the CAM target layer, or one per CAM method. masks: brain masks (computed from raw
+    when None). stages: module names of `model`, top first, for cascading randomisation."""
+    from mribench.data.masks import brain_mask
+
+    images = as_float_images(raw, inputs)
     if len(labels) != len(images) or not all(0 <= y < len(classes) for y in labels):
         raise ValueError(f"explain: need one label in [0, {len(classes) - 1}] per image, "
                          f"got {list(labels)} for {len(images)} images")
-    to_input = _affine_from(raw, inputs)
+    masks = np.stack([brain_mask(r) for r in raw]) if masks is None else np.asarray(masks, bool)
+    if masks.shape != (len(images), *inputs.shape[-2:]):
+        raise ValueError(f"explain: masks of shape {masks.shape} for inputs {tuple(inputs.shape)}")
+    to_input = affine_from(raw, inputs)
+    targets = _layers_by_method(layers, cfg.methods)
     modes = {m: m.training for m in model.modules()}  # restored exactly (frozen parts stay eval)
     model.eval()
     inputs = inputs.to(device)
     try:
-        probs, layer_out = _predict_and_probe(model, target_layer, inputs)
+        unique = list({id(m): m for m in targets.values()}.values())
+        probs, outs = cams.predict_and_probe(model, unique, inputs)
+        tokens = {id(m): o.dim() == 3 for m, o in zip(unique, outs, strict=True)}
+        sides = {id(m): cams.map_side(o) for m, o in zip(unique, outs, strict=True)}
         preds = probs.argmax(1)
+        result = ExplainResult(masks=masks, preds=preds)
+        result.metrics["mask_area_fraction"] = float(masks.mean())
+        run = _Runner(images, masks, preds, inputs, to_input, cfg, device, tokens)
         titles = [f"true: {classes[y]}\npred: {classes[p]} ({probs[i, p]:.2f})"
                   for i, (y, p) in enumerate(zip(labels, preds, strict=True))]
-        result = ExplainResult()
         for method in cfg.methods:
             t0 = time.perf_counter()
-            if method == "gradcam":
-                maps, overlays = _gradcam(model, target_layer, inputs, preds, images, layer_out)
-            else:
-                maps, overlays = _lime(model, images, preds, to_input, cfg, device)
+            maps = run(method, model, targets.get(method))
             result.metrics[f"{method}_seconds"] = time.perf_counter() - t0
-            # An all-zero map: nothing raises the class score (Grad-CAM keeps positive evidence
-            # only; a 1x1 feature map is constant), or LIME found no superpixel that matters.
-            empty = maps.max(axis=(1, 2)) == maps.min(axis=(1, 2))
-            result.metrics[f"{method}_empty_fraction"] = float(empty.mean())
             result.maps[method] = maps
+            legend = _describe(method, model, targets.get(method), sides, run, result)
+            _score_placement(method, maps, masks, cfg, result)
             result.figures[method] = plots.explanation_grid(
-                images, overlays, titles, TITLES[method],
-                LEGENDS[method].format(k=cfg.lime_features, s=cfg.lime_segments),
+                images, run.overlays(method, maps), titles, TITLES[method], legend,
                 correct=[p == y for p, y in zip(preds, labels, strict=True)],
-                notes=["empty map" if e else "" for e in empty])
+                notes=["empty map" if np.ptp(m) == 0 else "" for m in maps], outlines=masks)
             if cfg.faithfulness:
-                result.metrics |= _faithfulness(method, model, inputs, maps, preds, to_input, cfg)
+                result.metrics |= checks.faithfulness(method, model, inputs, maps, preds,
+                                                      to_input, cfg)
+        if cfg.methods and cfg.randomisation != "none":
+            _randomisation(model, targets, run, stages, cfg, result)
         if cfg.faithfulness and cfg.methods:
             # What an uninformative map scores on the same model and images: the floor to beat.
             noise = np.random.default_rng(cfg.seed).random((len(preds), *inputs.shape[-2:]))
@@ -101,146 +121,107 @@ def explain(model: nn.Module, target_layer: nn.Module, raw: list[np.ndarray], in
     finally:
         for module, training in modes.items():
             module.training = training
+    result.tags["explain_flags"] = "; ".join(result.flags) or "none"
     return result
 
 
-def _as_float_images(raw: list[np.ndarray], inputs: torch.Tensor) -> list[np.ndarray]:
-    """raw uint8 [H, W(, C)] to float RGB [H, W, 3] in [0, 1], checked against inputs."""
-    if inputs.dim() != 4 or len(raw) != inputs.shape[0] or not len(raw):
-        raise ValueError(f"explain: {len(raw)} raw images for inputs of shape "
-                         f"{tuple(inputs.shape)}")
-    out = []
-    for i, img in enumerate(raw):
-        img = np.asarray(img)
-        img = img[..., None] if img.ndim == 2 else img
-        size = tuple(inputs.shape[-2:])
-        if img.dtype != np.uint8 or img.shape[:2] != size or img.shape[2] not in (1, 3):
-            raise ValueError(f"explain: raw image {i} must be uint8 [H, W, 1|3] with H, W = "
-                             f"{size}, got {img.dtype} {img.shape}")
-        out.append(np.repeat(img, 3, axis=2).astype(np.float64) / 255 if img.shape[2] == 1
-                   else img.astype(np.float64) / 255)
-    return out
+class _Runner:
+    """Runs one method on a model (the trained one or a randomised copy) on the same images."""
+
+    def __init__(self, images, masks, preds, inputs, to_input, cfg, device, tokens):
+        self.images, self.masks, self.preds, self.inputs = images, masks, preds, inputs
+        self.to_input, self.cfg, self.device, self.tokens = to_input, cfg, device, tokens
+        self.segments: list[np.ndarray] | None = None  # LIME's, reused for the randomised model
+        self.hidden_values = np.array([])  # LIME's background value per image
+
+    def __call__(self, method: str, model: nn.Module, layer: nn.Module | None,
+                 token_key: int | None = None) -> np.ndarray:
+        if method == "lime":
+            classify = explain_lime.classifier(model, self.to_input, self.device)
+            maps, segs, values = explain_lime.lime_maps(classify, self.images, self.masks,
+                                                        self.preds, self.cfg, self.segments)
+            self.segments, self.hidden_values = segs, values
+            return maps
+        key = id(layer) if token_key is None else token_key
+        return cams.cam_maps(method, model, layer, self.inputs, self.preds, self.tokens[key])
+
+    def overlays(self, method: str, maps: np.ndarray) -> list[np.ndarray]:
+        if method == "lime":
+            return explain_lime.lime_overlays(self.images, maps, self.segments,
+                                              self.cfg.lime_features)
+        return cams.cam_overlays(self.images, maps)
 
 
-def _affine_from(raw: list[np.ndarray], inputs: torch.Tensor):
-    """Recover the per-channel normalisation inputs = a * raw + b (raw in 0..255) by least squares,
-    so LIME's perturbed images and deleted pixels go through exactly the caller's preprocessing."""
-    x = np.stack([np.asarray(r).reshape(*r.shape[:2], -1) for r in raw]).astype(np.float64)
-    y = inputs.detach().cpu().double().numpy()
-    a, b = np.empty(y.shape[1]), np.empty(y.shape[1])
-    for c in range(y.shape[1]):
-        xc, yc = x[..., min(c, x.shape[-1] - 1)].ravel(), y[:, c].ravel()
-        if xc.std() == 0:
-            raise ValueError("explain: raw images are constant, cannot relate them to inputs")
-        a[c], b[c] = np.polyfit(xc, yc, 1)
-        if np.abs(a[c] * xc + b[c] - yc).max() > 1e-3 * max(1.0, np.abs(yc).max()):
-            raise ValueError(f"explain: inputs channel {c} is not a per-channel affine "
-                             "normalisation of the raw images (augmented or resized differently?)")
-
-    def to_input(pixels) -> torch.Tensor:
-        """uint8-scale pixels [..., H, W, C'] (or a scalar) to model-space tensors."""
-        if np.isscalar(pixels):
-            return torch.tensor(a * pixels + b, dtype=torch.float32)
-        pixels = np.asarray(pixels, dtype=np.float64)[..., : len(a)]
-        return torch.from_numpy(a * pixels + b).float().permute(0, 3, 1, 2).contiguous()
-    return to_input
+def _layers_by_method(layers, methods) -> dict[str, nn.Module]:
+    wanted = [m for m in methods if m in cams.TITLES]
+    if isinstance(layers, nn.Module):
+        return {m: layers for m in wanted}
+    missing = [m for m in wanted if m not in (layers or {})]
+    if missing:
+        raise ValueError(f"explain: no target layer given for {missing}")
+    return {m: layers[m] for m in wanted}
 
 
-@torch.no_grad()
-def _predict_and_probe(model, layer, inputs) -> tuple[np.ndarray, torch.Tensor]:
-    seen = []
-    handle = layer.register_forward_hook(lambda m, i, o: seen.append(o))
-    try:
-        probs = torch.softmax(model(inputs), dim=1).float().cpu().numpy()
-    finally:
-        handle.remove()
-    if not seen or not isinstance(seen[0], torch.Tensor):
-        raise ValueError(f"explain: Grad-CAM target layer {type(layer).__name__} did not produce a "
-                         "tensor in the model's forward pass (is it a submodule of this model?)")
-    return probs, seen[0]
+def _describe(method, model, layer, sides, run: _Runner, result: ExplainResult) -> str:
+    """The figure's legend; records the layer (or the hiding) in the result's tags."""
+    cfg = run.cfg
+    if method == "lime":
+        hide = "the scan's background value" if cfg.lime_hide == "background" else \
+            "a blurred copy of the image"
+        result.tags["explain_lime_hide"] = cfg.lime_hide
+        if cfg.lime_hide == "background":  # the value the scans' own background has, 0..255
+            result.metrics["lime_background_value"] = float(np.mean(run.hidden_values) * 255)
+        return (f"top {cfg.lime_features} of ~{cfg.lime_segments} superpixels inside the brain "
+                f"(cyan outline): green supports the predicted class, red opposes it; hidden "
+                f"superpixels take {hide}")
+    name = next((n for n, m in model.named_modules() if m is layer), type(layer).__name__)
+    name = name.removeprefix("backbone.net.")
+    side = sides[id(layer)]
+    result.tags[f"explain_layer_{method}"] = f"{name} ({side}x{side})"
+    result.metrics[f"{method}_map_side"] = side
+    return (f"at {name}, a {side}x{side} map: heat for the predicted class (red = most "
+            f"important); cyan: brain mask")
 
 
-def _tokens_to_grid(tensor: torch.Tensor) -> torch.Tensor:
-    """Transformer tokens [B, T, D] to a [B, D, S, S] map, dropping class/register tokens."""
-    side = math.isqrt(tensor.shape[1])
-    grid = tensor[:, tensor.shape[1] - side * side:, :]
-    return grid.reshape(tensor.shape[0], side, side, -1).permute(0, 3, 1, 2)
+def _score_placement(method, maps, masks, cfg: ExplainConfig, result: ExplainResult) -> None:
+    empty = maps.max(axis=(1, 2)) == maps.min(axis=(1, 2))
+    # An all-zero map: nothing raises the class score (CAMs keep positive evidence only; a 1x1
+    # feature map is constant), or LIME found no superpixel that matters.
+    result.metrics[f"{method}_empty_fraction"] = float(empty.mean())
+    inside = checks.in_mask_fraction(maps, masks)
+    if np.isnan(inside).all():
+        return  # every map empty: nothing landed anywhere
+    fraction = float(np.nanmean(inside))
+    flagged = fraction < cfg.min_in_mask
+    result.metrics |= {f"{method}_in_mask_fraction": fraction,
+                       f"{method}_flag_outside_brain": float(flagged)}
+    if flagged:
+        result.flags.append(f"{method}: only {fraction:.2f} of the heat inside the brain mask "
+                            f"(< {cfg.min_in_mask}; a uniform map would give "
+                            f"{masks.mean():.2f})")
 
 
-def _gradcam(model, layer, inputs, preds, images, layer_out):
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    reshape = _tokens_to_grid if layer_out.dim() == 3 else None
-    # The input requires grad so the layer's output does too when the backbone is frozen.
-    x = inputs.detach().clone().requires_grad_(True)
-    maps = None
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer],
-                                      reshape_transform=reshape) as cam:
-        maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(p)) for p in preds])
-    if maps is None or not np.all(np.isfinite(maps)):  # GradCAM.__exit__ swallows IndexError
-        raise RuntimeError(f"Grad-CAM failed on layer {type(layer).__name__}")
-    overlays = [show_cam_on_image(img.astype(np.float32), m, use_rgb=True)
-                for img, m in zip(images, maps, strict=True)]
-    return maps, overlays
-
-
-def _lime(model, images, preds, to_input, cfg: ExplainConfig, device):
-    from lime import lime_image
-    from lime.wrappers.scikit_image import SegmentationAlgorithm
-    from skimage.segmentation import mark_boundaries
-
-    # lime's own progress bar would write one tqdm line per image to stderr
-    lime_image.tqdm = lambda rows, **_: rows
-    # SLIC, not lime's default quickshift: quickshift's segment count shrinks with the image
-    # (about 11 at 128 px on these MRIs, so "top 10" would be nearly the whole image).
-    slic = SegmentationAlgorithm("slic", n_segments=cfg.lime_segments, compactness=10,
-                                    start_label=0)
-
-    @torch.no_grad()
-    def classify(batch: np.ndarray) -> np.ndarray:
-        return torch.softmax(model(to_input(batch * 255).to(device)), dim=1).cpu().numpy()
-
-    explainer = lime_image.LimeImageExplainer(random_state=cfg.seed)
-    maps, overlays = [], []
-    for i, (img, pred) in enumerate(zip(images, preds, strict=True)):
-        exp = explainer.explain_instance(img, classify, labels=(int(pred),), top_labels=None,
-                                         num_samples=cfg.lime_samples, batch_size=64,
-                                         segmentation_fn=slic, random_seed=cfg.seed + i)
-        weights = np.zeros(exp.segments.max() + 1)
-        for seg_id, weight in exp.local_exp[int(pred)]:
-            weights[seg_id] = weight
-        maps.append(weights[exp.segments])
-        # Top-k superpixels by |weight| (lime's order), signed. Not get_image_and_mask: it paints
-        # zero-weight superpixels as positive, so a flat explanation would look all green. A
-        # flat map (all weights equal, e.g. one superpixel) singles nothing out: paint nothing.
-        top = [] if np.ptp(maps[-1]) == 0 else \
-            [(seg_id, w) for seg_id, w in exp.local_exp[int(pred)] if w != 0][:cfg.lime_features]
-        mask = np.zeros_like(exp.segments)
-        for seg_id, weight in top:
-            mask[exp.segments == seg_id] = 1 if weight > 0 else -1
-        tint = img.copy()
-        for sign, colour in ((1, (0.0, 1.0, 0.0)), (-1, (1.0, 0.0, 0.0))):
-            tint[mask == sign] = 0.55 * img[mask == sign] + 0.45 * np.array(colour)
-        overlays.append(mark_boundaries(tint, mask, color=(1, 1, 0)))
-    return np.stack(maps), overlays
-
-
-def _faithfulness(method, model, inputs, maps, preds, to_input, cfg) -> dict[str, float]:
-    from pytorch_grad_cam.metrics.road import ROADCombined
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
-
+def _randomisation(model, targets, run: _Runner, stages, cfg: ExplainConfig,
+                   result: ExplainResult) -> None:
     t0 = time.perf_counter()
-    d, i = deletion_insertion(model, inputs, maps, list(preds), to_input(0.0), seed=cfg.seed)
-    lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
-    scaled = ((maps - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)  # ROAD wants [0, 1]
-    with torch.random.fork_rng(devices=[]), torch.no_grad(), warnings.catch_warnings():
-        torch.manual_seed(cfg.seed)  # ROAD's imputer adds torch noise: seed it locally
-        # ROAD passes torch tensors to numpy functions; numpy 2 warns about it once per call
-        warnings.filterwarnings("ignore", message="__array_wrap__", category=DeprecationWarning)
-        road = ROADCombined(percentiles=ROAD_PERCENTILES)(
-            inputs, scaled, [ClassifierOutputSoftmaxTarget(int(p)) for p in preds], model)
-    return {f"{method}_deletion_auc": float(d.mean()), f"{method}_insertion_auc": float(i.mean()),
-            f"{method}_road_combined": float(np.mean(road)),
-            f"{method}_faithfulness_seconds": time.perf_counter() - t0}
+    segments = run.segments
+    for _, twin in checks.randomised_models(model, cfg.randomisation, stages, cfg.seed):
+        twin.eval()
+        for method in cfg.methods:
+            layer = targets.get(method)
+            maps = run(method, twin, None if layer is None else
+                       checks.same_module(model, twin, layer), id(layer))
+            rho = checks.rank_correlation(result.maps[method], maps, result.masks)
+            result.curves.setdefault(method, []).append(
+                float(np.nanmean(rho)) if not np.isnan(rho).all() else float("nan"))
+            result.randomised[method] = maps
+        run.segments = segments
+    for method, curve in result.curves.items():
+        rho = curve[-1]  # everything re-initialised (the last cascading stage)
+        result.metrics[f"{method}_randomisation_spearman"] = rho
+        flagged = bool(rho >= cfg.max_random_spearman)
+        result.metrics[f"{method}_flag_randomisation"] = float(flagged)
+        if flagged:
+            result.flags.append(f"{method}: maps barely change when the model's weights are "
+                                f"randomised (Spearman {rho:.2f} >= {cfg.max_random_spearman})")
+    result.metrics["randomisation_seconds"] = time.perf_counter() - t0

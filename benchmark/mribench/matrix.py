@@ -42,8 +42,8 @@ class Cell:
         model = dump(self.model)
         model.pop("training")  # already merged into `training`
         model.pop("preprocess")  # already merged into `preprocess`
+        model.pop("explain")  # already merged into `explain`
         model.pop("strategies")  # selects cells; not part of any one cell's identity
-        dataset = dump(self.dataset)
         dataset.pop("split")  # already resolved into `split`
         return {
             "dataset": dataset, "split": dump(self.split),
@@ -98,7 +98,7 @@ def expand(suite: Suite) -> list[Cell]:
     cells = [
         Cell(dataset=ds, model=model, strategy=strategy, seed=seed, fold=fold,
              split=ds.split or suite.split, preprocess=suite.preprocess_for(model),
-             augment=suite.augment, training=suite.training_for(model), explain=suite.explain,
+             augment=suite.augment, training=suite.training_for(model), explain=suite.explain_for(model),
              several_datasets=len(suite.datasets) > 1)
         for ds in suite.datasets
         for model in suite.models

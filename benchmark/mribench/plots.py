@@ -6,6 +6,7 @@ logs it and then closes it (plt.close(fig)) so long suites do not accumulate fig
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib
 
@@ -83,12 +84,14 @@ def learning_curves_figure(history: list[dict]) -> Figure:
 
 def explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], titles: list[str],
                      method: str, legend: str = "", correct: list[bool] | None = None,
-                     notes: list[str] | None = None) -> Figure:
+                     notes: list[str] | None = None,
+                     outlines: list[np.ndarray] | np.ndarray | None = None) -> Figure:
     """Each image above its explanation overlay, up to four images per row, titled per image.
 
     images and overlays are [H, W, 3] floats in [0, 1] (or [H, W] grey), titles one per image;
     titles of misclassified images (correct[i] False) are drawn in red; notes[i], when not
-    empty, is written across the overlay (e.g. "empty map").
+    empty, is written across the overlay (e.g. "empty map"); outlines[i], a boolean mask (the
+    brain), is drawn as a thin cyan line on both the image and its overlay.
     """
     n = len(images)
     if not n or len(overlays) != n or len(titles) != n:
@@ -106,10 +109,15 @@ def explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], title
         wrong = correct is not None and not correct[i]
         axes[r, c].set_title(titles[i], fontsize=8, color="firebrick" if wrong else "black")
         axes[r + 1, c].imshow(overlays[i])
+        if outlines is not None and 0 < np.mean(outlines[i]) < 1:
+            for ax in (axes[r, c], axes[r + 1, c]):
+                ax.contour(np.asarray(outlines[i], dtype=float), levels=[0.5], colors="cyan",
+                           linewidths=0.6)
         if notes and notes[i]:
             axes[r + 1, c].text(0.5, 0.5, notes[i], transform=axes[r + 1, c].transAxes,
                                 ha="center", va="center", fontsize=8, color="white",
                                 bbox=dict(facecolor="black", alpha=0.6, edgecolor="none"))
+    legend = textwrap.fill(legend, width=34 * cols)  # ~34 characters per 2.6-inch column
     fig.suptitle(f"{method}" + (f"\n{legend}" if legend else ""), fontsize=10)
     fig.tight_layout()
     return fig

@@ -182,6 +182,7 @@ def preflight(cells: list[Cell], opts: RunOptions) -> None:
         raise weights.WeightsNotFound(
             f"pretrained weights missing for {len(missing)} models of the suite:\n\n"
             + "\n\n".join(missing))
+    check_explain_layers(cells)
     seen = set()
     for cell in cells:
         if (cell.dataset, cell.split, cell.preprocess) not in seen:
@@ -191,6 +192,28 @@ def preflight(cells: list[Cell], opts: RunOptions) -> None:
             for ext in cell.dataset.external:
                 console.print(f"checking external set {ext.name} for {cell.dataset.name} ...")
             prepare_externals(cell, opts)
+
+
+def check_explain_layers(cells: list[Cell]) -> None:
+    """Every explanation layer a suite names exists in its model (built without weights)."""
+    from mribench.models.build import build
+
+    checked = set()
+    for cell in cells:
+        specs = {cell.explain.layercam_layer if m == "layercam" else cell.explain.gradcam_layer
+                 for m in cell.explain.methods if m != "lime"} - {"default"}
+        key = (cell.model.name, cell.model.head, cell.preprocess.channels,
+               cell.preprocess.image_size, tuple(sorted(specs)))
+        if not specs or key in checked:
+            continue
+        checked.add(key)
+        built = build(cell.model, cell.strategy, num_classes=2, in_chans=cell.preprocess.channels,
+                      image_size=cell.preprocess.image_size, load_weights=False)
+        for spec in sorted(specs):
+            try:
+                built.explain_layer(spec)
+            except ValueError as err:
+                raise ValueError(f"model {cell.model.display!r}: {err}") from None
 
 
 def _run_one(cell: Cell, hooks: RunOptions, run_id: str) -> dict:

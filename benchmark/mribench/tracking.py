@@ -243,6 +243,19 @@ def log_dict(data: dict, path: str) -> None:
     mlflow.log_dict(data, path)
 
 
+def log_arrays(arrays: dict[str, Any], path: str) -> None:
+    """Named numpy arrays as one compressed .npz artifact at `path` (e.g. explanations/maps.npz)."""
+    import tempfile
+
+    import numpy as np
+
+    folder, _, name = path.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / name
+        np.savez_compressed(local, **arrays)
+        mlflow.log_artifact(str(local), artifact_path=folder or None)
+
+
 def log_frame(frame: pd.DataFrame, path: str, index: bool = False) -> None:
     mlflow.log_text(frame.to_csv(index=index), path)
 

@@ -42,6 +42,11 @@ def _disk() -> Path:
     return _state["disk"] or set_cache_dir(None)
 
 
+def cache_dir() -> Path:
+    """The cache folder in use; other per-image caches (brain masks) keep their files here."""
+    return _disk()
+
+
 def _identity(path: Path) -> tuple:
     st = path.stat()
     return (str(path.resolve()), st.st_mtime_ns, st.st_size)

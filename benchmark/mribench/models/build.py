@@ -50,6 +50,13 @@ class BuiltModel:
     def gradcam_layer(self) -> nn.Module:
         return self.backbone.net.get_submodule(self.spec.gradcam)
 
+    def explain_layer(self, spec: str) -> tuple[str, nn.Module]:
+        """The module an explanation layer spec names: "default", "stride:N" or a module path
+        (see mribench.models.layers)."""
+        from mribench.models.layers import resolve_layer
+
+        return resolve_layer(self, spec)
+
     def param_groups(self, lr: float, backbone_lr: float | None = None) -> list[dict]:
         """Optimizer parameter groups holding only trainable parameters."""
         out = []
