@@ -11,8 +11,8 @@ from typing import Callable
 import torch
 import yaml
 
-from mribench import data, explain, metrics, plots, tracking
-from mribench.engine import FitResult, evaluate, extract_features, fit
+from mribench import data, explain, fastpath, metrics, plots, tracking
+from mribench.engine import Diverged, FitResult, evaluate, extract_features, fit
 from mribench.matrix import Cell, flatten
 from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
@@ -63,28 +63,44 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
 
     built = build(cell.model, cell.strategy, num_classes=len(prepared.classes),
                   in_chans=cell.preprocess.channels, image_size=cell.preprocess.image_size)
-    built.model.to(opts.device)
+    fastpath.place(built.model, opts.device)
     mean, std = normalisation(cell, built.spec)
     tracking.log_params(built.info)
+    precision = fastpath.Precision.of(cell.training.precision, opts.device)
+    workers = fastpath.workers(cell.training.num_workers, opts.device)
+    tracking.log_params({"precision_resolved": precision.name, "num_workers_resolved": workers,
+                         "channels_last": fastpath.channels_last(opts.device),
+                         **fastpath.configure(cell.training.deterministic, opts.device)})
 
-    loader = _loaders(cell, prepared, mean, std)
-    result = _train(cell, built, loader, opts)
+    loader = _loaders(cell, prepared, mean, std, opts.device, workers)
+    result = _train(cell, built, loader, opts, precision)
 
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
     headline = {"val_loss_best": best["val_loss"], "val_acc_best": best["val_acc"]}
     if opts.evaluate_test:
-        headline |= _test(built.model, prepared, loader, opts.device)
+        headline |= _test(built.model, prepared, loader, opts.device, precision)
         if cell.explain.methods:
             _explain(cell, built, prepared, mean, std, opts.device)
     headline["wall_seconds"] = time.perf_counter() - wall
     tracking.log_metrics({"wall_seconds": headline["wall_seconds"],
-                          "seconds_per_epoch": sum(r["train_seconds"] + r["eval_seconds"]
-                                                   for r in result.history) / len(result.history),
+                          **epoch_seconds(result.history, cell.training.compile),
                           **metrics.peak_memory(opts.device)})
     return headline
 
 
-def _train(cell: Cell, built, loader, opts: RunOptions) -> FitResult:
+def epoch_seconds(history: list[dict], compiled: bool) -> dict[str, float]:
+    """Seconds per epoch (train + validation). With torch.compile the first epoch pays for the
+    compilation, so `seconds_per_epoch` is then the steady state (epochs after the first) and
+    `compile_seconds` what the first epoch cost on top of it."""
+    seconds = [r["train_seconds"] + r["eval_seconds"] for r in history]
+    out = {"first_epoch_seconds": seconds[0]}
+    if compiled and len(seconds) > 1:
+        steady = sum(seconds[1:]) / len(seconds[1:])
+        return out | {"seconds_per_epoch": steady, "compile_seconds": seconds[0] - steady}
+    return out | {"seconds_per_epoch": sum(seconds) / len(seconds)}
+
+
+def _train(cell: Cell, built, loader, opts: RunOptions, precision) -> FitResult:
     """Fit the trainable part, logging every epoch; frozen backbones train on reused features."""
     cfg = cell.training
     reuse = built.frozen_backbone and not cell.augment.active
@@ -95,7 +111,8 @@ def _train(cell: Cell, built, loader, opts: RunOptions) -> FitResult:
         # every epoch: compute them once per split and train only the head.
         t0 = time.perf_counter()
         loaders = {name: extract_features(built.backbone, loader(name, name == "train"),
-                                          opts.device, cfg.batch_size, name == "train", cell.seed)
+                                          opts.device, cfg.batch_size, name == "train", cell.seed,
+                                          precision)
                    for name in splits}
         tracking.log_metrics({"feature_extraction_seconds": time.perf_counter() - t0})
         net, set_train = built.head, built.head.train
@@ -106,16 +123,24 @@ def _train(cell: Cell, built, loader, opts: RunOptions) -> FitResult:
 
     def on_epoch(row: dict) -> None:
         if "test" in loaders:
-            peeked.append(evaluate(net, loaders["test"], torch.nn.CrossEntropyLoss(),
-                                   opts.device)["acc"])
+            peeked.append(evaluate(trained, loaders["test"], torch.nn.CrossEntropyLoss(),
+                                   opts.device, precision=precision)["acc"])
             row = {**row, "test_acc_epoch_peeking": peeked[-1]}
         tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         if opts.on_epoch:
             opts.on_epoch(row, cfg.epochs)
 
-    result = fit(net, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
-                 built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
-                 on_epoch=on_epoch, on_batch=opts.on_batch)
+    # torch.compile wraps (shares the parameters of) the module: explanations use the plain one
+    trained = torch.compile(net) if cfg.compile else net
+    try:
+        result = fit(trained, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
+                     built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
+                     on_epoch=on_epoch, on_batch=opts.on_batch, precision=precision)
+    except Diverged as err:
+        tracking.set_tags({"failure": "diverged"})
+        tracking.log_metrics({"diverged_epoch": err.epoch, "diverged_lr": err.lr or 0.0,
+                              **({"diverged_batch": err.batch} if err.batch else {})})
+        raise
     tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                           "stopped_early": int(result.stopped_early)})
     if peeked:  # Study B's "best accuracy": best test accuracy over epochs, named as a peek
@@ -124,12 +149,13 @@ def _train(cell: Cell, built, loader, opts: RunOptions) -> FitResult:
     return result
 
 
-def _loaders(cell: Cell, prepared, mean, std):
+def _loaders(cell: Cell, prepared, mean, std, device: str, workers: int):
     def loader(split: str, train: bool, samples=None):
         return data.make_loader(samples if samples is not None else prepared.splits[split],
                                 cell.preprocess, cell.augment if train else None, mean=mean,
                                 std=std, batch_size=cell.training.batch_size, shuffle=train,
-                                seed=cell.seed, num_workers=cell.training.num_workers)
+                                seed=cell.seed, num_workers=workers, device=device,
+                                channels_last=fastpath.channels_last(device))
     return loader
 
 
@@ -144,7 +170,7 @@ def _log_data(prepared) -> None:
                           "data/skipped_files.csv")
 
 
-def _test(model, prepared, loader, device) -> dict[str, float]:
+def _test(model, prepared, loader, device, precision) -> dict[str, float]:
     """Test metrics of the restored best-validation checkpoint, on the test split only."""
     loss_fn = torch.nn.CrossEntropyLoss()
     out = {}
@@ -152,7 +178,7 @@ def _test(model, prepared, loader, device) -> dict[str, float]:
     if prepared.clean_test:  # None: no dedup; empty: every test image leaked (audit says so)
         subsets["test_clean"] = prepared.clean_test
     for prefix, samples in subsets.items():
-        ev = evaluate(model, loader("test", False, samples), loss_fn, device)
+        ev = evaluate(model, loader("test", False, samples), loss_fn, device, precision=precision)
         y, probs = ev["targets"], ev["probs"]
         scores = metrics.compute(y, probs, prepared.classes)
         tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()}

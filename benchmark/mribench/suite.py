@@ -13,6 +13,7 @@ from mribench.cell import RunOptions, prepare_once, run_cell
 from mribench.config import Suite
 from mribench.data import fallback
 from mribench.console import console, emit_table
+from mribench.engine import Diverged
 from mribench.matrix import Cell, expand
 from mribench.models import registry, weights
 
@@ -154,7 +155,8 @@ def _run_one(cell: Cell, hooks: RunOptions) -> dict:
             headline = run_cell(cell, hooks)
     except Exception as err:  # one cell's failure must not stop the suite
         console.print(f"[red]cell {cell.title} failed:[/] {type(err).__name__}: {err}")
-        console.print(traceback.format_exc(), markup=False, highlight=False)
+        if not isinstance(err, Diverged):  # an outcome of the configuration, not a bug
+            console.print(traceback.format_exc(), markup=False, highlight=False)
         return {"status": "FAILED", "error": f"{type(err).__name__}: {err}",
                 "seconds": time.perf_counter() - start, "run_id": run_ids[0] if run_ids else None}
     return {"status": "FINISHED", "test_accuracy": headline.get("test_accuracy"),
