@@ -156,3 +156,26 @@ def test_full_cache_folder_degrades_to_memory(data_dir, tmp_path, monkeypatch, c
     (stores,) = images._stores.values()
     assert len(stores) == 1 and stores[0].memory is not None  # the whole set, in memory
     assert not list((tmp_path / "full").rglob("*.tmp"))  # the partial file is removed
+
+
+def test_suite_runs_with_an_empty_read_only_cache_folder(data_dir, tmp_path, monkeypatch,
+                                                         mlflow_store, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from mribench.config import load_suite
+    from mribench.suite import SuiteOptions, run_suite
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(cache))
+    fresh_process(monkeypatch)
+    suite = load_suite("smoke", {"training.epochs": 1, "explain.methods": [],
+                                 "experiment": "ro-cache", "models": [{"name": "test_resnet"}]})
+    with read_only(cache):
+        assert run_suite(suite, SuiteOptions(device="cpu", data_dir=str(data_dir))) == 0
+    exp = MlflowClient().get_experiment_by_name("ro-cache")
+    (run,) = MlflowClient().search_runs([exp.experiment_id], "tags.role = 'cell'")
+    assert run.info.status == "FINISHED"
+    err = capsys.readouterr().err
+    assert "keeps decoded images in memory" in err and "Traceback" not in err
+    assert not any(cache.iterdir())
