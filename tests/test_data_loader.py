@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
 from mribench import files
 from mribench.config import AugmentConfig, PreprocessConfig
-from mribench.data import Sample, images, load_image, make_loader
+from mribench.data import Sample, images, load_image, make_loader, store, transforms
 
 PRE = PreprocessConfig(image_size=16)
 IMAGENET = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
@@ -72,11 +74,11 @@ def test_epochs_after_the_first_do_not_decode(samples, decodes):
 
 def test_disk_cache_serves_a_new_process(samples, decodes, monkeypatch):
     first = load_image(samples[0].path, PRE).copy()
-    monkeypatch.setattr(images, "_pixels", {})  # what a fresh process starts with
+    monkeypatch.setattr(images, "_stores", {})  # what a fresh process starts with
     monkeypatch.setattr(files, "_SHA256", {})
     assert np.array_equal(load_image(samples[0].path, PRE), first)
     assert len(decodes) == 1
-    assert list((images._disk() / "pixels").rglob("*.npy"))
+    assert list((images.cache_dir() / "pixels").rglob("*.npy"))
 
 
 def test_augmentation_is_seeded_and_changes_each_epoch(samples):
@@ -101,3 +103,31 @@ def test_workers_give_the_same_batches(samples):
     serial = batches(make_loader(samples, PRE, aug, **IMAGENET, **kw))
     parallel = batches(make_loader(samples, PRE, aug, **IMAGENET, **kw, num_workers=2))
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(serial, parallel))
+
+
+def test_batched_rotation_matches_torchvision_image_by_image():
+    x = torch.rand(5, 3, 20, 26, generator=torch.Generator().manual_seed(0))
+    angles = torch.tensor([-30.0, -7.5, 0.0, 12.25, 44.0])
+    batched = transforms.rotate(x, angles)
+    for i, angle in enumerate(angles.tolist()):
+        one = F.rotate(x[i], angle, interpolation=InterpolationMode.BILINEAR, fill=0.0)
+        assert torch.allclose(batched[i], one, atol=1e-6)
+
+
+def test_batch_augmentation_is_per_image():
+    x = torch.rand(2, 3, 8, 8).expand(2, 3, 8, 8).clone()
+    x[1] = x[0]
+    u = torch.tensor([[0.5, 0.2, 0.9, 0.5], [0.5, 0.8, 0.9, 0.5]])  # flip the first image only
+    out = transforms.augment(x, u, AugmentConfig(hflip=True))
+    assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_match_the_cpu_ones(samples):
+    aug = AugmentConfig(rotation=20, hflip=True, brightness=0.2)
+    kw = dict(batch_size=3, shuffle=True, seed=1)
+    cpu = batches(make_loader(samples, PRE, aug, **IMAGENET, **kw))
+    gpu = make_loader(samples, PRE, aug, **IMAGENET, **kw, device="cuda", channels_last=True)
+    for (x, y), (xg, yg) in zip(cpu, gpu):
+        assert xg.is_cuda and xg.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(x, xg.cpu(), atol=1e-4) and torch.equal(y, yg.cpu())

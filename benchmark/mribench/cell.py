@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import yaml
 
-from mribench import data, explain, external, metrics, plots, stats, tracking
+from mribench import data, explain, external, fastpath, metrics, plots, stats, tracking
 from mribench.console import console
-from mribench.engine import FitResult, evaluate, fit
+from mribench.engine import Diverged, FitResult, evaluate, fit
 from mribench.features import FeatureStore, feature_stage
 from mribench.matrix import Cell, flatten
 from mribench.models.build import build
@@ -91,17 +91,22 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
 
     built = build(cell.model, cell.strategy, num_classes=len(prepared.classes),
                   in_chans=cell.preprocess.channels, image_size=cell.preprocess.image_size)
-    built.model.to(opts.device)
+    fastpath.place(built.model, opts.device)
     mean, std = normalisation(cell, built.spec)
     tracking.log_params(built.info)
+    precision = fastpath.Precision.of(cell.training.precision, opts.device)
+    workers = fastpath.workers(cell.training.num_workers, opts.device)
+    tracking.log_params({"precision_resolved": precision.name, "num_workers_resolved": workers,
+                         "channels_last": fastpath.channels_last(opts.device),
+                         **fastpath.configure(cell.training.deterministic, opts.device)})
 
-    loader = _loaders(cell, prepared, mean, std)
-    result, net, predict_loader = _train(cell, built, prepared, loader, opts)
+    loader = _loaders(cell, prepared, mean, std, opts.device, workers)
+    result, net, predict_loader = _train(cell, built, prepared, loader, opts, precision)
 
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
     headline = {"val_loss_best": best["val_loss"], "val_acc_best": best["val_acc"]}
     if opts.evaluate_test:
-        headline |= _test(net, prepared, predict_loader, opts.device)
+        headline |= _test(net, prepared, predict_loader, opts.device, precision)
         for ext in externals:
             headline |= external.evaluate_external(ext, prepared, net, predict_loader,
                                                    opts.device)
@@ -109,13 +114,24 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
             _explain(cell, built, prepared, mean, std, opts.device)
     headline["wall_seconds"] = time.perf_counter() - wall
     tracking.log_metrics({"wall_seconds": headline["wall_seconds"],
-                          "seconds_per_epoch": sum(r["train_seconds"] + r["eval_seconds"]
-                                                   for r in result.history) / len(result.history),
+                          **epoch_seconds(result.history, cell.training.compile),
                           **metrics.peak_memory(opts.device)})
     return headline
 
 
-def _train(cell: Cell, built, prepared, loader, opts: RunOptions):
+def epoch_seconds(history: list[dict], compiled: bool) -> dict[str, float]:
+    """Seconds per epoch (train + validation). With torch.compile the first epoch pays for the
+    compilation, so `seconds_per_epoch` is then the steady state (epochs after the first) and
+    `compile_seconds` what the first epoch cost on top of it."""
+    seconds = [r["train_seconds"] + r["eval_seconds"] for r in history]
+    out = {"first_epoch_seconds": seconds[0]}
+    if compiled and len(seconds) > 1:
+        steady = sum(seconds[1:]) / len(seconds[1:])
+        return out | {"seconds_per_epoch": steady, "compile_seconds": seconds[0] - steady}
+    return out | {"seconds_per_epoch": sum(seconds) / len(seconds)}
+
+
+def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
     """Fit the trainable part, logging every epoch. Returns the fit, the trained network and
     how to feed it any samples (images, or their stored features on the feature-reuse path)."""
     cfg = cell.training
@@ -147,16 +163,24 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions):
 
     def on_epoch(row: dict) -> None:
         if "test" in loaders:
-            peeked.append(evaluate(net, loaders["test"], torch.nn.CrossEntropyLoss(),
-                                   opts.device)["acc"])
+            peeked.append(evaluate(trained, loaders["test"], torch.nn.CrossEntropyLoss(),
+                                   opts.device, precision=precision)["acc"])
             row = {**row, "test_acc_epoch_peeking": peeked[-1]}
         tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         if opts.on_epoch:
             opts.on_epoch(row, cfg.epochs)
 
-    result = fit(net, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
-                 built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
-                 on_epoch=on_epoch, on_batch=opts.on_batch)
+    # torch.compile wraps (shares the parameters of) the module: explanations use the plain one
+    trained = torch.compile(net) if cfg.compile else net
+    try:
+        result = fit(trained, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
+                     built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
+                     on_epoch=on_epoch, on_batch=opts.on_batch, precision=precision)
+    except Diverged as err:
+        tracking.set_tags({"failure": "diverged"})
+        tracking.log_metrics({"diverged_epoch": err.epoch, "diverged_lr": err.lr or 0.0,
+                              **({"diverged_batch": err.batch} if err.batch else {})})
+        raise
     tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                           "stopped_early": int(result.stopped_early)})
     if peeked:  # Study B's "best accuracy" (best test accuracy over epochs, named as a peek)
@@ -167,12 +191,13 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions):
     return result, net, predict_loader
 
 
-def _loaders(cell: Cell, prepared, mean, std):
+def _loaders(cell: Cell, prepared, mean, std, device: str, workers: int):
     def loader(split: str, train: bool, samples=None):
         return data.make_loader(samples if samples is not None else prepared.splits[split],
                                 cell.preprocess, cell.augment if train else None, mean=mean,
                                 std=std, batch_size=cell.training.batch_size, shuffle=train,
-                                seed=cell.seed, num_workers=cell.training.num_workers)
+                                seed=cell.seed, num_workers=workers, device=device,
+                                channels_last=fastpath.channels_last(device))
     return loader
 
 
@@ -190,11 +215,12 @@ def _log_data(prepared) -> None:
                           "data/skipped_files.csv")
 
 
-def _test(model, prepared, predict_loader, device) -> dict[str, float]:
+def _test(model, prepared, predict_loader, device, precision) -> dict[str, float]:
     """Test metrics of the restored best-validation checkpoint on the full test split and on its
     clean subset (no exact/near copy in train or val), from one pass over the test images."""
     samples = prepared.splits["test"]
-    ev = evaluate(model, predict_loader(samples), torch.nn.CrossEntropyLoss(), device)
+    ev = evaluate(model, predict_loader(samples), torch.nn.CrossEntropyLoss(), device,
+                  precision=precision)
     y, probs = ev["targets"], ev["probs"]
     subsets = {"test": np.ones(len(samples), dtype=bool)}
     clean = None

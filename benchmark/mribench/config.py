@@ -125,7 +125,18 @@ class TrainingConfig(Strict):
     # Study B's "best accuracy": also evaluate the test split every epoch and log the best value
     # as test_best_epoch_accuracy_peeking. It peeks at the test set, so it is never the headline.
     peek_test: bool = False
-    num_workers: Annotated[int, Field(ge=0)] = 0
+    # loader worker processes; auto: one per spare core on CUDA (at most 8), none on CPU
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    # auto: bf16 autocast on CUDA devices that support it, fp16 + gradient scaler on older
+    # ones, fp32 on CPU. Evaluation upcasts logits to float64; explanations run in fp32.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # true: deterministic CUDA kernels, no cuDNN autotuning (bit-identical GPU reruns, slower)
+    deterministic: bool = False
+    compile: bool = False  # wrap the trained module in torch.compile
+    # a training batch whose loss is non-finite or above this stops the cell as FAILED (null:
+    # non-finite only). Cross-entropy starts near ln(classes); 100 means the model gives the
+    # right class a probability below e^-100 on average: it has blown up, not learned.
+    max_loss: Annotated[float, Field(gt=0)] | None = 100.0
     # frozen backbone without augmentation: compute its features once and train the head on
     # them (default). false recomputes the backbone every epoch, as the studies' Keras/PyTorch
     # scripts did, so seconds per epoch compare with theirs (Study B); the results are the same.

@@ -1,7 +1,9 @@
 """Training and evaluation as plain functions that return dicts; the caller logs.
 
-The same code runs on CPU and CUDA. `fit` keeps the best-validation checkpoint and restores it at
-the end, so every test metric is computed on the restored checkpoint, once.
+The same code runs on CPU and CUDA, in the precision `fastpath.Precision` resolves. `fit` keeps the
+best-validation checkpoint and restores it at the end, so every test metric is computed on the
+restored checkpoint, once. Divergence (a non-finite loss, or one past `training.max_loss`) stops
+training at once with `Diverged`, which fails the cell.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from mribench.config import TrainingConfig
+from mribench.fastpath import Precision
 
 BatchHook = Callable[[int, int], None]  # (batches done, batches total)
 
@@ -28,63 +31,127 @@ def resolve_device(name: str = "auto") -> str:
     return name
 
 
-def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    loss_fn: nn.Module, device: str, on_batch: BatchHook | None = None) -> dict:
-    total, correct, loss_sum = 0, 0, 0.0
+class Diverged(RuntimeError):
+    """Training blew up: a non-finite loss, or one past `training.max_loss`. The cell fails."""
+
+    def __init__(self, loss: float, batch: int | None = None, batches: int | None = None,
+                 epoch: int | None = None, lr: float | None = None, bound: float | None = None):
+        self.loss, self.batch, self.batches, self.epoch, self.lr = loss, batch, batches, epoch, lr
+        self.bound = bound
+        super().__init__(str(self))
+
+    def at(self, epoch: int, lr: float) -> "Diverged":
+        return Diverged(self.loss, self.batch, self.batches, epoch, lr, self.bound)
+
+    def __str__(self) -> str:
+        where = (f"batch {self.batch} of {self.batches}" if self.batch is not None
+                 else "the validation pass")
+        why = (f"loss {self.loss:.4g}" if np.isfinite(self.loss)
+               else f"non-finite loss ({self.loss})")
+        bound = (f" past training.max_loss = {self.bound:g}" if np.isfinite(self.loss)
+                 and self.bound is not None else "")
+        lr = f" at learning rate {self.lr:g}" if self.lr is not None else ""
+        return (f"training diverged at epoch {self.epoch}, {where}{lr}: {why}{bound}; lower "
+                "training.lr (or raise training.max_loss)")
+
+
+def sync_every(device: str) -> int:
+    """Batches between reads of the device-side sums: a CPU has nothing to wait for; on CUDA each
+    read stalls the queue, so it happens every few dozen steps (and at the end of the epoch)."""
+    return 1 if str(device) == "cpu" else 25
+
+
+def _check(first_bad: torch.Tensor, bad_loss: torch.Tensor, batches: int,
+           max_loss: float | None) -> None:
+    if int(first_bad) > 0:
+        raise Diverged(float(bad_loss), int(first_bad), batches, bound=max_loss)
+
+
+def train_one_epoch(net: nn.Module, loader, optimizer: torch.optim.Optimizer,
+                    loss_fn: nn.Module, device: str, on_batch: BatchHook | None = None,
+                    precision: Precision | None = None, max_loss: float | None = None) -> dict:
+    """One pass over `loader`. Loss and correct counts stay on the device and are read every
+    `sync_every` batches, where divergence is also checked (the first bad batch is remembered on
+    the device, so the report names it exactly)."""
+    precision = precision or Precision("fp32", device)
+    every, n = sync_every(device), len(loader)
+    zero = torch.zeros((), device=device)
+    loss_sum, correct, total = zero.double(), zero.long(), 0
+    first_bad, bad_loss = zero.long() - 1, zero.clone()
     start = time.perf_counter()
     for i, (x, y) in enumerate(loader):
         if len(y) < 2:
             continue  # a last batch of one image: batch-norm cannot train on it (and 1 of N)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        logits = net(x)
-        loss = loss_fn(logits, y)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
+        with precision.autocast():
+            logits = net(x)
+            loss = loss_fn(logits, y)
+        precision.step(loss, optimizer)
+        value = loss.detach().float()
+        bad = ~torch.isfinite(value) if max_loss is None else ~(value <= max_loss)
+        newly = bad & (first_bad < 0)
+        first_bad = torch.where(newly, i + 1, first_bad)
+        bad_loss = torch.where(newly, value, bad_loss)
+        loss_sum += value.double() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
         total += len(y)
-        if on_batch:
-            on_batch(i + 1, len(loader))
+        if (i + 1) % every == 0:
+            _check(first_bad, bad_loss, n, max_loss)  # one read: the device catches up here
+            if on_batch:
+                on_batch(i + 1, n)
+    _check(first_bad, bad_loss, n, max_loss)
+    if on_batch and n % every:
+        on_batch(n, n)
     seconds = time.perf_counter() - start
     if total == 0:
         raise ValueError("the training split has no batch of two or more images: use more "
                          "training images or a larger batch_size")
-    return {"loss": loss_sum / total, "acc": correct / total, "seconds": seconds,
+    return {"loss": float(loss_sum) / total, "acc": int(correct) / total, "seconds": seconds,
             "images_per_s": total / seconds}
 
 
-@torch.no_grad()
-def evaluate(net: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: str,
-             on_batch: BatchHook | None = None) -> dict:
-    """Loss and accuracy, plus the class probabilities and targets for metrics."""
+def evaluate(net: nn.Module, loader, loss_fn: nn.Module, device: str,
+             on_batch: BatchHook | None = None, precision: Precision | None = None) -> dict:
+    """Loss and accuracy, plus the class probabilities and targets for metrics.
+
+    The forward pass runs in the training precision; logits are upcast to float64 before the
+    softmax, so the probabilities sum to 1 to machine precision whatever the autocast dtype.
+    """
+    precision = precision or Precision("fp32", device)
     net.eval()
-    probs, targets, loss_sum = [], [], 0.0
+    probs, targets, loss_sum = [], [], torch.zeros((), device=device, dtype=torch.float64)
     start = time.perf_counter()
-    for i, (x, y) in enumerate(loader):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = net(x)
-        loss_sum += loss_fn(logits, y).item() * len(y)
-        probs.append(torch.softmax(logits.double(), 1).cpu())  # float64: sums to 1 for sklearn
-        targets.append(y.cpu())
-        if on_batch:
-            on_batch(i + 1, len(loader))
+    with torch.inference_mode():
+        for i, (x, y) in enumerate(loader):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with precision.autocast():
+                logits = net(x)
+            logits = logits.double()
+            loss_sum += loss_fn(logits, y) * len(y)
+            probs.append(torch.softmax(logits, 1))  # stays on the device: one copy at the end
+            targets.append(y)
+            if on_batch:
+                on_batch(i + 1, len(loader))
+    p = torch.cat(probs).cpu().numpy()
+    t = torch.cat(targets).cpu().numpy()
     seconds = time.perf_counter() - start
-    p = torch.cat(probs).numpy()
-    t = torch.cat(targets).numpy()
-    return {"loss": loss_sum / len(t), "acc": float((p.argmax(1) == t).mean()),
+    return {"loss": float(loss_sum) / len(t), "acc": float((p.argmax(1) == t).mean()),
             "seconds": seconds, "images_per_s": len(t) / seconds, "probs": p, "targets": t}
 
 
 @torch.no_grad()
-def compute_features(extractor: nn.Module, loader: DataLoader,
-                     device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_features(extractor: nn.Module, loader: DataLoader, device: str,
+                     precision: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, labels) of a frozen extractor over a loader, on the CPU, in loader order."""
     extractor.eval()
+    precision = precision or Precision("fp32", device)
     feats, ys = [], []
     for x, y in loader:
-        feats.append(extractor(x.to(device, non_blocking=True)).cpu())
-        ys.append(y)
+        with precision.autocast():
+            out = extractor(x.to(device, non_blocking=True))
+        feats.append(out.float().cpu())  # the head trains in fp32 (under its own autocast)
+        ys.append(y.cpu())
     return torch.cat(feats), torch.cat(ys)
 
 
@@ -96,9 +163,10 @@ def feature_loader(feats: torch.Tensor, ys: torch.Tensor, batch_size: int, shuff
 
 
 def extract_features(backbone: nn.Module, loader: DataLoader, device: str, batch_size: int,
-                     shuffle: bool, seed: int) -> DataLoader:
+                     shuffle: bool, seed: int, precision: Precision | None = None) -> DataLoader:
     """Run a frozen backbone once over a split; the head then trains on the stored features."""
-    return feature_loader(*compute_features(backbone, loader, device), batch_size, shuffle, seed)
+    return feature_loader(*compute_features(backbone, loader, device, precision), batch_size,
+                          shuffle, seed)
 
 
 def make_optimizer(param_groups: list[dict], cfg: TrainingConfig) -> torch.optim.Optimizer:
@@ -157,15 +225,17 @@ class FitResult:
 def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[], list[dict]],
         on_epoch_start: Callable[[int], bool], train_loader: DataLoader, val_loader: DataLoader,
         cfg: TrainingConfig, device: str, on_epoch: Callable[[dict], None] | None = None,
-        on_batch: BatchHook | None = None) -> FitResult:
+        on_batch: BatchHook | None = None, precision: Precision | None = None) -> FitResult:
     """Train `net` for cfg.epochs with early stopping on validation loss.
 
     `set_train` puts the net in training mode (frozen batch-norm stays in eval), `param_groups`
     gives the trainable groups (named "backbone" / "head"; lr_backbone is 0 while the backbone
     is frozen), `on_epoch_start(epoch)` (0-based) returns True when the trainable set
     changed (gradual unfreezing) so the optimizer is rebuilt. The best-validation weights are
-    restored before returning.
+    restored before returning. A diverging loss (see `Diverged`) stops training at once and
+    propagates, naming the epoch, batch and learning rate.
     """
+    precision = precision or Precision.of(cfg.precision, device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = make_optimizer(param_groups(), cfg)
     scheduler = make_scheduler(optimizer, cfg)
@@ -175,8 +245,14 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
             add_new_params(optimizer, scheduler, param_groups())
         set_train()
         lrs = {g.get("name", "head"): g["lr"] for g in optimizer.param_groups}
-        tr = train_one_epoch(net, train_loader, optimizer, loss_fn, device, on_batch)
-        va = evaluate(net, val_loader, loss_fn, device)
+        try:
+            tr = train_one_epoch(net, train_loader, optimizer, loss_fn, device, on_batch,
+                                 precision, cfg.max_loss)
+        except Diverged as err:
+            raise err.at(epoch, lrs.get("head", 0.0)) from None
+        va = evaluate(net, val_loader, loss_fn, device, precision=precision)
+        if not np.isfinite(va["loss"]):
+            raise Diverged(va["loss"], epoch=epoch, lr=lrs.get("head", 0.0))
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
                "val_loss": va["loss"], "val_acc": va["acc"], "lr": lrs.get("head", 0.0),
                "lr_backbone": lrs.get("backbone", 0.0), "train_seconds": tr["seconds"],
@@ -188,7 +264,7 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
             scheduler.step(va["loss"])
         elif scheduler is not None:
             scheduler.step()
-        if np.isfinite(va["loss"]) and va["loss"] < best_loss:
+        if va["loss"] < best_loss:
             best_loss, result.best_epoch, waited = va["loss"], epoch, 0
             best_state = copy.deepcopy(net.state_dict())
         else:

@@ -76,10 +76,19 @@ class Cell:
                 "config_key": self.config_key}
 
 
+# How a cell is executed, not what it computes: left out of the run_key.
+_EXECUTION_ONLY = {"num_workers", "compile"}
+# Keys added after run_keys were first published, at the value that reproduces the behaviour
+# before them (CPU runs trained in fp32, which is what `auto` picks there): left out of the hash
+# at that value, so runs finished before the key existed still count as finished.
+_ADDED_LATER = {"precision": "auto", "deterministic": False, "max_loss": 100.0}
+
+
 def _digest(resolved: dict[str, Any]) -> str:
     """Hash of what determines a cell's results (how many loader workers ran it does not)."""
-    identity = {**resolved, "training": {k: v for k, v in resolved["training"].items()
-                                         if k != "num_workers"}}
+    identity = {**resolved, "training": {
+        k: v for k, v in resolved["training"].items()
+        if k not in _EXECUTION_ONLY and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}}
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

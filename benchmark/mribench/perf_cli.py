@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 
+def _positive(value: str) -> int:
+    import argparse
+
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
 def register(subparsers) -> None:
     from mribench.cli import _lazy
 
-    p = subparsers.add_parser("perf", help="measure pipeline vs synthetic throughput and the "
-                              "cost of frozen (feature reuse) vs full epochs")
+    p = subparsers.add_parser("perf", help="measure pipeline vs synthetic throughput, fp32 vs "
+                              "the fast path, and frozen vs full epochs (repeated, interleaved)")
     p.add_argument("--model", default="efficientnet_lite0",
                    help="a registered model with pretrained weights available (default has "
                    "pip-shipped weights, so it works offline)")
@@ -16,6 +24,11 @@ def register(subparsers) -> None:
     p.add_argument("--per-class", type=int, default=40, help="training images per class")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="the fast path's precision (auto: what training.precision: auto picks; "
+                   "bf16 where that is fp32, i.e. on CPU)")
+    p.add_argument("--repeats", type=_positive, default=5,
+                   help="interleaved rounds; ratios are reported as median and min-max")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_lazy("mribench.perf:run"))
 

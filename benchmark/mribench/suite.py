@@ -16,6 +16,7 @@ from mribench.cell import RunOptions, prepare_externals, prepare_once, run_cell
 from mribench.config import Suite
 from mribench.data import fallback
 from mribench.console import console, emit_table, esc
+from mribench.engine import Diverged
 from mribench.matrix import Cell, expand
 from mribench.models import registry, weights
 
@@ -224,7 +225,8 @@ def _run_one(cell: Cell, hooks: RunOptions, run_id: str) -> dict:
     except Exception as err:  # one cell's failure must not stop the suite
         error = redact.mask(f"{type(err).__name__}: {err}")
         console.print(f"[red]cell {esc(cell.title)} failed:[/] {esc(error)}")
-        console.print(redact.mask(traceback.format_exc()), markup=False, highlight=False)
+        if not isinstance(err, Diverged):  # an outcome of the configuration, not a bug
+            console.print(redact.mask(traceback.format_exc()), markup=False, highlight=False)
         return {"status": "FAILED", "error": error, "seconds": time.perf_counter() - start,
                 "run_id": run_id}
     return {"status": "FINISHED", "test_accuracy": headline.get("test_accuracy"),

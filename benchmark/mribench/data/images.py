@@ -1,10 +1,10 @@
-"""Decode any image to the configured channels and size, once per (file content, size).
+"""Decode any image to the configured channels and size; the perceptual hash of every file.
 
-Two cache levels: memory (per process) and disk (`<cache>/pixels/<sha>-<size>-<ch>-<interp>.npy`,
-shared across runs, cells and invocations). The content hash (sha256 of the file bytes) is the key,
-so a renamed or copied file reuses its entry and an edited file never serves stale pixels.
-The perceptual hash used by the leakage audit is computed from the full-resolution image in the
-same decode and kept in `<cache>/phash256-ac.json`, so a warm cache never decodes a JPEG again.
+Decoded pixels live in the on-disk store (`mribench.data.store`), one file per image set and
+preprocessing, keyed by the files' content hashes: a renamed or copied file reuses its pixels and
+an edited file never serves stale ones. The perceptual hash used by the leakage audit is computed
+from the full-resolution image in the same decode and kept in `<cache>/phash256-ac.json`, so a
+warm cache never decodes a JPEG again (and writes nothing: a read-only cache folder works).
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
-from mribench import settings
 from mribench.config import PreprocessConfig
+from mribench.data import store
+from mribench.data.store import PixelStore
 from mribench.files import file_sha256
 from mribench.data.locate import cache_root
 
@@ -27,10 +28,10 @@ RESAMPLE = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
             "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
 PHASH_FILE = "phash256-ac.json"  # renamed whenever the hash definition changes
 
-_state = {"disk": None, "bytes": 0}
-_pixels: dict[tuple, np.ndarray] = {}  # (file identity, preprocess key) -> uint8 HWC
+_state: dict = {"disk": None, "phash_new": False}
 _phash: dict[str, str] = {}  # sha256 -> 256-bit perceptual hash as 64 hex digits
 _phash_loaded: set[Path] = set()
+_stores: dict[tuple, list[PixelStore]] = {}  # (cache folder, preprocessing) -> this process's
 
 
 def set_cache_dir(cache_dir: str | Path | None) -> Path:
@@ -38,22 +39,13 @@ def set_cache_dir(cache_dir: str | Path | None) -> Path:
     return _state["disk"]
 
 
-def _disk() -> Path:
+def cache_dir() -> Path:
     return _state["disk"] or set_cache_dir(None)
 
 
 def cache_dir() -> Path:
     """The cache folder in use; other per-image caches (brain masks) keep their files here."""
     return _disk()
-
-
-def _identity(path: Path) -> tuple:
-    st = path.stat()
-    return (str(path.resolve()), st.st_mtime_ns, st.st_size)
-
-
-def _pre_key(pre: PreprocessConfig) -> tuple:
-    return (pre.image_size, pre.channels, pre.interpolation)
 
 
 def decode(path: Path) -> Image.Image:
@@ -85,13 +77,6 @@ def to_pixels(img: Image.Image, pre: PreprocessConfig) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def _remember(key: tuple, arr: np.ndarray) -> None:
-    arr.flags.writeable = False  # shared by every caller: copy before editing
-    if _state["bytes"] + arr.nbytes <= settings.cache_memory_bytes():
-        _pixels[key] = arr
-        _state["bytes"] += arr.nbytes
-
-
 def _atomic_write(target: Path, write) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
@@ -104,13 +89,8 @@ def _atomic_write(target: Path, write) -> None:
         raise
 
 
-def _pixel_file(sha: str, pre: PreprocessConfig) -> Path:
-    size, ch, interp = _pre_key(pre)
-    return _disk() / "pixels" / sha[:2] / f"{sha}-{size}-{ch}-{interp}.npy"
-
-
 def _load_phashes() -> None:
-    path = _disk() / PHASH_FILE
+    path = cache_dir() / PHASH_FILE
     if path not in _phash_loaded:
         _phash_loaded.add(path)
         if path.is_file():
@@ -121,30 +101,35 @@ def _load_phashes() -> None:
 
 
 def save_phashes() -> None:
-    if _phash:
-        _load_phashes()
-        data = json.dumps(_phash, sort_keys=True).encode()
-        _atomic_write(_disk() / PHASH_FILE, lambda fh: fh.write(data))
+    """Write the hashes computed in this process; nothing new, nothing written."""
+    if not _state["phash_new"]:
+        return
+    _load_phashes()
+    data = json.dumps(_phash, sort_keys=True).encode()
+    try:
+        _atomic_write(cache_dir() / PHASH_FILE, lambda fh: fh.write(data))
+        _state["phash_new"] = False
+    except OSError as err:
+        store.warn(f"cannot write {cache_dir() / PHASH_FILE} ({err.strerror or err}); perceptual hashes "
+             "are recomputed next time", once=f"phash {cache_dir()}")
 
 
-def inspect(path: Path, pre: PreprocessConfig | None) -> tuple[str, str]:
-    """Validate one file: (sha256, perceptual hash). Fills the pixel cache for `pre` on the way.
+def inspect(path: Path, sha: str, pixels: PixelStore | None = None) -> str:
+    """Validate one file; returns its perceptual hash and fills its row of `pixels` if missing.
 
-    Decodes only what is not cached; any decode error propagates (the caller names the file).
+    Decodes only when the hash or the pixels are not cached; decode errors propagate (the caller
+    names the file).
     """
     _load_phashes()
-    sha = file_sha256(path)
-    need_pixels = pre is not None and (_identity(path), _pre_key(pre)) not in _pixels
-    if need_pixels and _pixel_file(sha, pre).is_file():
-        load_image(path, pre)
-        need_pixels = False
+    need_pixels = pixels is not None and pixels.missing(sha)
     if sha in _phash and not need_pixels:
-        return sha, _phash[sha]
+        return _phash[sha]
     img = decode(path)
-    _phash[sha] = perceptual_hash(img)
+    if sha not in _phash:
+        _phash[sha], _state["phash_new"] = perceptual_hash(img), True
     if need_pixels:
-        _store(path, sha, to_pixels(img, pre), pre)
-    return sha, _phash[sha]
+        pixels.put(sha, to_pixels(img, pixels.pre))
+    return _phash[sha]
 
 
 def perceptual_hash(img: Image.Image) -> str:
@@ -159,26 +144,44 @@ def perceptual_hash(img: Image.Image) -> str:
     return str(imagehash.phash(ImageOps.autocontrast(img.convert("L"), cutoff=1), hash_size=16))
 
 
-def _store(path: Path, sha: str, arr: np.ndarray, pre: PreprocessConfig) -> None:
-    _atomic_write(_pixel_file(sha, pre), lambda fh: np.save(fh, arr))
-    _remember((_identity(path), _pre_key(pre)), arr)
+def open_store(pre: PreprocessConfig, sources: dict[str, Path]) -> PixelStore:
+    """The store for these files (sha256 -> file) in the cache folder: this process's, or the
+    entry on disk when it proves itself, or a fresh one whose missing rows the caller fills
+    (`put`) and publishes (`finish`)."""
+    known = _stores.setdefault((str(cache_dir()), store.pre_key(pre)), [])
+    for pixels in known:
+        if set(sources) == set(pixels.row_of):
+            pixels.paths.update(sources)
+            return pixels
+    pixels = PixelStore(cache_dir(), pre, sources)
+    why = pixels.load()
+    if why is not None:
+        if why != "absent":
+            store.warn(f"decoded-image cache {pixels.file} is not used: {why}; rebuilding it")
+        pixels.begin()
+    known.append(pixels)
+    return pixels
+
+
+def pixels_for(paths: list[Path], pre: PreprocessConfig) -> list[tuple[PixelStore, str]]:
+    """(store, sha256) holding each file's pixels; files no store of this process holds yet get
+    one of their own (decoded now, or found on disk)."""
+    known = _stores.get((str(cache_dir()), store.pre_key(pre)), [])
+    shas = [file_sha256(Path(p)) for p in paths]
+    found = [next((s for s in known if sha in s.row_of and not s.missing(sha)), None)
+             for sha in shas]
+    absent = {sha: Path(p) for p, sha, f in zip(paths, shas, found) if f is None}
+    if absent:
+        pixels = open_store(pre, absent)
+        for sha, path in absent.items():
+            if pixels.missing(sha):
+                pixels.put(sha, to_pixels(decode(path), pre))
+        pixels.finish()
+        found = [f or pixels for f in found]
+    return list(zip(found, shas))
 
 
 def load_image(path: str | Path, pre: PreprocessConfig) -> np.ndarray:
-    """uint8 [H, W, C] at pre.image_size with pre.channels, from memory, disk, or a fresh decode."""
-    path = Path(path)
-    key = (_identity(path), _pre_key(pre))
-    if key in _pixels:
-        return _pixels[key]
-    sha = file_sha256(path)
-    cached = _pixel_file(sha, pre)
-    if cached.is_file():
-        try:
-            arr = np.load(cached)
-            _remember(key, arr)
-            return arr
-        except (OSError, ValueError):
-            cached.unlink(missing_ok=True)  # damaged entry: decode again below
-    arr = to_pixels(decode(path), pre)
-    _store(path, sha, arr, pre)
-    return arr
+    """uint8 [H, W, C] at pre.image_size with pre.channels, from the store (built if needed)."""
+    pixels, sha = pixels_for([Path(path)], pre)[0]
+    return pixels.read(sha)

@@ -1,8 +1,10 @@
-"""DataLoader over cached pixels: normalisation, and seeded per-epoch augmentation.
+"""DataLoader over the decoded-image store, with seeded per-epoch augmentation on the device.
 
 The sampler draws, each epoch, an order and one random seed per sample from its own generator;
-the dataset derives all augmentation parameters from that seed. So a given (seed, epoch) gives the
-same batches whatever num_workers is, and every epoch sees fresh augmentations.
+each image's augmentation parameters come from its seed. So a given (seed, epoch) gives the same
+batches whatever num_workers is, and every epoch sees fresh augmentations. Workers only copy
+uint8 rows out of the store; the batch is moved (pinned, non-blocking on CUDA) to the device,
+where `transforms.ToInput` augments and normalises it in one batched pass.
 """
 from __future__ import annotations
 
@@ -11,12 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as F
 
 from mribench.config import AugmentConfig, PreprocessConfig
-from mribench.data.images import load_image
+from mribench.data.images import pixels_for
 from mribench.data.samples import Sample
+from mribench.data.transforms import ToInput, draw
 
 
 def _stats(values: float | Sequence[float], channels: int) -> torch.Tensor:
@@ -25,42 +26,44 @@ def _stats(values: float | Sequence[float], channels: int) -> torch.Tensor:
         v = v.mean(keepdims=True)  # one grey channel: the mean of the per-channel statistics
     elif v.size == 1:
         v = np.repeat(v, channels)
-    return torch.from_numpy(v).view(-1, 1, 1)
-
-
-def augment(x: torch.Tensor, aug: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random rotation, flips and brightness on a [C, H, W] tensor in [0, 1]."""
-    u = torch.rand(4, generator=gen).tolist()
-    if aug.rotation:
-        angle = (2 * u[0] - 1) * aug.rotation
-        x = F.rotate(x, angle, interpolation=InterpolationMode.BILINEAR, fill=0.0)
-    if aug.hflip and u[1] < 0.5:
-        x = x.flip(-1)
-    if aug.vflip and u[2] < 0.5:
-        x = x.flip(-2)
-    if aug.brightness:
-        x = (x * (1 + (2 * u[3] - 1) * aug.brightness)).clamp(0, 1)
-    return x
+    return torch.from_numpy(v)
 
 
 class CachedImages(Dataset):
-    def __init__(self, samples: list[Sample], pre: PreprocessConfig, aug: AugmentConfig | None,
-                 mean, std):
-        self.samples, self.pre = samples, pre
-        self.aug = aug if aug is not None and aug.active else None
-        self.mean, self.std = _stats(mean, pre.channels), _stats(std, pre.channels)
+    """(uint8 [H, W, C] pixels, label, the image's four augmentation uniforms) per item."""
+
+    def __init__(self, samples: list[Sample], pre: PreprocessConfig, augmented: bool):
+        self.samples, self.augmented = samples, augmented
+        self.rows = pixels_for([s.path for s in samples], pre)
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int, torch.Tensor]:
         index, aug_seed = item
-        sample = self.samples[index]
-        pixels = load_image(sample.path, self.pre)
-        x = torch.tensor(pixels).permute(2, 0, 1).float().div(255)  # copy: cached pixels are read-only
-        if self.aug is not None:
-            x = augment(x, self.aug, torch.Generator().manual_seed(aug_seed))
-        return (x - self.mean) / self.std, sample.label
+        store, sha = self.rows[index]
+        u = draw(aug_seed) if self.augmented else torch.zeros(4)
+        return torch.from_numpy(store.read(sha)), self.samples[index].label, u
+
+
+class DeviceLoader:
+    """Iterates (input, labels) already on `device`: the DataLoader's uint8 batch is copied over
+    and turned into the model's input there."""
+
+    def __init__(self, loader: DataLoader, to_input: ToInput, device: str):
+        self.loader, self.to_input, self.device = loader, to_input, torch.device(device)
+        self.dataset, self.batch_size = loader.dataset, loader.batch_size
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for pixels, labels, u in self.loader:
+            # pinned on CUDA: the copies overlap compute; nothing here waits for the device
+            pixels = pixels.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            u = u.to(self.device, non_blocking=True)
+            yield self.to_input(pixels, u), labels
 
 
 class SeededSampler(Sampler):
@@ -79,8 +82,14 @@ class SeededSampler(Sampler):
         return iter(zip(order.tolist(), seeds.tolist()))
 
 
-def make_loader(samples: list[Sample], pre: PreprocessConfig, aug: AugmentConfig | None, *, mean, std,
-                batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:
-    return DataLoader(CachedImages(samples, pre, aug, mean, std), batch_size=batch_size,
-                      sampler=SeededSampler(len(samples), shuffle, seed), num_workers=num_workers,
-                      persistent_workers=num_workers > 0)  # not respawned every epoch
+def make_loader(samples: list[Sample], pre: PreprocessConfig, aug: AugmentConfig | None, *, mean,
+                std, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
+                device: str = "cpu", channels_last: bool = False) -> DeviceLoader:
+    augmented = aug is not None and aug.active
+    cuda = str(device).startswith("cuda")
+    loader = DataLoader(CachedImages(samples, pre, augmented), batch_size=batch_size,
+                        sampler=SeededSampler(len(samples), shuffle, seed), num_workers=num_workers,
+                        persistent_workers=num_workers > 0,  # not respawned every epoch
+                        pin_memory=cuda)
+    to_input = ToInput(aug, _stats(mean, pre.channels), _stats(std, pre.channels), channels_last)
+    return DeviceLoader(loader, to_input, device)

@@ -12,6 +12,7 @@ from mribench.config import DatasetConfig, PreprocessConfig, SplitConfig
 from mribench.data import images
 from mribench.data.audit import Record, audit, find_groups
 from mribench.data.locate import find_root
+from mribench.files import file_sha256
 from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
 from mribench.data.scan import IMAGE_EXTENSIONS, Scan, scan_folder, scan_known, scan_manifest
@@ -59,22 +60,42 @@ def scan_dataset(ds: DatasetConfig, data_dir: str | None) -> Scan:
 
 def validate(scan: Scan, pre: PreprocessConfig | None,
              progress: Callable[[], None] | None = None) -> list[Record]:
-    """Decode each file once (cache permitting); bad files go to scan.problems and out of scan."""
-    records, good = [], []
+    """Decode each file once (cache permitting); bad files go to scan.problems and out of scan.
+
+    With `pre`, the decoded pixels of every good file land in the set's store on disk.
+    """
+    hashed = []
     for entry in scan.entries:
         if entry.path.suffix.lower() not in IMAGE_EXTENSIONS:
             scan.problems.append((str(entry.path), f"not an image file ({entry.path.suffix or 'no extension'})"))
-        elif entry.path.stat().st_size == 0:
+            if progress:
+                progress()
+            continue
+        if entry.path.stat().st_size == 0:
             scan.problems.append((str(entry.path), "empty file (0 bytes)"))
-        else:
-            try:
-                sha, phash = images.inspect(entry.path, pre)
-                records.append(Record(entry.path, entry.cls, entry.split, sha, phash))
-                good.append(entry)
-            except Exception as err:  # PIL raises many types; the message names the cause
-                scan.problems.append((str(entry.path), decode_problem(entry.path, err)))
+            if progress:
+                progress()
+            continue
+        try:
+            hashed.append((entry, file_sha256(entry.path)))
+        except OSError as err:
+            scan.problems.append((str(entry.path), f"cannot read: {type(err).__name__}: {err}"))
+            if progress:
+                progress()
+    pixels = (images.open_store(pre, {sha: e.path for e, sha in hashed})
+              if pre is not None and hashed else None)
+    records, good = [], []
+    for entry, sha in hashed:
+        try:
+            phash = images.inspect(entry.path, sha, pixels)
+            records.append(Record(entry.path, entry.cls, entry.split, sha, phash))
+            good.append(entry)
+        except Exception as err:  # PIL raises many types; the message names the cause
+            scan.problems.append((str(entry.path), decode_problem(entry.path, err)))
         if progress:
             progress()
+    if pixels is not None:
+        pixels.finish()
     images.save_phashes()
     scan.entries = good
     scan.drop_classes_missing_somewhere()
