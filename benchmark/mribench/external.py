@@ -23,6 +23,7 @@ import torch
 from mribench import metrics, plots, tracking
 from mribench.config import ExternalConfig, PreprocessConfig
 from mribench.data import images
+from mribench.files import file_sha256
 from mribench.data.prepare import PreparedData, raise_or_skip, scan_dataset, validate
 from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
@@ -105,14 +106,20 @@ def cross_duplicates(external: list[tuple[str, str]], seen: list[tuple[str, str]
     return kinds, nearest, index
 
 
+def _hashes(path) -> tuple[str, str]:
+    """(sha256, perceptual hash) of a training or validation image (cached by prepare)."""
+    sha = file_sha256(path)
+    return sha, images.inspect(path, sha)
+
+
 def evaluate_external(ext: ExternalSet, prepared: PreparedData, net: torch.nn.Module,
                       predict_loader: Callable[[list[Sample]], object],
                       device: str) -> dict[str, float]:
     """Test `net` on the set, full and clean; log metrics, confusion matrices, predictions."""
     key = ext.cfg.key
     seen = [s for split in ("train", "val") for s in prepared.splits[split]]
-    kinds, nearest, index = cross_duplicates(ext.hashes, [images.inspect(s.path, None)
-                                                          for s in seen], ext.cfg.near_bits)
+    kinds, nearest, index = cross_duplicates(ext.hashes, [_hashes(s.path) for s in seen],
+                                             ext.cfg.near_bits)
     # the model's classes fold into the evaluation labels: probabilities of merged classes add up
     probs = evaluate(net, predict_loader([Sample(s.path, 0) for s in ext.samples]),
                      torch.nn.CrossEntropyLoss(), device)["probs"]

@@ -40,12 +40,9 @@ def set_cache_dir(cache_dir: str | Path | None) -> Path:
 
 
 def cache_dir() -> Path:
+    """The cache folder in use; other per-image caches (brain masks) keep their files here."""
     return _state["disk"] or set_cache_dir(None)
 
-
-def cache_dir() -> Path:
-    """The cache folder in use; other per-image caches (brain masks) keep their files here."""
-    return _disk()
 
 
 def decode(path: Path) -> Image.Image:
