@@ -6,7 +6,7 @@ import pytest
 
 from mribench.config import SUITES_DIR, SuiteError, load_suite, parse_suite
 from mribench.config_published import PublishedResult, flag_rows, value_flags
-from mribench.report import _with_published, print_paper_notes
+from mribench.report import print_paper_notes, published_by_config
 
 STUDIES = sorted(p.stem for p in SUITES_DIR.glob("study_*.yaml"))
 SUITE = {"name": "p", "datasets": [{"name": "brain-mri-binary-253"}],
@@ -46,11 +46,10 @@ def test_study_c_impossible_f1_values_are_flagged_and_left_out():
     flags = {(f["model"], f["flag"]) for f in flag_rows(suite.published)}
     assert {m for m, kind in flags if kind == "impossible"} == {"ResNet50", "2D-CNN",
                                                                "MobileNetV2"}
-    rows = [{"model": "ResNet50", "strategy": "frozen"}, {"model": "Xception",
-                                                          "strategy": "frozen"}]
-    _with_published(rows, suite)
-    assert "published_test_f1_yes" not in rows[0] and rows[0]["published_test_accuracy"] == 0.751
-    assert rows[1]["published_test_f1_yes"] == 0.9375  # consistent: compared
+    published = published_by_config(suite)
+    resnet, xception = published[("ResNet50", "frozen")], published[("Xception", "frozen")]
+    assert "test_f1_yes" not in resnet and resnet["test_accuracy"] == 0.751
+    assert xception["test_f1_yes"] == 0.9375  # consistent: compared
 
 
 def test_rounded_values_are_not_flagged():
