@@ -18,12 +18,19 @@ def one_line_error(argv: list[str], capsys) -> str:
     assert main(argv) == 2
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == lines[-1:], captured.err  # one line, last (after progress, if any)
+    assert all(line.startswith("checking dataset") for line in lines[:-1]), captured.err
     assert "Traceback" not in captured.err and captured.out == ""
-    return lines[0]
+    return lines[-1]
 
 
-def test_unwritable_tracking_store(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_unwritable_tracking_store(tmp_path, data_dir, _cache, monkeypatch, capsys):
     db = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     tracking.setup("made-before")  # an existing store, then opened read-only (works as root)
@@ -37,7 +44,7 @@ def test_unwritable_tracking_store(tmp_path, monkeypatch, capsys):
     assert "afile" in one_line_error(["suite", "smoke"], capsys)
 
 
-def test_credentials_in_the_tracking_uri_are_never_printed(monkeypatch, capsys):
+def test_credentials_in_the_tracking_uri_are_never_printed(data_dir, _cache, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret-pw@127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
@@ -94,10 +101,8 @@ def test_duplicate_yaml_keys_name_both_lines(tmp_path, capsys):
         ["suite", "smoke", "--dry-run", "--set", "training={a: 1, a: 2}"], capsys)
 
 
-def test_markup_in_names_is_printed_as_written(tmp_path, data_dir, mlflow_store, monkeypatch,
-                                               capsys):
+def test_markup_in_names_is_printed_as_written(tmp_path, data_dir, mlflow_store, _cache, capsys):
     """A suite, dataset or experiment name holding `[/x]` broke rich markup; `[old]` vanished."""
-    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
     root = data_dir / "brain-tumor-mri-7023"
     manifest = tmp_path / "list.csv"
     rows = ["path,label,split"] + [

@@ -71,9 +71,9 @@ def _run_suite(suite: Suite, opts: SuiteOptions, state: dict) -> int:
     numbered = opts.mine(expand(suite))
     cells = [c for _, c in numbered]
     base = RunOptions(device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
-    exp_id = tracking.setup(suite.experiment_name)  # an unusable store stops us before the data
+    preflight(cells, base)  # bad data or weights stop us before anything is logged
+    exp_id = tracking.setup(suite.experiment_name)  # ... and an unusable store before training
     started_ms = int(time.time() * 1000)
-    preflight(cells, base)
     stale = claims.reap(exp_id)
     if stale:
         console.print(f"[yellow]{stale} run(s) left RUNNING by interrupted invocations were "

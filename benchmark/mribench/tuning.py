@@ -79,8 +79,8 @@ def _tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: 
     cell = base_cell(suite, model, strategy, dataset)
     base = RunOptions(device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir,
                       evaluate_test=False)
-    exp_id = tracking.setup(suite.experiment_name)
     preflight([cell], base)
+    exp_id = tracking.setup(suite.experiment_name)
     tunes_backbone = cell.strategy.name != "frozen"
     study = open_study(f"{suite.name}/{cell.dataset.name}/{cell.model.display}/"
                        f"{cell.strategy.display}/{cell.config_key}", url)
