@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -176,3 +177,27 @@ def test_two_drivers_at_once_duplicate_nothing(cluster, worker_login):
     assert len(finished) == 2 and len(set(finished)) == 2
     statuses = sorted(r["status"] for _, out, _ in results for r in out["rows"])
     assert statuses == ["FINISHED", "FINISHED", "SKIPPED", "SKIPPED"]
+
+
+def test_a_worker_that_cannot_see_the_data_fails_its_cell_naming_the_path(
+        mlflow_store, tmp_path, monkeypatch):
+    """What a Ray task runs (`run_claimed` with its task as owner), on a node whose
+    BENCHMARK_DATA_DIR points where the data is not: the cell fails with the host and the
+    folders looked in; the suite's other cells are not affected."""
+    from mribench import executors, tracking
+    from mribench.cell import RunOptions
+    from mribench.matrix import expand
+
+    suite = load_suite("smoke", {**SMALL, "experiment": "blind"})
+    cell = expand(suite)[0]
+    exp_id = tracking.setup(suite.experiment_name)
+    missing = tmp_path / "not-mounted"
+    monkeypatch.setenv("BENCHMARK_DATA_DIR", str(missing))
+    with tracking.parent_run(exp_id, suite.name, {}) as parent_id:
+        job = executors.Job(exp_id, parent_id, mlflow_store, cwd=str(tmp_path))
+        result = executors.run_claimed(cell, job, RunOptions(), {"ray_task": "test/1"})
+    assert result["status"] == "FAILED"
+    assert socket.gethostname() in result["error"]
+    assert str(missing / "brain-tumor-mri-7023") in result["error"]
+    run = MlflowClient(mlflow_store).get_run(result["run_id"])
+    assert run.info.status == "FAILED" and str(missing) in run.data.tags["error"]
