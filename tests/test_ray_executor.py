@@ -56,13 +56,13 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster(server, data_dir, tmp_path_factory):
+def cluster(server, smoke_data_dir, tmp_path_factory):
     """Two Ray nodes whose workers log in as `worker` (credentials in the environment of
     `ray start`, as on a real cluster); yields (address, environment for drivers)."""
     tmp = tmp_path_factory.mktemp("ray")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(32).hex(),
            "MLFLOW_TRACKING_URI": server[0], "MLFLOW_TRACKING_USERNAME": WORKER[0],
-           "MLFLOW_TRACKING_PASSWORD": WORKER[1], "BENCHMARK_DATA_DIR": str(data_dir),
+           "MLFLOW_TRACKING_PASSWORD": WORKER[1], "BENCHMARK_DATA_DIR": str(smoke_data_dir),
            "BENCHMARK_CACHE_DIR": str(tmp / "cache"), "MPLBACKEND": "Agg"}
     env.pop("RAY_ADDRESS", None)
     with ray_cluster(env, tmp) as address:
@@ -126,7 +126,7 @@ def test_a_sqlite_file_is_refused_with_a_cluster(cluster, monkeypatch, tmp_path,
 
 
 def test_cells_run_at_once_survive_a_killed_worker_and_land_as_the_local_loop_does(
-        cluster, worker_login, data_dir, one_thread, monkeypatch):
+        cluster, worker_login, smoke_data_dir, one_thread, monkeypatch):
     client = worker_login
     proc = driver(cluster, "on-ray")
     victim, deadline = None, time.time() + 300
@@ -140,7 +140,7 @@ def test_cells_run_at_once_survive_a_killed_worker_and_land_as_the_local_loop_do
     # meanwhile, the same cells through the local loop, in this process
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", cluster[1]["BENCHMARK_CACHE_DIR"])
     local = load_suite("smoke", {**SMALL, "experiment": "local"})
-    assert run_suite(local, SuiteOptions(data_dir=str(data_dir))) == 0
+    assert run_suite(local, SuiteOptions(data_dir=str(smoke_data_dir))) == 0
     code, out, err = finish(proc)
     assert code == 0, err[-3000:]
     assert [r["status"] for r in out["rows"]] == ["FINISHED", "FINISHED"]
