@@ -6,55 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import tempfile
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import ExitStack
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from mribench.config import load_suite
 from mribench.suite import SuiteOptions, run_suite
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def postgres():
-    """A throwaway PostgreSQL cluster on loopback (the backend the compose stack uses)."""
-    initdb = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not initdb:
-        pytest.skip("PostgreSQL server not installed (.ci/run installs Debian's postgresql)")
-    bindir, port = initdb[-1].parent, free_port()
-    root = Path(tempfile.mkdtemp(prefix="pg-"))
-    root.chmod(0o755)
-    data = root / "data"
-    data.mkdir()
-    as_postgres = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        shutil.chown(data, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    pg_ctl = as_postgres + [str(bindir / "pg_ctl"), "-D", str(data), "-w"]
-    subprocess.run(as_postgres + [str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                                  "-U", "mlflow"], check=True, capture_output=True)
-    subprocess.run(pg_ctl + ["-l", str(data / "log"), "-o",
-                             f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql://mlflow@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(pg_ctl + ["-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+from servers import mlflow_server, postgres
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -64,36 +25,6 @@ def server(request, tmp_path_factory):
         store = (f"sqlite:///{tmp / 'server.db'}" if request.param == "sqlite"
                  else stack.enter_context(postgres()))
         yield stack.enter_context(mlflow_server(store, tmp / "artifacts"))
-
-
-@contextmanager
-def mlflow_server(store: str, artifacts: Path):
-    port = free_port()
-    mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
-    proc = subprocess.Popen(
-        [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", store, "--artifacts-destination", str(artifacts)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):  # bounded wait for the server to answer
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"mlflow server exited at start (store {store})")
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer within 2 minutes")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # seen on a loaded 2-core machine: stop it for good
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
 
 
 def test_suite_logs_to_a_tracking_server(server, smoke_data_dir, tmp_path, monkeypatch):

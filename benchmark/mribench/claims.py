@@ -67,18 +67,20 @@ def _owner(tags: dict[str, str]) -> str:
 
 
 def claim(experiment_id: str, cell: Cell, *, parent_run_id: str | None = None,
-          finished_since_ms: int = 0) -> Claim:
+          finished_since_ms: int = 0, tags: dict[str, str] | None = None) -> Claim:
     """Claim `cell` in the experiment, or say who has it.
 
     FINISHED runs that started at or after `finished_since_ms` count as done (0: all of them;
     `--force` passes the invocation's start, so it reruns older results but never repeats what
-    a concurrent invocation has just finished)."""
+    a concurrent invocation has just finished). `tags` go on the claimed run from its start
+    (a Ray task's identity, see executors)."""
     with locks.held(tracking.store_uri()):
         taken = _taken(experiment_id, cell.run_key, finished_since_ms, close_dead=True)
         if taken:
             return taken
         run_id = tracking.create_run(experiment_id, cell.title,
-                                     {**cell.tags(), "role": "cell", **owner_tags()},
+                                     {**cell.tags(), "role": "cell", **owner_tags(),
+                                      **(tags or {})},
                                      parent_run_id)
         rival = _taken(experiment_id, cell.run_key, finished_since_ms, mine=run_id)
         if rival:  # a claimer on another machine got in between: leave the cell to it

@@ -67,9 +67,12 @@ def cmd_suite(args) -> int:
     from mribench.engine import resolve_device
     from mribench.suite import SuiteOptions, run_suite
 
-    opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
+    # with Ray each task resolves the device where it runs (the driver may have no GPU)
+    device = args.device if args.executor == "ray" else resolve_device(args.device)
+    opts = SuiteOptions(device=device, data_dir=_blank_to_none(args.data_dir),
                         cache_dir=_blank_to_none(args.cache_dir), force=_truthy(args.force),
-                        as_json=args.json, shard=args.shard)
+                        as_json=args.json, shard=args.shard, executor=args.executor,
+                        address=_blank_to_none(args.address))
     return run_suite(suite, opts)
 
 
@@ -114,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any suite key, e.g. --set preprocess.image_size=64")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
                    help="run only cells K, K+N, K+2N, ... (worker K of N, e.g. a job array)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: cells one after another here; ray: each cell a Ray task with "
+                   "the suite's resources (pip install 'brain-mri-benchmark[ray]')")
+    p.add_argument("--address", default=None, help="with --executor ray: the cluster (auto, "
+                   "HOST:PORT or ray://HOST:10001); default: start Ray on this machine")
     p.add_argument("--json", action="store_true", help="print the result table as JSON on stdout")
     p.set_defaults(func=cmd_suite)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mribench import strict_yaml
 from mribench.config_external import ExternalConfig, known_or_declared
 from mribench.config_published import Deviation, PublishedResult, check_published
+from mribench.config_resources import ResourcesConfig
 
 # the suites shipped with the package (a link to the repository's suites/ folder, copied into
 # the wheel), so a bare suite name works from any directory
@@ -259,6 +260,7 @@ class Suite(Strict):
     # how the suite departs from the paper its published figures come from; required (an empty
     # list when there is none) whenever `published` is given
     deviations: list[Deviation] | None = None
+    resources: ResourcesConfig = ResourcesConfig()  # per cell, for --executor ray
 
     @field_validator("strategies", mode="before")
     @classmethod

@@ -1,22 +1,21 @@
 """Run a whole suite: expand, skip finished cells, run the rest in a parent run, summarise."""
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
-import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mribench import claims, redact, stopping, strategies, tracking
-from mribench.cell import RunOptions, prepare_externals, prepare_once, run_cell
+from mribench import claims, executors, stopping, strategies, tracking
+from mribench.cell import RunOptions, prepare_externals, prepare_once
 from mribench.config import Suite
 from mribench.data import fallback
 from mribench.console import console, emit_table, esc
-from mribench.engine import Diverged
 from mribench.matrix import Cell, expand
 from mribench.models import registry, weights
 
@@ -34,6 +33,8 @@ class SuiteOptions:
     force: bool = False
     as_json: bool = False
     shard: tuple[int, int] = (0, 1)  # (k, n): run cells k, k+n, k+2n, ... (one of n workers)
+    executor: str = "local"  # local: one cell after another here; ray: cells as Ray tasks
+    address: str | None = None  # the Ray cluster (auto, HOST:PORT, ray://...); None: start one
 
     def mine(self, cells: list[Cell]) -> list[tuple[int, Cell]]:
         """This worker's cells with their 1-based numbers in the whole matrix."""
@@ -71,49 +72,45 @@ def _run_suite(suite: Suite, opts: SuiteOptions, state: dict) -> int:
     numbered = opts.mine(expand(suite))
     cells = [c for _, c in numbered]
     base = RunOptions(device=opts.device, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
-    preflight(cells, base)  # bad data or weights stop us before anything is logged
-    exp_id = tracking.setup(suite.experiment_name)  # ... and an unusable store before training
-    started_ms = int(time.time() * 1000)
-    stale = claims.reap(exp_id)
-    if stale:
-        console.print(f"[yellow]{stale} run(s) left RUNNING by interrupted invocations were "
-                      "marked KILLED; their cells will be retried")
-    shard = "" if opts.shard[1] == 1 else f" (shard {opts.shard[0]}/{opts.shard[1]})"
-    console.print(f"suite [bold]{esc(suite.name)}[/]{shard}: {len(cells)} cells, experiment "
-                  f"'{esc(suite.experiment_name)}' at {esc(tracking.tracking_uri())}")
-    rows = state["rows"]
+    # Ray first: a store that the cluster cannot share is refused before anything is written
+    with executors.create(opts.executor, suite.resources, opts.address, opts.device) as executor:
+        preflight(cells, base)  # bad data or weights stop us before anything is logged
+        exp_id = tracking.setup(suite.experiment_name)  # ... and an unusable store before training
+        started_ms = int(time.time() * 1000)
+        stale = claims.reap(exp_id)
+        if stale:
+            console.print(f"[yellow]{stale} run(s) left RUNNING by interrupted invocations were "
+                          "marked KILLED; their cells will be retried")
+        shard = "" if opts.shard[1] == 1 else f" (shard {opts.shard[0]}/{opts.shard[1]})"
+        console.print(f"suite [bold]{esc(suite.name)}[/]{shard}: {len(cells)} cells, experiment "
+                      f"'{esc(suite.experiment_name)}' at {esc(tracking.tracking_uri())}; "
+                      f"{executor.describe()}")
+        return _run(suite, opts, numbered, base, executor, (exp_id, started_ms, fell_back),
+                    state)
+
+
+def _run(suite: Suite, opts: SuiteOptions, numbered: list[tuple[int, Cell]], base: RunOptions,
+         executor, invocation: tuple[str, int, dict], state: dict) -> int:
+    """The parent run: every cell through the executor, then the summary and the table."""
+    exp_id, started_ms, fell_back = invocation
+    cells = [c for _, c in numbered]
     params = {"suite": suite.name, "cells": len(cells), "device": opts.device,
-              "force": opts.force, "shard": f"{opts.shard[0]}/{opts.shard[1]}", **fell_back}
+              "force": opts.force, "shard": f"{opts.shard[0]}/{opts.shard[1]}",
+              "executor": opts.executor, **fell_back}
     with tracking.parent_run(exp_id, suite.name, params, tags=claims.owner_tags()) as parent_id, \
             claims.held(parent_id), _progress() as progress:
         state["parent"] = parent_id
         if fell_back:
             tracking.set_tags(fell_back)
         cells_bar = progress.add_task("cells", total=len(cells))
-        epochs_bar = progress.add_task("epochs", total=None, visible=False)
-        batches_bar = progress.add_task("batches", total=None, visible=False)
-        for number, cell in numbered:
-            row = {"cell": number, **cell.tags()}
-            # re-checked now, not at the start: another invocation may have taken it meanwhile
-            taken = claims.claim(exp_id, cell, parent_run_id=parent_id,
-                                 finished_since_ms=started_ms if opts.force else 0)
-            if taken.run_id is None:
-                console.print(f"skip {esc(cell.title)}: {_why(taken)}")
-                rows.append({**row, "status": "SKIPPED", "skip_reason": taken.reason,
-                             "run_id": taken.holder, "test_accuracy": taken.accuracy})
-                progress.advance(cells_bar)
-                continue
-            state["current"] = (cell, taken.run_id)
-            progress.update(cells_bar, description=esc(cell.title))
-            progress.reset(epochs_bar, total=cell.training.epochs, visible=True)
-            hooks = replace(
-                base, on_epoch=lambda row, n: progress.update(epochs_bar, completed=row["epoch"],
-                                                              total=n),
-                on_batch=lambda b, n: progress.update(batches_bar, completed=b, total=n,
-                                                      visible=True))
-            rows.append({**row, **_run_one(cell, hooks, taken.run_id)})
-            state["current"] = None
+        job = executors.Job(exp_id, parent_id, executors.portable_uri(), opts.force, started_ms,
+                            os.getcwd())
+        by_number, done = dict(numbered), {}
+        for number, result in executor.run(numbered, job, base, (progress, cells_bar), state):
+            done[number] = {"cell": number, **by_number[number].tags(), **result}
+            state["rows"] = [done[n] for n in sorted(done)]
             progress.advance(cells_bar)
+        rows = state["rows"]
         summary = pd.DataFrame(rows, columns=COLUMNS)
         tracking.log_frame(summary, "summary/cells.csv")
         failed = [r for r in rows if r["status"] == "FAILED"]
@@ -133,12 +130,6 @@ def _run_suite(suite: Suite, opts: SuiteOptions, state: dict) -> int:
     return 0
 
 
-def _why(taken: claims.Claim) -> str:
-    if taken.reason == "finished earlier":
-        return f"finished run {taken.holder} exists (--force reruns it)"
-    return f"another live invocation is running it (run {taken.holder})"
-
-
 def _say_stopped(suite: Suite, stop: stopping.Stopped, state: dict) -> None:
     """What a signal left behind, and how to go on: the caller exits 128 + the signal."""
     done = sum(r["status"] == "FINISHED" for r in state["rows"])
@@ -150,6 +141,9 @@ def _say_stopped(suite: Suite, stop: stopping.Stopped, state: dict) -> None:
         if state["current"]:
             cell, run_id = state["current"]
             kept += f"; the interrupted cell {cell.title} (run {run_id}) was marked KILLED"
+        if state.get("stopped_tasks"):
+            kept += (f"; {state['stopped_tasks']} cell(s) running as Ray tasks were stopped and "
+                     "marked KILLED")
         kept += f"; the suite run {state['parent']} was marked KILLED"
     console.print(f"[yellow]stopped by {stop.name}:[/] " + esc(
         f"{kept}. To resume, run the same command again: finished cells are skipped and the "
@@ -215,22 +209,6 @@ def check_explain_layers(cells: list[Cell]) -> None:
                 built.explain_layer(spec)
             except ValueError as err:
                 raise ValueError(f"model {cell.model.display!r}: {err}") from None
-
-
-def _run_one(cell: Cell, hooks: RunOptions, run_id: str) -> dict:
-    start = time.perf_counter()
-    try:
-        with claims.held(run_id), tracking.cell_run(cell.title, cell.tags(), run_id=run_id):
-            headline = run_cell(cell, hooks)
-    except Exception as err:  # one cell's failure must not stop the suite
-        error = redact.mask(f"{type(err).__name__}: {err}")
-        console.print(f"[red]cell {esc(cell.title)} failed:[/] {esc(error)}")
-        if not isinstance(err, Diverged):  # an outcome of the configuration, not a bug
-            console.print(redact.mask(traceback.format_exc()), markup=False, highlight=False)
-        return {"status": "FAILED", "error": error, "seconds": time.perf_counter() - start,
-                "run_id": run_id}
-    return {"status": "FINISHED", "test_accuracy": headline.get("test_accuracy"),
-            "seconds": time.perf_counter() - start, "run_id": run_id}
 
 
 def _progress() -> Progress:

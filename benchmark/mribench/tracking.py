@@ -113,6 +113,20 @@ def _state(run) -> RunState:
                     dict(run.data.tags), dict(run.data.metrics))
 
 
+def configured_store() -> str:
+    """Point MLflow at the store this invocation logs to (MLFLOW_TRACKING_URI, else the
+    default) and return its URI (may hold credentials: never for printing)."""
+    return _use_store()
+
+
+def use_uri(uri: str) -> None:
+    """Log to this store from now on (a Ray worker: the driver's store, whatever its own
+    environment says). A launcher's MLFLOW_RUN_ID must not be resumed by a worker."""
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    _use_store()
+
+
 def runs_of_key(experiment_id: str, run_key: str) -> list[RunState]:
     """Every run of the experiment tagged with this run_key (any status)."""
     return [_state(r) for r in MlflowClient().search_runs(
@@ -141,6 +155,16 @@ def close_run(run_id: str, status: str, reason: str) -> None:
 
 def set_run_tag(run_id: str, key: str, value: str) -> None:
     MlflowClient().set_tag(run_id, key, value)
+
+
+def close_running(experiment_id: str, tags: dict[str, str], status: str, reason: str) -> int:
+    """End the RUNNING runs carrying all these tags with `status` and the reason as a tag."""
+    match = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = MlflowClient().search_runs([experiment_id],
+                                      filter_string=f"attributes.status = 'RUNNING' and {match}")
+    for run in runs:
+        close_run(run.info.run_id, status, reason)
+    return len(runs)
 
 
 def git_commit() -> str:
