@@ -165,6 +165,24 @@ def test_one_grid_per_method_with_titles(results):
         plt.close(fig)
 
 
+def test_every_cam_method_at_its_own_layer(models, test_set):
+    """Grad-CAM, HiResCAM, Grad-CAM++ on the last stage (10x10), LayerCAM on an earlier one
+    (20x20): each runs on its own layer and gives maps in [0, 1]."""
+    raw, x, labels = test_set
+    trained = models[0]
+    last, earlier = trained.features[-1], trained.features[4]
+    layers = {"gradcam": last, "hirescam": last, "gradcampp": last, "layercam": earlier}
+    cfg = ExplainConfig(methods=list(layers), faithfulness=False, randomisation="none")
+    result = explain.explain(trained, layers, raw, x, labels, CLASSES, cfg, masks=EVERYWHERE)
+    for method in layers:
+        maps = result.maps[method]
+        assert maps.shape == (8, SIZE, SIZE) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
+        assert (maps.max(axis=(1, 2)) > 0).any()
+        plt.close(result.figures[method])
+    assert result.metrics["gradcam_map_side"] == 10 and result.metrics["layercam_map_side"] == 20
+    assert result.tags["explain_layer_layercam"] == "features.4 (20x20)"
+
+
 CHECKER = torch.tensor([[(i + j) % 2 * 2.0 - 1 for j in range(8)] for i in range(8)])
 
 

@@ -56,7 +56,7 @@ def test_gradcam_on_every_architecture(name, mri):
     raw = [np.asarray(img.resize((size, size), Image.BILINEAR)) for img in mri]
     mean, std = torch.tensor(spec.mean).view(3, 1, 1), torch.tensor(spec.std).view(3, 1, 1)
     inputs = (torch.from_numpy(np.stack(raw)).permute(0, 3, 1, 2).float() / 255 - mean) / std
-    cfg = ExplainConfig(methods=["gradcam"], faithfulness=False)
+    cfg = ExplainConfig(methods=["gradcam"], faithfulness=False, randomisation="none")
     result = explain.explain(built.model, built.gradcam_layer(), raw, inputs, [0, 3], CLASSES, cfg)
     cams = result.maps["gradcam"]
     assert cams.shape == (2, size, size)
