@@ -61,11 +61,13 @@ def _csv(frame: pd.DataFrame | list[dict], folder: Path, name: str, index: bool 
 def _run_display(run: dict) -> dict:
     out = {"config": run["config"], "seed": run["seed"], "fold": run["fold"]}
     for subset, prefix in (("clean", "test_clean"), ("full", "test")):
-        if f"{prefix}_accuracy" in run:
-            out[f"{subset} acc [Wilson 95%]"] = (
-                f"{run[f'{prefix}_accuracy']:.3f} [{run[f'{prefix}_accuracy_wilson_low']:.3f}, "
-                f"{run[f'{prefix}_accuracy_wilson_high']:.3f}]")
-            out[f"{subset} images"] = run.get(f"{prefix}_n")
+        if run.get(f"{prefix}_accuracy") is None:
+            continue
+        low, high = run.get(f"{prefix}_accuracy_wilson_low"), run.get(f"{prefix}_accuracy_wilson_high")
+        # runs logged before Wilson intervals existed (report --all) show the accuracy alone
+        interval = "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
+        out[f"{subset} acc [Wilson 95%]"] = f"{run[f'{prefix}_accuracy']:.3f}{interval}"
+        out[f"{subset} images"] = run.get(f"{prefix}_n")
     out["run"] = run["run_id"][:8]
     return out
 
