@@ -127,9 +127,13 @@ def test_warm_read_only_cache_serves_and_repairs_in_memory(data_dir, tmp_path, m
     cache = tmp_path / "cache"
     reference = epoch(train_split(data_dir, cache))
     (data_file,) = store_files(cache)
-    with open(data_file, "r+b") as fh:  # damage one row's last bytes
-        fh.seek(-64, os.SEEK_END)
-        fh.write(bytes(64))
+    rows = np.load(data_file, mmap_mode="r").shape
+    row_bytes = int(np.prod(rows[1:]))
+    start = data_file.stat().st_size - rows[0] * row_bytes
+    with open(data_file, "r+b") as fh:  # damage every row's last bytes, so the training
+        for row in range(rows[0]):      # images are hit whichever rows they occupy
+            fh.seek(start + (row + 1) * row_bytes - 64)
+            fh.write(bytes(64))
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*")}
     with read_only(cache):
         fresh_process(monkeypatch)
