@@ -50,7 +50,7 @@ def prepare_external(cfg: ExternalConfig, pre: PreprocessConfig, model_classes: 
     scan = scan_dataset(cfg, data_dir)
     scan.subset(cfg.subset_per_class)
     records = validate(scan, pre)
-    skipped = raise_or_skip(cfg.name, scan.problems, cfg.on_bad_image)
+    skipped = raise_or_skip(cfg.name, scan, cfg.on_bad_image)
     if not records:
         raise DataError(f"external set {cfg.name!r}: no usable images under {scan.root}")
     records.sort(key=lambda r: str(r.path))
@@ -58,7 +58,8 @@ def prepare_external(cfg: ExternalConfig, pre: PreprocessConfig, model_classes: 
     publisher = KNOWN[cfg.name].class_map if cfg.name in KNOWN else {}
     found = sorted({r.cls for r in records})
     label_map = {publisher.get(k, k): v for k, v in cfg.label_map.items()}
-    unknown = sorted(set(label_map) - set(found))
+    # the scan may have applied the map already (datasets fold labels while scanning)
+    unknown = sorted(k for k, v in label_map.items() if k not in found and v not in found)
     if unknown:
         raise DataError(f"{where}: label_map names {unknown}, which are not its labels {found}")
     unknown = sorted(set(cfg.prediction_map) - set(model_classes))
