@@ -3,7 +3,7 @@
     python tools/make_sample.py /path/to/brain-tumor-mri-7023 [--per-class 8] [--size 64]
 
 Takes the first N files by name of every (split, class) folder, leaving out any file that is an
-exact or near duplicate (the leakage audit's 256-bit pHash, threshold 4 bits per 64) of one
+exact or near duplicate (the leakage audit's 256-bit pHash, within 16 of its bits) of one
 already taken, so the sample has no duplicates within or across its splits. Each kept image is
 decoded like the pipeline does (grey stays grey, RGB stays RGB), resized to SIZE x SIZE (Lanczos;
 the source copy is square) and written as JPEG quality 90 under its original file name. The
@@ -26,12 +26,12 @@ SOURCE = "brain-tumor-mri-7023"
 QUALITY = 90
 
 
-def pick(folder: Path, per_class: int, taken: list[str], threshold: int = 4) -> list[Path]:
+def pick(folder: Path, per_class: int, taken: list[str], near_bits: int = 16) -> list[Path]:
     """The first `per_class` files of `folder` by name that duplicate nothing in `taken`."""
     out = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         phash = perceptual_hash(decode(path))
-        pairs = near_pairs(taken + [phash], threshold) if taken else []
+        pairs = near_pairs(taken + [phash], near_bits)[0] if taken else []
         if any(j == len(taken) for _, j in pairs):  # pairs are (i, j) with i < j
             print(f"  left out {path.name}: duplicate of a file already in the sample")
             continue
