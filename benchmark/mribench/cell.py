@@ -87,7 +87,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
 
     prepared = prepare_once(cell, opts)
     externals = prepare_externals(cell, opts) if opts.evaluate_test else []
-    _log_data(prepared)
+    _log_data(prepared, opts.evaluate_test)
 
     built = build(cell.model, cell.strategy, num_classes=len(prepared.classes),
                   in_chans=cell.preprocess.channels, image_size=cell.preprocess.image_size)
@@ -201,15 +201,16 @@ def _loaders(cell: Cell, prepared, mean, std, device: str, workers: int):
     return loader
 
 
-def _log_data(prepared) -> None:
+def _log_data(prepared, with_test: bool) -> None:
     tracking.log_params({"classes": prepared.classes,
                          **{f"n_{k}": len(v) for k, v in prepared.splits.items()}})
     tracking.log_split(prepared.split_rows(), prepared.digest(), prepared.name)
     if prepared.audit:
         tracking.log_dict(prepared.audit, "data/audit_summary.json")
         tracking.log_params({k: v for k, v in prepared.audit.items() if k.startswith("split_")})
-        tracking.log_metrics({"test_leaked_near": prepared.audit["near_test_files_leaked"],
-                              "test_leaked_exact": prepared.audit["exact_test_files_leaked"]})
+        if with_test:  # a tuning trial logs nothing about the test split
+            tracking.log_metrics({"test_leaked_near": prepared.audit["near_test_files_leaked"],
+                                  "test_leaked_exact": prepared.audit["exact_test_files_leaked"]})
     if prepared.skipped:
         tracking.log_text("path,reason\n" + "\n".join(f"{p},{r}" for p, r in prepared.skipped),
                           "data/skipped_files.csv")

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console(stderr=True)
+# soft_wrap: a log line stays one line (grep-able) whatever the terminal width
+console = Console(stderr=True, soft_wrap=True)
 _state: dict[str, Any] = {"out": None}
 
 
