@@ -55,14 +55,14 @@ def test_credentials_in_the_tracking_uri_are_never_printed(data_dir, _cache, mon
         assert "http://alice:***@127.0.0.1:9" in captured.err
 
 
-def test_bad_cache_memory_setting(monkeypatch, capsys):
-    monkeypatch.setenv("BENCHMARK_CACHE_MEMORY_MB", "abc")
+def test_bad_offline_setting(monkeypatch, capsys):
+    monkeypatch.setenv("BENCHMARK_OFFLINE", "true")
     line = one_line_error(["suite", "smoke", "--dry-run"], capsys)
-    assert "BENCHMARK_CACHE_MEMORY_MB='abc'" in line and "whole number" in line
+    assert "BENCHMARK_OFFLINE='true'" in line and "0 or 1" in line
     # --help works whatever the environment holds (a fresh process: nothing imported yet)
     import os
 
-    env = {**os.environ, "BENCHMARK_CACHE_MEMORY_MB": "abc"}
+    env = {**os.environ, "BENCHMARK_OFFLINE": "true"}
     for argv in (["--help"], ["data", "--help"], ["suite", "--help"]):
         done = subprocess.run([sys.executable, "-m", "mribench", *argv], env=env,
                               capture_output=True, text=True, timeout=120)

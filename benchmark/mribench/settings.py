@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import os
 
-DEFAULT_CACHE_MEMORY_MB = 4096
 
-
-def cache_memory_bytes() -> int:
-    """BENCHMARK_CACHE_MEMORY_MB: decoded images kept in memory per process (0 = none)."""
-    raw = os.environ.get("BENCHMARK_CACHE_MEMORY_MB", "").strip()
-    if not raw:
-        return DEFAULT_CACHE_MEMORY_MB * 2**20
-    if not raw.isdigit():
-        raise ValueError(f"BENCHMARK_CACHE_MEMORY_MB={raw!r} is not a whole number of megabytes; "
-                         f"set it to e.g. {DEFAULT_CACHE_MEMORY_MB} (0 turns the memory cache off)"
-                         " or unset it")
-    return int(raw) * 2**20
+def offline() -> bool:
+    """BENCHMARK_OFFLINE=1 (or HF_HUB_OFFLINE=1): never try to download weights. Anything but
+    0/1 is an error: `BENCHMARK_OFFLINE=true` quietly going online would be the opposite of
+    what its author meant."""
+    raw = os.environ.get("BENCHMARK_OFFLINE", "").strip()
+    if raw not in ("", "0", "1"):
+        raise ValueError(f"BENCHMARK_OFFLINE={raw!r} is not 0 or 1; set it to 1 to never "
+                         "download weights, 0 or unset to allow it")
+    return raw == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
 def check() -> None:
-    cache_memory_bytes()
+    offline()

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from mribench import settings
 from mribench.files import file_sha256
 from mribench.models.registry import ModelSpec
 
@@ -105,7 +106,7 @@ def pip_file(package: str) -> Path | None:
 
 def hub_file(spec: ModelSpec) -> Path:
     """Download (or find in the local cache) the hub's file for this entry."""
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("BENCHMARK_OFFLINE") == "1"
+    offline = settings.offline()
     if spec.source == "timm":
         import timm
 
