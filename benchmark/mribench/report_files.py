@@ -89,6 +89,10 @@ def _pair_display(pair: dict) -> dict:
     return out
 
 
+# arrays in explanations/maps.npz that are not a method's maps but label the grid
+EXTRAS = ("images", "masks", "labels", "preds", "classes")
+
+
 def _explanations(results: Results, folder: Path) -> list[Section]:
     """Each configuration's explanation maps (same seeded test images in every cell): the
     per-image maps (explanations/maps.npz) when a run has them, else its grid PNGs."""
@@ -112,7 +116,7 @@ def _explanations(results: Results, folder: Path) -> list[Section]:
     text = ["The same seeded test images in every configuration (explain.per_class per class, "
             "explain.seed), from each configuration's first seed that has explanations."]
     if maps:
-        methods = sorted({m for v in maps.values() for m in v if m != "images"})
+        methods = sorted({m for v in maps.values() for m in v if m not in EXTRAS})
         return [Section(f"Explanations: {m}", text, figure=_save(report_plots.maps_grid(maps, m),
                                                                  folder, f"maps_{safe_name(m)}.png"))
                 for m in methods]
@@ -122,14 +126,18 @@ def _explanations(results: Results, folder: Path) -> list[Section]:
 
 
 def _load_maps(path: Path) -> dict[str, np.ndarray]:
-    """Per-image maps: 'images' [n, H, W(, 3)] and one [n, H, W] array per method. Any other
-    layout is ignored (the grid PNGs are used instead)."""
+    """Per-image maps: one [n, H, W] array per method, plus what the grid labels them with when
+    present ('images', 'masks', 'labels', 'preds', 'classes'). Any other layout is ignored (the
+    grid PNGs are used instead)."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    out = {k: v for k, v in arrays.items() if k != "images" and v.ndim == 3
+    out = {k: v for k, v in arrays.items() if k not in EXTRAS and v.ndim == 3
            and np.issubdtype(v.dtype, np.number)}
-    if out and "images" in arrays and len(arrays["images"]) == len(next(iter(out.values()))):
-        out["images"] = arrays["images"]
+    if not out:
+        return {}
+    n = len(next(iter(out.values())))
+    out |= {k: arrays[k] for k in EXTRAS if k in arrays
+            and (k == "classes" or len(arrays[k]) == n)}
     return out
 
 

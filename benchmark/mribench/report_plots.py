@@ -133,8 +133,9 @@ def pairwise_figure(pairs: list[dict], names: list[str], subset: str = "clean") 
     image = ax.imshow(diff, cmap="RdBu", vmin=-span, vmax=span)
     for i in range(k):
         for j in range(k):
+            dark = np.isfinite(diff[i, j]) and abs(diff[i, j]) > 0.6 * span  # deep colours
             ax.text(j, i, text[i][j] or ("-" if i == j else "n/a"), ha="center", va="center",
-                    fontsize=8)
+                    fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(k), names, rotation=20, ha="right")
     ax.set_yticks(range(k), names)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="accuracy: row minus column")
@@ -173,29 +174,65 @@ def confusion_grid(tables: dict[str, pd.DataFrame]) -> Figure:
 
 
 def maps_grid(maps: dict[str, dict[str, np.ndarray]], method: str) -> Figure:
-    """One method's maps on the same test images, one row per configuration: maps[config] holds
-    'images' [n, H, W(, 3)] (optional) and the method's maps [n, H, W]."""
+    """One method's maps on the same test images, one row per configuration. maps[config] holds
+    the method's maps [n, H, W] and optionally 'images' [n, H, W(, 3)], 'masks' (brain, bool),
+    'labels'/'preds' (class indices) and 'classes'. Signed maps (LIME's superpixel weights) use a
+    green (for the prediction) / red (against) scale centred on 0 and leave weight-0 pixels (the
+    background, not a feature) clear; CAMs use jet. The brain mask is outlined in cyan."""
     names = [n for n in maps if method in maps[n]]
     n_img = max(len(maps[n][method]) for n in names)
-    fig, axes = plt.subplots(len(names), n_img, figsize=(1.7 * n_img + 1.2, 1.8 * len(names)),
+    signed = any(float(np.min(maps[n][method])) < 0 for n in names)
+    fig, axes = plt.subplots(len(names), n_img, figsize=(1.9 * n_img + 1.2, 2.1 * len(names)),
                              squeeze=False)
     for r, name in enumerate(names):
+        entry = maps[name]
         for c in range(n_img):
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if c >= len(maps[name][method]):
+            if c >= len(entry[method]):
                 ax.axis("off")
                 continue
-            if "images" in maps[name]:
-                ax.imshow(maps[name]["images"][c], cmap="gray")
-            ax.imshow(maps[name][method][c], cmap="jet", alpha=0.45 if "images" in maps[name]
-                      else 1.0)
+            if "images" in entry:
+                ax.imshow(entry["images"][c], cmap="gray")
+            _draw_map(ax, entry[method][c], signed, overlay="images" in entry)
+            if "masks" in entry and entry["masks"][c].any():
+                ax.contour(entry["masks"][c], levels=[0.5], colors="cyan", linewidths=0.6)
+            ax.set_title(_caption(entry, c, with_truth=r == 0), fontsize=7,
+                         color="black" if _correct(entry, c) else "tab:red")
             if c == 0:
                 ax.set_ylabel(name, fontsize=8)
-    fig.suptitle(method, fontsize=10)
+    how = ("green supports the prediction, red opposes it, clear = not a feature" if signed
+           else "red = most important")
+    fig.suptitle(f"{method}: the same test images in every configuration ({how}; "
+                 "cyan = brain mask)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _draw_map(ax, m: np.ndarray, signed: bool, overlay: bool) -> None:
+    if signed:
+        scale = float(np.abs(m).max()) or 1.0
+        ax.imshow(np.ma.masked_equal(m, 0), cmap="RdYlGn", vmin=-scale, vmax=scale,
+                  alpha=0.6 if overlay else 1.0)
+    else:
+        ax.imshow(m, cmap="jet", alpha=0.45 if overlay else 1.0)
+
+
+def _caption(entry: dict, i: int, with_truth: bool) -> str:
+    if "classes" not in entry or "preds" not in entry:
+        return ""
+    classes = [str(c) for c in entry["classes"]]
+    pred = f"pred: {classes[int(entry['preds'][i])]}"
+    if with_truth and "labels" in entry:
+        return f"true: {classes[int(entry['labels'][i])]}\n{pred}"
+    return pred
+
+
+def _correct(entry: dict, i: int) -> bool:
+    if "labels" not in entry or "preds" not in entry:
+        return True
+    return int(entry["labels"][i]) == int(entry["preds"][i])
 
 
 def _dedupe_legend(ax, **kwargs) -> None:
