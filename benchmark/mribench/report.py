@@ -91,7 +91,9 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     emit_table(display_rows(rows), title, False)
     print_paper_notes(suite)
     if compare:
-        emit_table([{k: p.get(k) for k in PAIR_COLUMNS + (["error"] if "error" in p else [])}
+        # pairs are within one dataset; name it when the suite has several
+        columns = (["dataset"] if len(datasets) > 1 else []) + PAIR_COLUMNS
+        emit_table([{k: p.get(k) for k in columns + (["error"] if "error" in p else [])}
                     for p in pairs], "paired tests on the test images both configurations "
                     "scored (Holm-adjusted per subset)", False)
     return 0

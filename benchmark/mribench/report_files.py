@@ -146,7 +146,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
     folder.mkdir(parents=True, exist_ok=True)
     for old in list(folder.glob("*.png")) + list(folder.glob("*.csv")):
         old.unlink()  # a rerun must not leave figures of configurations that are gone
-    classes = classes_of(results)
+    classes = classes_of(results.runs)
     subset = "clean" if any("test_clean_accuracy" in r for r in rows) else "full"
     shown = display_rows(rows)
     names = [r["config"] for r in rows]
@@ -181,12 +181,12 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
             figure=_save(report_plots.leakage_figure(rows), folder, "leakage.png"),
             files=["configurations.csv"]))
     if classes:
-        recall = recall_table(results, classes, subset)
+        recall = recall_table(results, subset)
         if not recall.isna().all().all():
             sections.append(Section(f"Per-class recall ({subset} test)", figure=_save(
                 report_plots.recall_figure(recall), folder, "recall.png"),
                 files=[_csv(recall, folder, "recall.csv", index=True)]))
-        confusion = confusion_tables(results, classes, subset)
+        confusion = confusion_tables(results, subset)
         if confusion:
             long = pd.concat({n: c.stack() for n, c in confusion.items()}).rename("count")
             sections.append(Section(f"Confusion matrices ({subset} test, pooled over runs)",

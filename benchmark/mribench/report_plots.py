@@ -149,15 +149,14 @@ def confusion_grid(tables: dict[str, pd.DataFrame]) -> Figure:
     n = len(tables)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    k = len(next(iter(tables.values())))
-    side = 1.2 + 0.55 * k
+    side = 1.2 + 0.55 * max(len(t) for t in tables.values())  # class counts may differ
     fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 0.6, side * rows + 0.4),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, counts) in zip(axes.flat, tables.items()):
         ax.axis("on")
-        c = counts.to_numpy(dtype=float)
+        c, k = counts.to_numpy(dtype=float), len(counts)
         share = np.divide(c, c.sum(1, keepdims=True), out=np.zeros_like(c),
                           where=c.sum(1, keepdims=True) > 0)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)

@@ -135,21 +135,26 @@ def run_rows(results: Results) -> list[dict]:
     return rows
 
 
-def recall_table(results: Results, classes: list[str], subset: str) -> pd.DataFrame:
-    """Mean recall per configuration (rows) and true class (columns), from logged metrics."""
+def recall_table(results: Results, subset: str) -> pd.DataFrame:
+    """Mean recall per configuration (rows) and true class (columns), from logged metrics. Each
+    configuration has its own dataset's classes (a suite may mix 4-class and binary sets): the
+    columns are their union in first-seen order, NaN where a class is not the dataset's."""
     from mribench.metrics import safe_name
 
     prefix = SUBSETS[subset]
     table = {}
     for _, name, runs in results.configs():
-        table[name] = {c: _mean(_metric(runs, f"{prefix}_recall_{safe_name(c)}")) for c in classes}
+        table[name] = {c: _mean(_metric(runs, f"{prefix}_recall_{safe_name(c)}"))
+                       for c in classes_of(runs)}
     return pd.DataFrame(table).T.astype(float)
 
 
-def confusion_tables(results: Results, classes: list[str], subset: str) -> dict[str, pd.DataFrame]:
-    """Confusion counts per configuration, pooled over its runs, from the predictions."""
+def confusion_tables(results: Results, subset: str) -> dict[str, pd.DataFrame]:
+    """Confusion counts per configuration (its own dataset's classes), pooled over its runs,
+    from the predictions."""
     out = {}
     for _, name, runs in results.configs():
+        classes = classes_of(runs)
         frames = [results.load(r) for r in runs["run_id"]]
         frames = [f for f in frames if f is not None]
         if subset == "clean":
@@ -165,11 +170,11 @@ def confusion_tables(results: Results, classes: list[str], subset: str) -> dict[
     return out
 
 
-def classes_of(results: Results) -> list[str]:
-    """The class names, from the first run that logged them."""
+def classes_of(runs: pd.DataFrame) -> list[str]:
+    """The class names, from the first of these runs that logged them."""
     import json
 
-    for value in results.runs.get("params.classes", pd.Series(dtype=object)).dropna():
+    for value in runs.get("params.classes", pd.Series(dtype=object)).dropna():
         try:
             return list(json.loads(value))
         except (TypeError, ValueError):
