@@ -2,6 +2,7 @@
 training image copied into the external set is removed and counted), and the logged metrics."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import mlflow
@@ -15,6 +16,7 @@ from mribench.config import ExternalConfig, PreprocessConfig, load_suite
 from mribench.data import images
 from mribench.data.samples import DataError
 from mribench.external import cross_duplicates, prepare_external
+from mribench.report import report
 from mribench.models import registry
 from mribench.models.archs import create_network
 from mribench.suite import SuiteOptions, run_suite
@@ -123,3 +125,16 @@ def test_training_copies_in_the_external_set_are_removed_and_counted(
         assert set(frame["true"]) == set(FOUR)
         files = {a.path for a in client.list_artifacts(run.info.run_id, "external/hosp")}
         assert {"external/hosp/confusion_matrix_clean.csv", "external/hosp/audit.json"} <= files
+    # the report shows the external set in its own table, with the counts and both accuracies
+    out = tmp_path / "report"
+    path = tmp_path / "ext_suite.yaml"
+    path.write_text(json.dumps(suite.model_dump(mode="json")))
+    assert report(str(path), None, as_json=False, out=str(out)) == 0
+    md = (out / "report.md").read_text()
+    assert "## External test sets" in md
+    row = next(line for line in md.splitlines() if "| hosp |" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    m = runs["frozen"].data.metrics
+    assert cells[2:5] == ["10", "2", "8"]  # images, copies of train/val, clean images
+    assert float(cells[5]) == pytest.approx(m["external_hosp_accuracy"], abs=5e-4)
+    assert float(cells[6]) == pytest.approx(m["external_clean_hosp_accuracy"], abs=5e-4)

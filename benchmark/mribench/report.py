@@ -19,7 +19,8 @@ from mribench.config_published import deviation_rows, flag_rows, value_flags
 from mribench.console import console, emit_table
 from mribench.data import fallback
 from mribench.matrix import expand
-from mribench.report_tables import Results, configuration_rows, display_rows
+from mribench.report_tables import (Results, configuration_rows, display_rows,
+                                    external_display_rows)
 
 PAIR_COLUMNS = ["subset", "a", "b", "test", "repeats", "images", "accuracy_a", "accuracy_b",
                 "difference", "ci95", "p_value", "p_holm"]
@@ -89,6 +90,8 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
         emit_table(rows, title, True, extra=extra)
         return 0
     emit_table(display_rows(rows), title, False)
+    if external := external_display_rows(rows):
+        emit_table(external, "external test sets (clean: without copies of train/val images)", False)
     print_paper_notes(suite)
     if compare:
         # pairs are within one dataset; name it when the suite has several
@@ -112,16 +115,23 @@ def print_paper_notes(suite) -> None:
                    columns=["model", "strategy", "metric", "value", "flag", "why"])
 
 
+def _split_line(dataset, split, name_it: bool) -> str:
+    """How a dataset was split and what its clean test leaves out (datasets may differ)."""
+    protocol = split.protocol + (f" ({split.folds} folds)" if split.protocol == "kfold" else "")
+    return ((f"{dataset.name}: " if name_it else "") + f"split {protocol}, duplicate groups "
+            f"kept together: {split.groups}; clean test = no {dataset.dedup} copy in train/val"
+            + (f" (near: at most {dataset.near_bits} of 256 hash bits differ)"
+               if dataset.dedup == "near" else ""))
+
+
 def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id):
     from mribench.report_files import build
 
     meta = [f"suite {suite.name}: {suite.description}".rstrip(": "),
             f"experiment {results.experiment} at {tracking.tracking_uri()}; "
             f"{len(results.runs)} finished runs; datasets {', '.join(datasets)}",
-            f"split {suite.split.protocol}, duplicate groups kept together: {suite.split.groups}; "
-            f"clean test = no {', '.join(sorted({d.dedup for d in suite.datasets}))} copy "
-            f"(near: at most {', '.join(str(d.near_bits) for d in suite.datasets)} of 256 hash "
-            "bits differ) in train/val"]
+            *(_split_line(d, d.split or suite.split, len(suite.datasets) > 1)
+              for d in suite.datasets)]
     page, md = build(folder, results, rows, pairs, meta, f"{suite.name}: report")
     parent = tracking.latest_suite_run(exp_id, suite.name)
     if parent:

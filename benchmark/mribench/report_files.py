@@ -13,6 +13,7 @@ from mribench import report_plots, tracking
 from mribench.metrics import safe_name
 from mribench.report_html import Section, write
 from mribench.report_tables import (Results, classes_of, confusion_tables, display_rows,
+                                    external_display_rows,
                                     recall_table, run_rows)
 
 READING = [
@@ -26,7 +27,7 @@ READING = [
     "hospitals, other hyper-parameters, or a different official split.",
     "Seed-only interval (black bars in the forest plot, *_seed_ci95 in the CSV): a Student-t "
     "interval over the runs on the same test images. It covers training noise only and is "
-    "too narrow as a statement about new patients; with 3 seeds it is also unstable.",
+    "too narrow as a statement about new patients; with a handful of seeds it is also unstable (one seed has none).",
     "Per-run Wilson interval (runs table): one trained model, the test images drawn.",
     "p-value (pairwise tests): how often a difference at least this large would appear if the "
     "two configurations were equally accurate on the population of test images, with the seeds "
@@ -141,6 +142,15 @@ def _load_maps(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _external_section(rows: list[dict]) -> list[Section]:
+    table = external_display_rows(rows)
+    return [Section("External test sets", [
+        "Each trained model tested on another collection, mapped to its classes. Images that are "
+        "exact or near copies of a training or validation image are left out of the clean part: "
+        "the public sets share many images, so the whole-set accuracy is partly memory."],
+        table=table, files=["configurations.csv"])] if table else []
+
+
 def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], meta: list[str],
           title: str) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -154,6 +164,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
         Section("Configurations", [f"Mean over seeds and folds; clean test first (n = runs). "
                                    "Scores (F1, kappa, MCC, ECE) are on the clean test."],
                 table=shown, files=[_csv(rows, folder, "configurations.csv")]),
+        *_external_section(rows),
         Section("How to read the intervals and p-values", READING, note=True),
         Section("Accuracy with 95% intervals", figure=_save(
             report_plots.forest_figure(rows), folder, "forest.png"),

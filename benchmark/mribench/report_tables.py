@@ -108,8 +108,8 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
 
 # external test sets: accuracy on the whole set and on its clean part, and how many of its
 # images duplicate a training or validation image
-EXTERNAL = re.compile(r"^external_(clean_)?[A-Za-z0-9_.-]+?_(accuracy|n|n_exact_duplicates|"
-                      r"n_near_duplicates)$")
+EXTERNAL = re.compile(r"^external_(clean_)?[A-Za-z0-9_.-]+?_(accuracy|balanced_accuracy|n|"
+                      r"n_clean|n_exact_duplicates|n_near_duplicates)$")
 
 
 def external_metrics(runs: pd.DataFrame) -> list[str]:
@@ -199,11 +199,33 @@ def display_rows(rows: list[dict]) -> list[dict]:
             out["trainable"] = f"{row['params_trainable']:,}"
         for key in sorted(k for k in row if k.startswith("published_")):
             out[key.replace("published_", "published ")] = _num(row[key])
-        for key in (k for k in row if k.startswith("external_") and k.endswith("_accuracy")):
-            if row[key] is not None:
-                out[key.removeprefix("external_").removesuffix("_accuracy") + " acc"] = \
-                    _num(row[key])
-        shown.append(out)
+        shown.append(out)  # external test sets have their own table (external_display_rows)
+    return shown
+
+
+def external_display_rows(rows: list[dict]) -> list[dict]:
+    """One row per configuration and external test set: its size, how many of its images are
+    (near) copies of a training/validation image and so left out of the clean part, and
+    accuracy and balanced accuracy on the whole set and on the clean part."""
+    shown = []
+    for row in rows:
+        sets = [k.removeprefix("external_").removesuffix("_n") for k in row
+                if EXTERNAL.match(k) and k.endswith("_n") and not k.startswith("external_clean_")
+                and row[k] is not None]
+        for name in sets:
+            def value(key, fmt=_num):
+                return "-" if row.get(key) is None else fmt(row[key])
+            total, clean = row.get(f"external_{name}_n"), row.get(f"external_{name}_n_clean")
+            shown.append({
+                "config": row["config"], "external set": name,
+                "images": value(f"external_{name}_n", lambda v: f"{v:.0f}"),
+                "exact/near copies of train/val": "-" if total is None or clean is None
+                else f"{total - clean:.0f}",
+                "clean images": value(f"external_{name}_n_clean", lambda v: f"{v:.0f}"),
+                "acc (whole)": value(f"external_{name}_accuracy"),
+                "acc (clean)": value(f"external_clean_{name}_accuracy"),
+                "balanced acc (whole)": value(f"external_{name}_balanced_accuracy"),
+                "balanced acc (clean)": value(f"external_clean_{name}_balanced_accuracy")})
     return shown
 
 
