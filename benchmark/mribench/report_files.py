@@ -26,8 +26,9 @@ READING = [
     "weights, batch order, validation draw). It does not cover other datasets, scanners or "
     "hospitals, other hyper-parameters, or a different official split.",
     "Seed-only interval (black bars in the forest plot, *_seed_ci95 in the CSV): a Student-t "
-    "interval over the runs on the same test images. It covers training noise only and is "
-    "too narrow as a statement about new patients; with a handful of seeds it is also unstable (one seed has none).",
+    "interval over the runs on the same test images (over the folds for k-fold, whose "
+    "training sets overlap). It covers training noise only and is too narrow as a statement "
+    "about new patients; with a handful of seeds it is also unstable (one seed has none).",
     "Per-run Wilson interval (runs table): one trained model, the test images drawn.",
     "p-value (pairwise tests): how often a difference at least this large would appear if the "
     "two configurations were equally accurate on the population of test images, with the seeds "

@@ -38,9 +38,11 @@ def forest_figure(rows: list[dict]) -> Figure:
                     "(images and seeds)")
             seed = row.get(f"{key}_seed_ci95")
             if key == "test_clean_accuracy" and seed and not math.isnan(seed[0]):
-                ax.errorbar(row[key], y + dy + 0.1, xerr=[[row[key] - seed[0]], [seed[1] - row[key]]],
-                            fmt="none", ecolor=SEED, elinewidth=1, capsize=2,
-                            label="clean test: seed-only 95% CI (fixed test images)")
+                ax.errorbar(row[key], y + dy + 0.1,
+                            xerr=[[row[key] - seed[0]], [seed[1] - row[key]]], fmt="none",
+                            ecolor=SEED, elinewidth=1, capsize=2,
+                            label="clean test: t-interval over the runs alone (seeds; folds "
+                            "for k-fold)")
         for key in (k for k in row if k.startswith("published_") and "accuracy" in k):
             ax.plot(row[key], y, "*", color="tab:red", markersize=10, label="published")
     ax.set_yticks(ys, [r["config"] for r in rows])
