@@ -88,7 +88,7 @@ def test_explanation_grid_titles_colours_and_notes():
     assert titled[1].title.get_color() == "firebrick" and titled[0].title.get_color() == "black"
     assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["empty map"]
     assert fig._suptitle.get_text() == "Grad-CAM\nlegend text"
-    assert _png(fig).size == (780, 610)  # 3 columns of 2.6 in, one image + overlay row pair
+    assert _png(fig).size == (780, 640)  # 3 columns of 2.6 in, one image + overlay row pair
     with pytest.raises(ValueError, match="3 images, 2 overlays"):
         plots.explanation_grid(images, images[:2], ["a", "b", "c"], "LIME")
 

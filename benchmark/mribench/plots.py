@@ -99,7 +99,7 @@ def explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], title
                          f"{len(titles)} titles; need the same positive number")
     cols = min(n, 4)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.6 * cols, 5.6 * rows + 0.5),
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.6 * cols, 5.9 * rows + 0.5),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -119,7 +119,7 @@ def explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], title
                                 bbox=dict(facecolor="black", alpha=0.6, edgecolor="none"))
     legend = textwrap.fill(legend, width=34 * cols)  # ~34 characters per 2.6-inch column
     fig.suptitle(f"{method}" + (f"\n{legend}" if legend else ""), fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)  # room for the next pair's titles under an overlay
     return fig
 
 
