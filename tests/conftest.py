@@ -40,3 +40,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    """ImageNet-style weights for the tiny test model (the hub is unreachable offline)."""
+    from mribench.models import registry
+    from mribench.models.archs import create_network
+
+    torch.manual_seed(3)
+    path = tmp_path / "weights" / "test_resnet.pth"
+    path.parent.mkdir()
+    torch.save(create_network(registry.get("test_resnet")).state_dict(), path)
+    monkeypatch.setenv("BENCHMARK_WEIGHTS_DIR", str(path.parent))
+    return path

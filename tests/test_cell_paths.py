@@ -6,25 +6,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
-from mribench.config import load_suite
-from mribench.models import registry
-from mribench.models.archs import create_network
+from mribench.suite_file import load_suite
 from mribench.suite import SuiteOptions, run_suite
 from real_data import mri_7023
-
-
-@pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    """ImageNet-style weights for the tiny test model (the hub is unreachable offline)."""
-    torch.manual_seed(3)
-    path = tmp_path / "weights" / "test_resnet.pth"
-    path.parent.mkdir()
-    torch.save(create_network(registry.get("test_resnet")).state_dict(), path)
-    monkeypatch.setenv("BENCHMARK_WEIGHTS_DIR", str(path.parent))
-    return path
 
 
 def run(overrides, data_dir, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ import time
 from invocations import env_for, runs_of, start, tiny_suite
 from mlflow.tracking import MlflowClient
 
-from mribench.config import load_suite
+from mribench.suite_file import load_suite
 from mribench.matrix import expand
 
 def test_fresh_sqlite_store_created_by_many_processes_at_once(tmp_path):

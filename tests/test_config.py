@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mribench.config import SUITES_DIR, SuiteError, load_suite, parse_suite
+from mribench.config import SUITES_DIR, SuiteError
+from mribench.suite_file import load_suite, parse_suite
 
 BASE = {
     "name": "t",

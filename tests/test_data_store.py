@@ -166,7 +166,7 @@ def test_suite_runs_with_an_empty_read_only_cache_folder(data_dir, tmp_path, mon
                                                          mlflow_store, capsys):
     from mlflow.tracking import MlflowClient
 
-    from mribench.config import load_suite
+    from mribench.suite_file import load_suite
     from mribench.suite import SuiteOptions, run_suite
 
     cache = tmp_path / "cache"

@@ -5,7 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mribench import tracking
-from mribench.config import load_suite
+from mribench.suite_file import load_suite
 from mribench.data import DataError
 from mribench.suite import SuiteOptions, run_suite
 from real_data import needs_real

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mribench.config import load_suite
+from mribench.suite_file import load_suite
 from mribench.data import fallback
 from mribench.matrix import expand
 

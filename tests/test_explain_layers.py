@@ -2,7 +2,8 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mribench.config import ModelConfig, StrategyConfig, SuiteError, load_suite
+from mribench.config import ModelConfig, StrategyConfig, SuiteError
+from mribench.suite_file import load_suite
 from mribench.matrix import expand
 from mribench.models.build import build
 from mribench.models.layers import block_sides

@@ -8,17 +8,15 @@ import shutil
 import mlflow
 import pandas as pd
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from mribench.config import ExternalConfig, PreprocessConfig, load_suite
+from mribench.config import ExternalConfig, PreprocessConfig
+from mribench.suite_file import load_suite
 from mribench.data import images
 from mribench.data.samples import DataError
 from mribench.external import cross_duplicates, prepare_external
 from mribench.report import report
-from mribench.models import registry
-from mribench.models.archs import create_network
 from mribench.suite import SuiteOptions, run_suite
 
 PRE = PreprocessConfig(image_size=32)
@@ -70,16 +68,6 @@ def test_cross_duplicates_by_bytes_and_by_look():
     kinds, bits, index = cross_duplicates([("s1", a), ("s9", near), ("s8", c)],
                                           [("s1", a), ("s2", b)], threshold=4)
     assert kinds == ["exact", "near", ""] and list(bits[:2]) == [0, 4] and index[1] == 1
-
-
-@pytest.fixture
-def weights_dir(tmp_path, monkeypatch):
-    """ImageNet-style weights for the tiny test model (the hub is unreachable offline)."""
-    torch.manual_seed(3)
-    path = tmp_path / "weights" / "test_resnet.pth"
-    path.parent.mkdir()
-    torch.save(create_network(registry.get("test_resnet")).state_dict(), path)
-    monkeypatch.setenv("BENCHMARK_WEIGHTS_DIR", str(path.parent))
 
 
 def test_training_copies_in_the_external_set_are_removed_and_counted(

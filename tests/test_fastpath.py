@@ -9,7 +9,8 @@ from mlflow.tracking import MlflowClient
 
 from mribench import cell as cell_module
 from mribench import fastpath
-from mribench.config import TrainingConfig, load_suite
+from mribench.config import TrainingConfig
+from mribench.suite_file import load_suite
 from mribench.matrix import expand
 from mribench.suite import SuiteOptions, run_suite
 

@@ -13,7 +13,7 @@ import pytest
 
 import mribench
 from mribench.cli import main
-from mribench.config import load_suite
+from mribench.suite_file import load_suite
 from mribench.matrix import expand
 
 OURS = "mribench"

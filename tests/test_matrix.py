@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mribench.config import parse_suite
+from mribench.suite_file import parse_suite
 from mribench.matrix import expand, flatten
 
 SUITE = {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mribench.config import SUITES_DIR, SuiteError, load_suite, parse_suite
+from mribench.config import SUITES_DIR, SuiteError
+from mribench.suite_file import load_suite, parse_suite
 from mribench.config_published import PublishedResult, flag_rows, value_flags
 from mribench.report import print_paper_notes, published_by_config
 

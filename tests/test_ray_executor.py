@@ -22,7 +22,7 @@ pytest.importorskip("ray", reason="Ray is not installed: pip install 'brain-mri-
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from mribench.config import load_suite  # noqa: E402
+from mribench.suite_file import load_suite  # noqa: E402
 from mribench.suite import SuiteOptions, run_suite  # noqa: E402
 from servers import ray_cluster, secured_server  # noqa: E402
 

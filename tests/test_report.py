@@ -14,7 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from mribench.config import SuiteError, load_suite, parse_suite
+from mribench.config import SuiteError
+from mribench.suite_file import load_suite, parse_suite
 from mribench.report import published_by_config, report
 
 SUITE = {

@@ -16,7 +16,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from mribench.config import SuiteError, load_suite
+from mribench.config import SuiteError
+from mribench.suite_file import load_suite
 from mribench.data import DataError, fallback
 from mribench.data.registry import KNOWN, SAMPLE_DIR, count_files
 from mribench.matrix import expand

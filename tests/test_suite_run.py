@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from mribench import cell as cell_module
 from mribench import tracking
-from mribench.config import load_suite
+from mribench.suite_file import load_suite
 from mribench.data import fallback
 from mribench.matrix import expand
 from mribench.report import report

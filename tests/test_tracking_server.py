@@ -13,7 +13,7 @@ from contextlib import ExitStack
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mribench.config import load_suite
+from mribench.suite_file import load_suite
 from mribench.suite import SuiteOptions, run_suite
 from servers import mlflow_server, postgres
 

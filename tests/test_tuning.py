@@ -7,7 +7,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mribench.config import load_suite
+from mribench.suite_file import load_suite
 from mribench.suite import SuiteOptions
 from mribench.tuning import tune
 

@@ -57,7 +57,7 @@ def _shard(value: str) -> tuple[int, int]:
 
 
 def cmd_suite(args) -> int:
-    from mribench.config import load_suite
+    from mribench.suite_file import load_suite
 
     suite = load_suite(args.suite, _overrides(args))
     if args.dry_run:
@@ -84,7 +84,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from mribench.config import load_suite
+    from mribench.suite_file import load_suite
     from mribench.engine import resolve_device
     from mribench.suite import SuiteOptions
     from mribench.tuning import tune

@@ -24,7 +24,7 @@ from mribench import metrics, plots, tracking
 from mribench.config import ExternalConfig, PreprocessConfig
 from mribench.data import images
 from mribench.files import file_sha256
-from mribench.data.prepare import PreparedData, raise_or_skip, scan_dataset, validate
+from mribench.data.prepare import PreparedData, usable_records
 from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
 from mribench.engine import evaluate
@@ -47,14 +47,8 @@ class ExternalSet:
 def prepare_external(cfg: ExternalConfig, pre: PreprocessConfig, model_classes: list[str],
                      data_dir: str | None) -> ExternalSet:
     """Scan, validate and decode the set (cache permitting) and check both label maps."""
-    scan = scan_dataset(cfg, data_dir)
-    scan.subset(cfg.subset_per_class)
-    records = validate(scan, pre)
-    skipped = raise_or_skip(cfg.name, scan, cfg.on_bad_image)
-    if not records:
-        raise DataError(f"external set {cfg.name!r}: no usable images under {scan.root}")
-    records.sort(key=lambda r: str(r.path))
     where = f"external set {cfg.name!r}"
+    scan, records, skipped = usable_records(cfg, pre, data_dir, where)
     publisher = KNOWN[cfg.name].class_map if cfg.name in KNOWN else {}
     found = sorted({r.cls for r in records})
     label_map = {publisher.get(k, k): v for k, v in cfg.label_map.items()}

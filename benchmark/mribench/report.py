@@ -14,7 +14,7 @@ import pandas as pd
 
 from mribench import tracking
 from mribench.compare import paired_rows
-from mribench.config import load_suite
+from mribench.suite_file import load_suite
 from mribench.config_published import deviation_rows, flag_rows, value_flags
 from mribench.console import console, emit_table
 from mribench.data import fallback

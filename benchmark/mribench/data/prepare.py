@@ -126,16 +126,24 @@ def raise_or_skip(name: str, scan: Scan, on_bad_image: str) -> list[tuple[str, s
     return sorted(scan.problems)
 
 
-def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, seed: int,
-            fold: int | None, data_dir: str | None, cache_dir: str | None = None) -> PreparedData:
-    images.set_cache_dir(cache_dir)
+def usable_records(ds, pre: PreprocessConfig, data_dir: str | None, what: str):
+    """Scan a dataset (or external set), keep its subset, validate every image and apply its
+    on_bad_image policy: (scan, usable records sorted by path, skipped files). Sorted so that
+    what follows depends on the seed, not on the order of a folder listing or a CSV."""
     scan = scan_dataset(ds, data_dir)
     scan.subset(ds.subset_per_class)
     records = validate(scan, pre)
     skipped = raise_or_skip(ds.name, scan, ds.on_bad_image)
     if not records:
-        raise DataError(f"dataset {ds.name!r}: no usable images under {scan.root}")
-    records.sort(key=lambda r: str(r.path))  # the split depends on the seed, not on CSV order
+        raise DataError(f"{what}: no usable images under {scan.root}")
+    records.sort(key=lambda r: str(r.path))
+    return scan, records, skipped
+
+
+def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, seed: int,
+            fold: int | None, data_dir: str | None, cache_dir: str | None = None) -> PreparedData:
+    images.set_cache_dir(cache_dir)
+    scan, records, skipped = usable_records(ds, pre, data_dir, f"dataset {ds.name!r}")
     classes = sorted({r.cls for r in records})
     labels = [classes.index(r.cls) for r in records]
     groups = find_groups([r.sha for r in records], [r.phash for r in records], ds.near_bits)
