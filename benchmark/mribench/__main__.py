@@ -1,3 +1,3 @@
-from mribench.cli import main
+from mribench.cli.main import main
 
 raise SystemExit(main())

@@ -7,8 +7,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from mribench.config import (AugmentConfig, DatasetConfig, ExplainConfig, ModelConfig,
-                              PreprocessConfig, SplitConfig, StrategyConfig, Suite, TrainingConfig)
+from mribench.config.schema import (
+    AugmentConfig,
+    DatasetConfig,
+    ExplainConfig,
+    ModelConfig,
+    PreprocessConfig,
+    SplitConfig,
+    StrategyConfig,
+    Suite,
+    TrainingConfig,
+)
 
 # Display-only fields: renaming a label must not make finished work look new.
 _DISPLAY_ONLY = {"label"}
@@ -81,7 +90,8 @@ _EXECUTION_ONLY = {"num_workers", "compile"}
 # Keys added after run_keys were first published, at the value that reproduces the behaviour
 # before them (CPU runs trained in fp32, which is what `auto` picks there): left out of the hash
 # at that value, so runs finished before the key existed still count as finished.
-_ADDED_LATER = {"precision": "auto", "deterministic": False, "max_loss": 100.0}
+_ADDED_LATER = {"precision": "auto", "deterministic": False, "max_loss": 100.0,
+                "max_loss_batches": 10}
 
 
 def _digest(resolved: dict[str, Any]) -> str:

@@ -1,20 +1,18 @@
 """Datasets: the three public brain MRI sets and user sets, splits, validation, cache, audit, fetch.
 
-`make_loader` (torch) loads on first use (PEP 562), so the command wiring and the data checks
-stay light; the rest is plain numpy/PIL.
+Nothing is imported eagerly (PEP 562): `mribench.data.registry` and the command wiring stay
+light, and `prepare` (scikit-learn, PIL) or `make_loader` (torch) load on first use.
 """
 from __future__ import annotations
 
-from mribench.data.images import load_image
-from mribench.data.prepare import PreparedData, prepare
-from mribench.data.samples import DataError, Sample
+import importlib
 
-__all__ = ["DataError", "PreparedData", "Sample", "load_image", "make_loader", "prepare"]
+_LAZY = {"DataError": "samples", "Sample": "samples", "PreparedData": "preparation",
+         "prepare": "preparation", "load_image": "images", "make_loader": "loader"}
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):
-    if name == "make_loader":
-        from mribench.data.loader import make_loader
-
-        return make_loader
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"mribench.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'mribench.data' has no attribute {name!r}")

@@ -4,9 +4,10 @@ A group is a set of two or more files that are the same image (exact: equal sha2
 same (near: grouped transitively over pairs whose 256-bit perceptual hashes differ in at most
 `near_bits` of their 256 bits). On the 7023 set a JPEG re-encode moves the hash by at most 6
 bits, a 20% brightening by up to 16, and two unrelated images differ in about 124 (median over
-all pairs); pairs eyeballed as "the same slice" reach 20-22. The summary says how many groups sit within one split or cross splits, how many test
-files have a copy in train/val, and how many groups mix labels; `sweep` repeats the near
-counts at several thresholds, so a user sees how sensitive the clean test figure is.
+all pairs); pairs eyeballed as "the same slice" reach 20-22. The summary says how many groups
+sit within one split or cross splits, how many test files have a copy in train/val, and how
+many groups mix labels; `sweep` repeats the near counts at several thresholds, so a user sees
+how sensitive the clean test figure is.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mribench.config import DatasetConfig, Suite
+from mribench.config.schema import DatasetConfig, Suite
 from mribench.console import console
 from mribench.data.locate import candidate_dirs, find_root
 from mribench.data.registry import KNOWN
@@ -42,7 +42,7 @@ def _fall_back(ds: DatasetConfig) -> DatasetConfig:
                                  "manifest": None})
 
 
-def resolve(suite: Suite, data_dir: str | None) -> tuple[Suite, list[Substitution]]:
+def substitute(suite: Suite, data_dir: str | None) -> tuple[Suite, list[Substitution]]:
     """The suite with every fallback decided: the named dataset when found (its `fallback`
     cleared), else the fallback dataset in its place; plus what was replaced and why."""
     candidate_dirs(data_dir)  # an explicit --data-dir that does not exist is an error, not a miss

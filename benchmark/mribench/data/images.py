@@ -1,4 +1,4 @@
-"""Decode any image to the configured channels and size; the perceptual hash of every file.
+"""Pixels and perceptual hashes of every file, decoded once (decoding itself: decode.py).
 
 Decoded pixels live in the on-disk store (`mribench.data.store`), one file per image set and
 preprocessing, keyed by the files' content hashes: a renamed or copied file reuses its pixels and
@@ -8,24 +8,18 @@ warm cache never decodes a JPEG again (and writes nothing: a read-only cache fol
 """
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
-import imagehash
 import numpy as np
-from PIL import Image, ImageOps
 
-from mribench.config import PreprocessConfig
+from mribench.config.schema import PreprocessConfig
 from mribench.data import store
-from mribench.data.store import PixelStore
-from mribench.files import file_sha256
+from mribench.data.decode import decode, perceptual_hash, to_pixels
 from mribench.data.locate import cache_root
+from mribench.data.store import PixelStore
+from mribench.files import atomic_write, file_sha256
 
-RESAMPLE = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
-            "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
 PHASH_FILE = "phash256-ac.json"  # renamed whenever the hash definition changes
 
 _state: dict = {"disk": None, "phash_new": False}
@@ -43,47 +37,6 @@ def cache_dir() -> Path:
     """The cache folder in use; other per-image caches (brain masks) keep their files here."""
     return _state["disk"] or set_cache_dir(None)
 
-
-
-def decode(path: Path) -> Image.Image:
-    """Open any supported image as 'L' or 'RGB' at full size (errors propagate to the caller)."""
-    with Image.open(io.BytesIO(path.read_bytes())) as img:
-        img.load()  # forces the full decode: truncated or corrupt files fail here
-        img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit / float scans: scale by the image's own maximum so 12-bit data keeps its contrast
-        arr = np.asarray(img, dtype=np.float64)
-        peak = arr.max()
-        arr = arr * (255.0 / peak) if peak > 0 else arr
-        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA"):
-        # transparent pixels become black, the background of an MRI slice
-        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(background, img.convert("RGBA")).convert("RGB")
-    if img.mode in ("1", "L"):
-        return img.convert("L")
-    return img.convert("RGB")  # RGB, CMYK, YCbCr, LAB, HSV
-
-
-def to_pixels(img: Image.Image, pre: PreprocessConfig) -> np.ndarray:
-    img = img.convert("L" if pre.channels == 1 else "RGB")
-    img = img.resize((pre.image_size, pre.image_size), RESAMPLE[pre.interpolation])
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr[:, :, None] if arr.ndim == 2 else arr
-
-
-def _atomic_write(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, target)  # concurrent writers of the same entry write the same bytes
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_phashes() -> None:
@@ -104,7 +57,7 @@ def save_phashes() -> None:
     _load_phashes()
     data = json.dumps(_phash, sort_keys=True).encode()
     try:
-        _atomic_write(cache_dir() / PHASH_FILE, lambda fh: fh.write(data))
+        atomic_write(cache_dir() / PHASH_FILE, lambda fh: fh.write(data))
         _state["phash_new"] = False
     except OSError as err:
         store.warn(f"cannot write {cache_dir() / PHASH_FILE} ({err.strerror or err}); perceptual hashes "
@@ -127,18 +80,6 @@ def inspect(path: Path, sha: str, pixels: PixelStore | None = None) -> str:
     if need_pixels:
         pixels.put(sha, to_pixels(img, pixels.pre))
     return _phash[sha]
-
-
-def perceptual_hash(img: Image.Image) -> str:
-    """256-bit pHash (16x16 DCT) of the contrast-stretched grey image, as 64 hex digits.
-
-    Measured on the 7023 set: MRI slices are mostly black, so the usual 64-bit pHash puts clearly
-    different patients within 4 bits of each other; with 256 bits such pairs sit 50+ bits apart
-    while JPEG re-encodes, resizes and brightness/contrast changes stay within ~8. The 1% contrast
-    stretch makes linear intensity changes invisible without amplifying background noise (full
-    histogram equalisation does, and then misses re-encoded copies).
-    """
-    return str(imagehash.phash(ImageOps.autocontrast(img.convert("L"), cutoff=1), hash_size=16))
 
 
 def open_store(pre: PreprocessConfig, sources: dict[str, Path]) -> PixelStore:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mribench.config import AugmentConfig, PreprocessConfig
+from mribench.config.schema import AugmentConfig, PreprocessConfig
 from mribench.data.images import pixels_for
 from mribench.data.samples import Sample
 from mribench.data.transforms import ToInput, draw

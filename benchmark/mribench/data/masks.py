@@ -17,16 +17,14 @@ the file's content hash and the preprocessing, like the pixel cache, but in file
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from mribench.config import PreprocessConfig
+from mribench.config.schema import PreprocessConfig
 from mribench.data import images
-from mribench.files import file_sha256
+from mribench.files import atomic_write, file_sha256
 
 VERSION = 1  # bump when the algorithm changes: old cache entries are then never read
 MIN_AREA = 0.02  # a "head" smaller than this is a failed mask: fall back to the whole image
@@ -111,14 +109,7 @@ def _read(target: Path, size: int) -> np.ndarray | None:
 def _write(target: Path, packed: np.ndarray) -> None:
     """Atomic write; a read-only or full cache folder only costs the recomputation next time."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, packed)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(target, lambda fh: np.save(fh, packed))
     except OSError as err:
         if str(target.parent.parent) not in _warned:
             _warned.add(str(target.parent.parent))

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mribench.registry import Registry
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -30,7 +32,7 @@ class DatasetSpec:
         return sorted(set(self.class_map.values()))
 
 
-KNOWN: dict[str, DatasetSpec] = {}
+KNOWN: Registry[DatasetSpec] = Registry("dataset")
 
 # a few images of the 7023 set shipped with the package (see sample/README.md), so the smoke suite
 # runs on a machine with no data folder at all
@@ -38,10 +40,7 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
-    if spec.name in KNOWN:
-        raise ValueError(f"dataset {spec.name!r} registered twice")
-    KNOWN[spec.name] = spec
-    return spec
+    return KNOWN.register(spec)
 
 
 def count_files(spec: DatasetSpec, root: Path) -> dict[str, int]:
@@ -55,9 +54,7 @@ def count_files(spec: DatasetSpec, root: Path) -> dict[str, int]:
 
 
 def get(name: str) -> DatasetSpec:
-    if name not in KNOWN:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(KNOWN)}")
-    return KNOWN[name]
+    return KNOWN.find(name)
 
 
 register(DatasetSpec(

@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mribench.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """Any data problem: missing folder, bad files, empty or missing classes. Names what it found."""
 
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mribench.data.registry import DatasetSpec
+from mribench.data.registry import KNOWN, DatasetSpec
 from mribench.data.samples import DataError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -57,6 +57,13 @@ class Scan:
         surrounding spaces (`Glioma`, `glioma `): silently two classes, or silently one, would
         both be wrong guesses. Labels are stripped afterwards."""
         label_map = label_map or {}
+        labels = {e.cls for e in self.entries} | {e.cls.strip() for e in self.entries}
+        publisher = KNOWN[name].class_map if name in KNOWN else {}
+        unknown = sorted(k for k in label_map if k not in labels and publisher.get(k) not in labels)
+        if unknown:  # a typo in a map key would otherwise leave that label unmapped, silently
+            raise DataError(f"dataset {name!r}: label_map key(s) {unknown} match no label; its "
+                            f"labels are {sorted({e.cls for e in self.entries})}")
+        label_map = {publisher.get(k, k) if k not in labels else k: v for k, v in label_map.items()}
         for e in self.entries:
             e.cls = label_map.get(e.cls, label_map.get(e.cls.strip(), e.cls))
         spellings: dict[str, set[str]] = defaultdict(set)
@@ -103,13 +110,34 @@ def _scan_class_dirs(scan: Scan, parent: Path, split: str, class_map: dict[str, 
                                                    f"{sorted(class_map)}"))
             continue
         found.add(item.name)
-        files = [p for p in sorted(item.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+        files = _class_files(scan, item)
         if not files:
             scan.class_problems.append((str(item), "empty class folder"))
         cls = class_map[item.name] if class_map is not None else item.name
         scan.entries.extend(Entry(p, cls, split) for p in files)
     for name in sorted(set(class_map or ()) - found):
         scan.class_problems.append((str(parent / name), "class folder missing"))
+
+
+def _class_files(scan: Scan, folder: Path) -> list[Path]:
+    """The regular files directly inside a class folder. Never silently dropped or added:
+    an entry named like an image that is not a regular file (a directory, a dangling or
+    unreadable link, a socket) is a bad file (an error, or skipped and listed with
+    `on_bad_image: skip`); a sub-folder is refused with its name, since whether its images
+    belong to the class is not ours to guess (move them up, or list files in a CSV manifest)."""
+    files = []
+    for entry in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        if entry.is_file():
+            files.append(entry)
+        elif entry.is_dir() and entry.suffix.lower() not in IMAGE_EXTENSIONS:
+            scan.class_problems.append((str(entry), "a sub-folder inside a class folder is not "
+                                       "read: move its images into the class folder, or list "
+                                       "them in a CSV manifest"))
+        else:
+            kind = ("a directory" if entry.is_dir() else "a dangling link" if entry.is_symlink()
+                    and not entry.exists() else "not a regular file")
+            scan.problems.append((str(entry), f"{kind}, not an image file"))
+    return files
 
 
 def scan_known(spec: DatasetSpec, root: Path) -> Scan:

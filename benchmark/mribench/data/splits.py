@@ -19,7 +19,7 @@ from collections import Counter
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from mribench.config import SplitConfig
+from mribench.config.schema import SplitConfig
 from mribench.data.samples import DataError
 
 

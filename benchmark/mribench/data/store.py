@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mribench.config import PreprocessConfig
+from mribench.config.schema import PreprocessConfig
 from mribench.console import console
-from mribench.files import file_sha256
+from mribench.data.decode import decode, to_pixels
+from mribench.files import atomic_write, file_sha256
 
 FORMAT = 1
 _warned: set[str] = set()
@@ -178,14 +179,7 @@ class PixelStore:
     def _write_meta(self) -> None:
         meta = {**self._expected_meta(), "checksums": self.checksums}
         meta["digest"] = _digest(meta)
-        fd, tmp = tempfile.mkstemp(dir=self.meta_file.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(meta, fh)
-            os.replace(tmp, self.meta_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.meta_file, lambda fh: fh.write(json.dumps(meta).encode()))
 
     def _to_memory(self, err: OSError) -> None:
         """The disk cache cannot be written: keep this set's pixels in memory for this run."""
@@ -240,8 +234,6 @@ class PixelStore:
         return pixels
 
     def _rebuild(self, row: int) -> np.ndarray:
-        from mribench.data.images import decode, to_pixels  # images builds on this module
-
         sha, path = self.shas[row], self.paths.get(self.shas[row])
         if path is None or file_sha256(path) != sha:
             raise ValueError(f"decoded-image cache {self.file}: row {row} is damaged and its source "

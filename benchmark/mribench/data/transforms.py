@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.nn.functional import grid_sample
 
-from mribench.config import AugmentConfig
+from mribench.config.schema import AugmentConfig
 
 
 def draw(seed: int) -> torch.Tensor:

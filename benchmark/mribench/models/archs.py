@@ -67,12 +67,19 @@ class Trunk(nn.Module):
         return self.net.forward_head(x, pre_logits=True) if self.pooled else x
 
 
-def make_trunk(net: nn.Module, spec: ModelSpec, pooled: bool, in_chans: int) -> Trunk:
-    """Cut the classifier off `net` (in place) and adapt its first convolution to `in_chans`."""
+def make_trunk(net: nn.Module, spec: ModelSpec, pooled: bool, in_chans: int,
+               keep_dropout: bool = False) -> Trunk:
+    """Cut the classifier off `net` (in place) and adapt its first convolution to `in_chans`.
+
+    keep_dropout (with `pooled`, a linear head that replaces only the last FC): the layers kept
+    from the library's classifier (VGG's fc6/fc7 in `pre_logits`) keep the dropout torchvision
+    gives them (`spec.classifier_dropout` without its last rate, which the head applies)."""
     if spec.source == "timm":
         net.reset_classifier(0, "avg" if pooled else "")
         if spec.pre_logits and not pooled:
             setattr(net, spec.pre_logits, nn.Identity())  # unused: keep it out of the counts
+        elif spec.pre_logits and keep_dropout:
+            set_dropout(net.get_submodule(spec.pre_logits), spec.classifier_dropout[:-1], spec.name)
     elif spec.source == "torchvision":
         drop = _TV_CLASSIFIER[spec.arch]
         layers = OrderedDict((n, m) for n, m in net.named_children() if n not in drop)
@@ -82,6 +89,30 @@ def make_trunk(net: nn.Module, spec: ModelSpec, pooled: bool, in_chans: int) -> 
     if in_chans != 3:
         _adapt_first_conv(net, in_chans, spec.name)
     return Trunk(net, spec, pooled)
+
+
+def set_dropout(module: nn.Module, rates: tuple[float, ...], name: str) -> None:
+    """Give the dropout layers inside `module`, in forward order, these rates (timm builds VGG's
+    fc6/fc7 with one dropout at 0; torchvision's VGG16 has 0.5 after fc6)."""
+    found = [m for m in module.modules() if isinstance(m, nn.Dropout)]
+    if len(found) != len(rates):
+        raise ValueError(f"model {name!r}: {len(rates)} classifier dropout rates {rates} for "
+                         f"{len(found)} dropout layers kept from its classifier")
+    for layer, rate in zip(found, rates):
+        layer.p = float(rate)
+
+
+def make_input_conv(in_chans: int, out_chans: int = 3, kernel: int = 3,
+                    activation: str = "none") -> nn.Sequential:
+    """A new, trainable convolution in front of the backbone with 'same' padding: Study C's
+    fine-tuned VGG16 puts Conv2D(3x3, padding='same') before the VGG16 base. Keras' Conv2D has
+    no activation unless one is named. out_chans is what the backbone's first layer takes."""
+    if kernel % 2 == 0:
+        raise ValueError(f"input convolution: 'same' padding needs an odd kernel, got {kernel}")
+    if activation not in ("none", "relu"):
+        raise ValueError(f"input convolution: activation {activation!r}; use none or relu")
+    layers = [nn.Conv2d(in_chans, out_chans, kernel, padding=kernel // 2)]
+    return nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if activation == "relu" else []))
 
 
 class GoogLeNetInput(nn.Module):

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mribench import strategies
-from mribench.config import ModelConfig, StrategyConfig
-from mribench.models import registry, weights
+from mribench.config.schema import ModelConfig, StrategyConfig
+from mribench.models import registry, strategies, weights
 from mribench.models.archs import create_network, make_trunk
 from mribench.models.heads import make_head
 from mribench.models.registry import ModelSpec

@@ -1,23 +1,46 @@
 """Classification heads declared in a suite (HeadConfig), sized from the backbone's output.
 
 linear       replace the final layer: [GAP ->] [Dropout ->] Linear(k)                  (Study B)
+             keep_dropout: the dropout torchvision's own classifier has before its last FC
+             (`spec.classifier_dropout`), as when only that FC is replaced
 gap_mlp      GAP -> Linear(hidden) -> ReLU [-> Dropout] -> Linear(k)                    (Study A)
 flatten_mlp  Flatten -> Linear(hidden) -> ReLU -> Dropout -> BatchNorm1d -> Linear(k)   (Study C)
 conv_gap_mlp Conv3x3(conv_channels) -> ReLU [-> Dropout] -> GAP -> Linear(hidden) -> ReLU
-             [-> Dropout] -> Linear(k)                         (Study C's fine-tuned VGG16)
+             [-> Dropout] -> Linear(k)
+layers       any sequence of the layers below, then Linear(k), e.g. Study C's fine-tuned VGG16
+             (GAP -> BatchNorm -> Dropout 0.23 -> Dense 510 ReLU -> BatchNorm -> Dropout 0.3):
+               layers: [gap, batchnorm, {dropout: 0.23}, {dense: 510}, relu, batchnorm,
+                        {dropout: 0.3}]
 
-Heads that start with global average pooling (linear and gap_mlp on a feature map) can be cut
-after it (`split_pooling`): a frozen backbone's features are then cached pooled, [N, C] instead
-of [N, C, H, W] (49 times smaller at 7x7), and the rest of the head trains on them.
+Layer specs of a `layers` head (a name, or a one-key mapping with its value):
+  gap                global average pooling of a feature map, flattened to a vector
+  flatten            a feature map flattened to a vector (sized for the built image size)
+  batchnorm          BatchNorm2d on a feature map, BatchNorm1d on a vector
+  relu               ReLU
+  {dropout: p}       Dropout(p), 0 <= p < 1
+  {dense: n}         Linear(n) on a vector (no activation: follow it with relu)
+  {conv: n}          Conv2d(n, 3x3, 'same' padding) on a feature map; {conv: n, kernel: k} for
+                     another odd kernel
+The final Linear(k) to the classes is always added: the class count comes from the data.
+
+Heads that start with global average pooling (linear, gap_mlp, a `layers` head starting with
+gap, on a feature map) can be cut after it (`split_pooling`): a frozen backbone's features are
+then cached pooled, [N, C] instead of [N, C, H, W] (49 times smaller at 7x7), and the rest of
+the head trains on them.
 """
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from mribench.config import HeadConfig
+from mribench.config.schema import HeadConfig
+
+HEAD_TYPES = ("linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp", "layers")
+LAYER_NAMES = ("gap", "flatten", "batchnorm", "relu")  # layers without a value
+LAYER_VALUES = ("dropout", "dense", "conv")  # layers with one: {dropout: p}, {dense: n}, ...
 
 
 class CheckedFlatten(nn.Flatten):
@@ -29,19 +52,124 @@ class CheckedFlatten(nn.Flatten):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.expected:
-            raise ValueError(f"flatten_mlp head was built for backbone features {self.expected} but "
+            raise ValueError(f"flatten head was built for backbone features {self.expected} but "
                              f"got {tuple(x.shape[1:])}: build the model with the image size it is fed")
         return super().forward(x)
 
 
-def make_head(cfg: HeadConfig, feature_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
-    """`feature_shape` is the backbone output without the batch dimension: (C, H, W) or (F,)."""
+def parse_layers(raw: Any) -> list[tuple[str, dict]]:
+    """A `layers` head's YAML list as [(kind, options)]; ValueError naming `layers[i]`.
+
+    The schema can call this in a field validator, so a bad layer fails when the suite loads."""
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ValueError("layers: a non-empty list of head layers, e.g. [gap, {dense: 256}, relu]")
+    out = []
+    for i, item in enumerate(raw):
+        where = f"layers[{i}]"
+        if isinstance(item, str):
+            if item not in LAYER_NAMES:
+                hint = f" (write {{{item}: VALUE}})" if item in LAYER_VALUES else ""
+                raise ValueError(f"{where}: unknown layer {item!r}{hint}; layers are "
+                                 f"{', '.join(LAYER_NAMES)}, or {{dropout: p}}, {{dense: n}}, "
+                                 "{conv: n}")
+            out.append((item, {}))
+            continue
+        if not isinstance(item, dict) or not item:
+            raise ValueError(f"{where}: a layer name or a one-key mapping, got {item!r}")
+        kinds = [k for k in item if k in LAYER_VALUES]
+        extra = sorted(set(item) - set(kinds) - ({"kernel"} if kinds == ["conv"] else set()))
+        if len(kinds) != 1 or extra:
+            raise ValueError(f"{where}: one of {{dropout: p}}, {{dense: n}}, {{conv: n[, kernel: k]}}"
+                             f", got {item!r}")
+        kind = kinds[0]
+        value = item[kind]
+        if kind == "dropout":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"{where}.dropout: a rate in [0, 1), got {value!r}")
+            out.append((kind, {"p": float(value)}))
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}.{kind}: a positive whole number of units, got {value!r}")
+        options = {"units": value}
+        if kind == "conv":
+            kernel = item.get("kernel", 3)
+            if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+                raise ValueError(f"{where}.kernel: an odd positive kernel size ('same' padding), "
+                                 f"got {kernel!r}")
+            options["kernel"] = kernel
+        out.append((kind, options))
+    return out
+
+
+def _layers_head(raw: Any, feature_shape: tuple[int, ...], num_classes: int) -> list[nn.Module]:
+    """The modules of a `layers` head, sized layer by layer from the backbone's output."""
+    shape = tuple(feature_shape)
+    modules: list[nn.Module] = []
+    for i, (kind, opt) in enumerate(parse_layers(raw)):
+        is_map = len(shape) == 3
+        where = f"head layers[{i}] ({kind})"
+        if kind in ("gap", "flatten", "conv") and not is_map:
+            raise ValueError(f"{where} needs a feature map, but the input there is a vector "
+                             f"{shape}")
+        if kind == "dense" and is_map:
+            raise ValueError(f"{where} needs a vector, but the input there is a feature map "
+                             f"{shape}: put gap or flatten before it")
+        if kind == "gap":
+            modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            shape = (shape[0],)
+        elif kind == "flatten":
+            modules.append(CheckedFlatten(shape))
+            shape = (math.prod(shape),)
+        elif kind == "batchnorm":
+            modules.append(nn.BatchNorm2d(shape[0]) if is_map else nn.BatchNorm1d(shape[0]))
+        elif kind == "relu":
+            modules.append(nn.ReLU(inplace=True))
+        elif kind == "dropout":
+            modules.append(nn.Dropout(opt["p"]))
+        elif kind == "dense":
+            modules.append(nn.Linear(shape[0], opt["units"]))
+            shape = (opt["units"],)
+        else:  # conv
+            modules.append(nn.Conv2d(shape[0], opt["units"], opt["kernel"],
+                                     padding=opt["kernel"] // 2))
+            shape = (opt["units"], *shape[1:])
+    if len(shape) != 1:
+        raise ValueError(f"head layers end on a feature map {shape}: add gap or flatten so the "
+                         "final Linear to the classes gets a vector")
+    return [*modules, nn.Linear(shape[0], num_classes)]
+
+
+def _kept_dropout(cfg: HeadConfig, spec) -> float:
+    """The dropout rate a linear head applies before its Linear: its own `dropout`, or with
+    keep_dropout the one torchvision's classifier has before the FC it replaces."""
+    if not getattr(cfg, "keep_dropout", False):
+        return cfg.dropout
+    if cfg.type != "linear":
+        raise ValueError(f"keep_dropout keeps the library's classifier around a replaced last FC: "
+                         f"it needs head type linear, not {cfg.type!r}")
+    if cfg.dropout:
+        raise ValueError("give either dropout or keep_dropout for a linear head, not both")
+    if spec is None:
+        raise ValueError("keep_dropout: make_head needs the model's registry spec (spec=...) to "
+                         "know the library's classifier dropout")
+    return spec.classifier_dropout[-1] if spec.classifier_dropout else 0.0
+
+
+def make_head(cfg: HeadConfig, feature_shape: tuple[int, ...], num_classes: int,
+              spec=None) -> nn.Sequential:
+    """`feature_shape` is the backbone output without the batch dimension: (C, H, W) or (F,).
+    `spec` (the model's registry entry) is needed only by a linear head with keep_dropout."""
     is_map = len(feature_shape) == 3
     channels = feature_shape[0]
     pool = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if is_map else []
     drop = [nn.Dropout(cfg.dropout)] if cfg.dropout else []
+    rate = _kept_dropout(cfg, spec)  # also refuses keep_dropout on any head but linear
     if cfg.type == "linear":
-        layers = [*pool, *drop, nn.Linear(channels, num_classes)]
+        layers = [*pool, *([nn.Dropout(rate)] if rate else []), nn.Linear(channels, num_classes)]
+    elif cfg.type == "layers":
+        if cfg.dropout:
+            raise ValueError("a layers head takes its dropout as {dropout: p} items in layers")
+        layers = _layers_head(getattr(cfg, "layers", None), feature_shape, num_classes)
     elif cfg.type == "gap_mlp":
         layers = [*pool, nn.Linear(channels, cfg.hidden), nn.ReLU(inplace=True), *drop,
                   nn.Linear(cfg.hidden, num_classes)]
@@ -58,8 +186,7 @@ def make_head(cfg: HeadConfig, feature_shape: tuple[int, ...], num_classes: int)
                   nn.ReLU(inplace=True), *drop, nn.BatchNorm1d(cfg.hidden),
                   nn.Linear(cfg.hidden, num_classes)]
     else:  # the schema forbids this; keep the error explicit for programmatic callers
-        raise ValueError(f"unknown head type {cfg.type!r}; use linear, gap_mlp, flatten_mlp or "
-                         "conv_gap_mlp")
+        raise ValueError(f"unknown head type {cfg.type!r}; use {', '.join(HEAD_TYPES)}")
     return nn.Sequential(*layers)
 
 

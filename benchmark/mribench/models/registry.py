@@ -36,6 +36,11 @@ class ModelSpec:
     pip: str | None = None  # importable package that ships an ImageNet weight file
     map_keys_by_order: bool = False  # file uses another key naming with identical order/shapes
     ignore_keys: tuple[str, ...] = ()  # key prefixes in published files that are not used (aux heads)
+    # Dropout rates of the architecture's own ImageNet classifier as torchvision defines it, input
+    # to output: the last acts right before the final FC, earlier ones inside `pre_logits` (VGG:
+    # after fc6 and after fc7). A `linear` head with keep_dropout ("replace only the last FC", as
+    # Study B did) keeps them; every other head builds its own classifier and ignores them.
+    classifier_dropout: tuple[float, ...] = ()
 
     @property
     def pretrained_available(self) -> bool:
@@ -92,7 +97,8 @@ register(ModelSpec("resnet50", "timm", "resnet50", groups=_RESNET, gradcam="laye
 register(ModelSpec("vgg16", "timm", "vgg16", groups=(
     _seq("features.", 0, 4), _seq("features.", 5, 9), _seq("features.", 10, 16),
     _seq("features.", 17, 23), _seq("features.", 24, 30)),
-    gradcam="features.30", pre_logits="pre_logits", hub="vgg16.tv_in1k"))
+    gradcam="features.30", pre_logits="pre_logits", hub="vgg16.tv_in1k",
+    classifier_dropout=(0.5, 0.5)))
 register(ModelSpec("densenet121", "timm", "densenet121", groups=(
     ("features.conv0", "features.norm0"),
     ("features.denseblock1", "features.transition1"),
@@ -105,6 +111,7 @@ register(ModelSpec("googlenet", "torchvision", "googlenet", groups=(
     tuple(f"inception4{c}" for c in "abcde"),
     ("inception5a", "inception5b")),
     gradcam="inception5b", hub="GoogLeNet_Weights.IMAGENET1K_V1", ignore_keys=("aux1.", "aux2."),
+    classifier_dropout=(0.2,),
     notes="torchvision (timm has no GoogLeNet); pretrained RGB input gets torchvision's "
           "input transform"))
 register(ModelSpec("shufflenet_v2", "torchvision", "shufflenet_v2_x1_0", groups=(
@@ -112,7 +119,7 @@ register(ModelSpec("shufflenet_v2", "torchvision", "shufflenet_v2_x1_0", groups=
     gradcam="conv5", hub="ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1",
     notes="torchvision ShuffleNetV2 x1.0 (timm has none)"))
 register(ModelSpec("mobilenet_v2", "timm", "mobilenetv2_100", groups=_effnet(7), gradcam="bn2",
-                   hub="mobilenetv2_100.ra_in1k"))
+                   hub="mobilenetv2_100.ra_in1k", classifier_dropout=(0.2,)))
 register(ModelSpec("inception_v3", "timm", "inception_v3", 299, INCEPTION_MEAN, INCEPTION_STD,
                    groups=(
                        ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1",
@@ -121,7 +128,7 @@ register(ModelSpec("inception_v3", "timm", "inception_v3", 299, INCEPTION_MEAN, 
                        ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
                        ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
                    gradcam="Mixed_7c", min_size=75, hub="inception_v3.tv_in1k",
-                   ignore_keys=("AuxLogits.",)))
+                   ignore_keys=("AuxLogits.",), classifier_dropout=(0.5,)))
 # Xception: entry stem, the twelve separable-conv blocks, then the exit convolutions (Keras'
 # "block14"), so `partial` with blocks=1 retrains the last convolutional block as in Study C.
 register(ModelSpec("xception", "timm", "legacy_xception", 299, INCEPTION_MEAN, INCEPTION_STD,
@@ -129,7 +136,7 @@ register(ModelSpec("xception", "timm", "legacy_xception", 299, INCEPTION_MEAN, I
                            ("conv3", "bn3", "conv4", "bn4")),
                    gradcam="act4", hub="legacy_xception.tf_in1k", notes="timm legacy_xception"))
 register(ModelSpec("efficientnet_b0", "timm", "efficientnet_b0", groups=_effnet(7), gradcam="bn2",
-                   hub="efficientnet_b0.ra_in1k"))
+                   hub="efficientnet_b0.ra_in1k", classifier_dropout=(0.2,)))
 # The pip-shipped Lite weights are TensorFlow ports: timm's tf_ variant ("same" padding, TF
 # batch-norm eps) reproduces them; they load onto it by key order.
 for _i, _size in ((0, 224), (1, 240), (2, 260)):

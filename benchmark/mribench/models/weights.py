@@ -17,15 +17,17 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from mribench import settings
+from mribench import environment
+from mribench.errors import UserError
 from mribench.files import file_sha256
 from mribench.models.registry import ModelSpec
 
 WEIGHTS_DIR_ENV = "BENCHMARK_WEIGHTS_DIR"
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")
+COUNTER = "num_batches_tracked"  # batch-norm step counter buffer, absent from old files
 
 
-class WeightsNotFound(FileNotFoundError):
+class WeightsNotFound(UserError, FileNotFoundError):
     """No pretrained weights for a model in any searched place."""
 
 
@@ -106,7 +108,7 @@ def pip_file(package: str) -> Path | None:
 
 def hub_file(spec: ModelSpec) -> Path:
     """Download (or find in the local cache) the hub's file for this entry."""
-    offline = settings.offline()
+    offline = environment.offline()
     if spec.source == "timm":
         import timm
 
@@ -169,24 +171,46 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def step_counters(net: nn.Module) -> set[str]:
+    """State-dict keys of the network's batch-norm step counters (`num_batches_tracked`).
+
+    torchvision's older published files (GoogLeNet, ShuffleNetV2, DenseNet, ...) were saved
+    before batch norm had these buffers, and torch's own strict `load_state_dict` accepts their
+    absence (the counter only matters for momentum=None): so does `load_into`."""
+    return {name for name, _ in net.named_buffers() if name.rsplit(".", 1)[-1] == COUNTER}
+
+
+def _fits(state: dict, target: dict, counters: set[str]) -> bool:
+    """Same keys, except step counters the file may lack."""
+    return set(state) <= set(target) and not (set(target) - set(state)) - counters
+
+
 def load_into(net: nn.Module, spec: ModelSpec, path: Path) -> None:
-    """Load `path` into the full network strictly; the error names the file and the keys."""
+    """Load `path` into the full network strictly; the error names the file and the keys.
+
+    Strict except for batch-norm step counters (`num_batches_tracked`): a file without them
+    loads and the network keeps its own (zero) counters. Any other missing key is an error."""
     state = read_state_dict(path)
     target = net.state_dict()
+    counters = step_counters(net)
     if spec.ignore_keys:  # auxiliary classifiers of the published training recipe
         state = {k: v for k, v in state.items() if not k.startswith(spec.ignore_keys)}
-    if set(state) != set(target) and spec.map_keys_by_order:
-        state = _map_by_order(state, target, path)
-    elif set(state) != set(target) and spec.source == "timm":
+    if not _fits(state, target, counters) and spec.map_keys_by_order:
+        state = _map_by_order(state, target, path, counters)
+    elif not _fits(state, target, counters) and spec.source == "timm":
         state = _timm_converted(spec, path) or state
-    missing = sorted(set(target) - set(state))
+    missing = sorted(set(target) - set(state) - counters)
     unexpected = sorted(set(state) - set(target))
     wrong = [k for k in set(state) & set(target) if state[k].shape != target[k].shape]
     if missing or unexpected or wrong:
         raise ValueError(
             f"weights file {path} does not fit model {spec.name!r} ({spec.source} {spec.arch}): "
             f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys "
-            f"{unexpected[:3]}, {len(wrong)} shape mismatches {sorted(wrong)[:3]}")
+            f"{unexpected[:3]}, {len(wrong)} shape mismatches {sorted(wrong)[:3]}"
+            + ("; batch-norm num_batches_tracked counters may be absent, the missing keys are "
+               "other tensors" if missing else ""))
+    # the counters the file lacks keep the network's own values (torch's rule for batch norm)
+    state = {**{k: target[k] for k in counters - set(state)}, **state}
     net.load_state_dict(state, strict=True)
 
 
@@ -203,8 +227,11 @@ def _timm_converted(spec: ModelSpec, path: Path) -> dict | None:
     return net.state_dict()
 
 
-def _map_by_order(state: dict, target: dict, path: Path) -> dict:
-    """Rename keys by position: same tensors in the same order under another naming scheme."""
+def _map_by_order(state: dict, target: dict, path: Path, counters: set[str] = frozenset()) -> dict:
+    """Rename keys by position: same tensors in the same order under another naming scheme.
+    A file saved without batch-norm step counters is mapped onto the other tensors."""
+    if not any(k.rsplit(".", 1)[-1] == COUNTER for k in state):
+        target = {k: v for k, v in target.items() if k not in counters}
     src, dst = list(state.items()), list(target.items())
     if len(src) != len(dst) or any(a.shape != b.shape for (_, a), (_, b) in zip(src, dst)):
         raise ValueError(f"weights file {path}: {len(src)} tensors cannot be mapped by order onto "

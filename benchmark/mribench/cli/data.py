@@ -1,0 +1,130 @@
+"""`mribench data list | audit | fetch`: argparse wiring and table output, no data logic.
+
+Errors (unknown names, data problems) are UserErrors: `mribench.cli.main` prints their one line
+and exits 2, as for every other command."""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+from mribench.console import console, emit_table
+from mribench.data.registry import KNOWN, count_files, get
+
+
+def _common(p) -> None:
+    p.add_argument("--json", action="store_true", help="print the table as JSON on stdout")
+    p.add_argument("--data-dir", help="folder holding the datasets (default: $BENCHMARK_DATA_DIR, ./data)")
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="datasets: list, leakage audit, download")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser("list", help="the known datasets, where they are found, whether complete")
+    _common(p)
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("audit", help="exact and near duplicates within and across splits")
+    p.add_argument("dataset", help="a known dataset name, a folder of class (or split) folders, "
+                   "or a CSV manifest (path,label[,split])")
+    p.add_argument("--near-bits", type=int, default=16,
+                   help="near duplicates differ in at most this many of the 256 bits of their "
+                        "perceptual hash (0-256; default 16); the sweep table shows 0, 8, 16, 24, 32")
+    p.add_argument("--csv", help="write every duplicate group, one row per file, to this CSV")
+    p.add_argument("--cache-dir", help="hash cache folder (default: $BENCHMARK_CACHE_DIR, ./.cache/mribench)")
+    _common(p)
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("fetch", help="download a known dataset and arrange its layout")
+    p.add_argument("name", help=f"one of {sorted(KNOWN)}")
+    p.add_argument("--dest", help="target folder (default: --data-dir, $BENCHMARK_DATA_DIR, ./data)")
+    _common(p)
+    p.set_defaults(func=cmd_fetch)
+
+
+def cmd_list(args) -> int:
+    from mribench.data.locate import where
+
+    rows = []
+    for spec in KNOWN.values():
+        found = where(spec.name, args.data_dir)
+        counts = count_files(spec, found) if found else {}
+        rows.append({"name": spec.name, "classes": ", ".join(spec.classes),
+                     "path": str(found.resolve()) if found else None,
+                     "files": ", ".join(f"{s} {counts.get(s, 0)}/{n}" for s, n in spec.expected.items()),
+                     "complete": counts == spec.expected, "counts": counts, "expected": spec.expected,
+                     "licence": spec.licence, "source": spec.source})
+    emit_table(rows, "Known datasets", args.json,
+               columns=["name", "classes", "path", "files", "complete", "licence", "source"])
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from rich.progress import Progress
+
+    from mribench.data import images
+    from mribench.data.audit import HASH_BITS, KINDS, SWEEP_BITS, audit, sweep
+    from mribench.data.locate import find_root
+    from mribench.data.preparation import validate
+    from mribench.data.samples import DataError
+    from mribench.data.scan import scan_folder, scan_known, scan_manifest
+
+    if not 0 <= args.near_bits <= HASH_BITS:
+        raise DataError(f"--near-bits must be 0..{HASH_BITS}, got {args.near_bits}")
+    images.set_cache_dir(args.cache_dir)
+    if args.dataset in KNOWN:
+        scan = scan_known(KNOWN[args.dataset], find_root(args.dataset, None, args.data_dir))
+    elif Path(args.dataset).is_dir():
+        scan = scan_folder(Path(args.dataset).resolve())
+    elif Path(args.dataset).suffix.lower() == ".csv" and Path(args.dataset).is_file():
+        scan = scan_manifest(Path(args.dataset).resolve(), None)
+    else:
+        raise DataError(f"{args.dataset!r} is neither a known dataset {sorted(KNOWN)}, a folder, "
+                        "nor a CSV manifest")
+    start = time.perf_counter()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"hashing {len(scan.entries)} files", total=len(scan.entries))
+        records = validate(scan, None, progress=lambda: bar.advance(task))
+    result = audit(records, args.near_bits)
+    by_threshold = sweep(records, tuple(sorted({*SWEEP_BITS, args.near_bits})))
+    seconds = round(time.perf_counter() - start, 1)
+    summary = result.summary()
+    rows = [{"kind": kind, **{k.removeprefix(f"{kind}_"): v for k, v in summary.items()
+                              if k.startswith(f"{kind}_") and k != "near_bits"}} for kind in KINDS]
+    if args.csv:
+        group_rows = result.group_rows(scan.root)
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(group_rows[0]) if group_rows else ["kind"])
+            writer.writeheader()
+            writer.writerows(group_rows)
+    splits = {s: sum(r.split == s for r in records) for s in sorted({r.split for r in records})}
+    extra = {"dataset": args.dataset, "root": str(scan.root), "files": summary["files"],
+             "splits": splits, "near_bits": args.near_bits,
+             "unreadable": [f"{p}: {r}" for p, r in scan.class_problems + scan.problems], "seconds": seconds,
+             "csv": args.csv}
+    if args.json:
+        emit_table(rows, f"Duplicate audit: {args.dataset}", True,
+                   extra={**extra, "near_by_threshold": by_threshold})
+        return 0
+    emit_table(rows, f"Duplicate audit: {args.dataset} (near: at most {args.near_bits} of 256 "
+               "hash bits differ)", False, extra=extra)
+    emit_table(by_threshold, "Near duplicates by threshold (differing bits of the 256-bit "
+               "perceptual hash; 0 = same hash)", False,
+               columns=["near_bits", "groups", "redundant_files", "cross_split_groups",
+                        "test_files_leaked", "label_conflict_groups"])
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from mribench.data.fetch import fetch
+    from mribench.data.locate import candidate_dirs
+
+    spec = get(args.name)
+    if spec.bundled:
+        emit_table([{"dataset": spec.name, "path": str(spec.bundled),
+                     "status": "ships with the package", **count_files(spec, spec.bundled)}],
+                   f"Nothing to fetch for {spec.name}", args.json)
+        return 0
+    dest = Path(args.dest or next(str(base) for _, base in candidate_dirs(args.data_dir, False)))
+    console.print(f"fetching {spec.name} from {spec.url or 'Kaggle ' + str(spec.kaggle)} into {dest}")
+    row = fetch(spec, dest)
+    emit_table([row], f"Fetched {spec.name}", args.json)
+    return 0 if row["status"] in ("complete", "already present") else 1

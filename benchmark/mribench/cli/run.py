@@ -1,0 +1,134 @@
+"""`mribench suite | tune | report`: a suite's cells, its learning-rate search, its report."""
+from __future__ import annotations
+
+import argparse
+
+from mribench.cli.wiring import blank_to_none as _blank_to_none
+from mribench.cli.wiring import truthy as _truthy
+
+
+def _overrides(args) -> dict:
+    import yaml
+
+    from mribench.config import strict_yaml
+    out = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = strict_yaml.load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {key}: value {value!r} is not valid YAML ({err})") from None
+    if _blank_to_none(args.epochs):
+        out["training.epochs"] = int(args.epochs)
+    if _blank_to_none(args.experiment):
+        out["experiment"] = args.experiment
+    return out
+
+
+def _shard(value: str) -> tuple[int, int]:
+    k, sep, n = str(value).partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"--shard expects K/N with 0 <= K < N, got {value!r}")
+    return int(k), int(n)
+
+
+def cmd_suite(args) -> int:
+    from mribench.config.suite_file import load_suite
+
+    suite = load_suite(args.suite, _overrides(args))
+    if args.dry_run:
+        from mribench.run.suite import dry_run
+
+        return dry_run(suite, args.json, _blank_to_none(args.data_dir))
+    from mribench.run.suite import SuiteOptions, run_suite
+    from mribench.train.engine import resolve_device
+
+    # with Ray each task resolves the device where it runs (the driver may have no GPU)
+    device = args.device if args.executor == "ray" else resolve_device(args.device)
+    opts = SuiteOptions(device=device, data_dir=_blank_to_none(args.data_dir),
+                        cache_dir=_blank_to_none(args.cache_dir), force=_truthy(args.force),
+                        as_json=args.json, shard=args.shard, executor=args.executor,
+                        address=_blank_to_none(args.address))
+    return run_suite(suite, opts)
+
+
+def cmd_report(args) -> int:
+    from mribench.report.summary import report
+
+    return report(args.suite, _blank_to_none(args.experiment), args.json, args.all,
+                  args.compare, out=_blank_to_none(args.out), write_files=not args.no_files)
+
+
+def cmd_tune(args) -> int:
+    from mribench.config.suite_file import load_suite
+    from mribench.run.suite import SuiteOptions
+    from mribench.run.tuning import tune
+    from mribench.train.engine import resolve_device
+
+    suite = load_suite(args.suite, _overrides(args))
+    opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
+                        cache_dir=_blank_to_none(args.cache_dir), as_json=args.json)
+    return tune(suite, args.model, args.strategy, args.dataset, args.trials, opts,
+                args.storage, tuple(args.lr_range))
+
+
+def register(sub) -> None:
+    p = sub.add_parser("suite", help="run a suite (bare name from suites/ or a YAML path)")
+    p.add_argument("suite")
+    p.add_argument("--dry-run", action="store_true", help="print the cell matrix and exit")
+    p.add_argument("--epochs", default=None, help="override training.epochs")
+    p.add_argument("--data-dir", default=None, help="where datasets live (else "
+                   "BENCHMARK_DATA_DIR, else ./data)")
+    p.add_argument("--cache-dir", default=None, help="decoded-image cache directory")
+    p.add_argument("--experiment", default=None, help="override the MLflow experiment name")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--force", nargs="?", const="true", default="false",
+                   help="rerun cells that already have a finished run")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any suite key, e.g. --set preprocess.image_size=64")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                   help="run only cells K, K+N, K+2N, ... (worker K of N, e.g. a job array)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: cells one after another here; ray: each cell a Ray task with "
+                   "the suite's resources (pip install 'brain-mri-benchmark[ray]')")
+    p.add_argument("--address", default=None, help="with --executor ray: the cluster (auto, "
+                   "HOST:PORT or ray://HOST:10001); default: start Ray on this machine")
+    p.add_argument("--json", action="store_true", help="print the result table as JSON on stdout")
+    p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser("tune", help="Optuna search over the learning rates of one "
+                       "(dataset, model, strategy) of a suite, scored on validation loss")
+    p.add_argument("suite")
+    p.add_argument("--model", required=True)
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--dataset", default=None, help="default: the suite's first dataset")
+    p.add_argument("--trials", type=int, default=20, help="finished trials the study should "
+                   "hold in total (a rerun on the same storage runs only the rest)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default "
+                   "sqlite:///optuna.db); reuse it to resume or share a study")
+    p.add_argument("--lr-range", type=float, nargs=2, default=(1e-5, 1e-2),
+                   metavar=("LOW", "HIGH"))
+    for flag in ("--epochs", "--data-dir", "--cache-dir", "--experiment"):
+        p.add_argument(flag, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("report", help="compare a suite's runs from MLflow: table with 95%% "
+                       "intervals on stdout; HTML page, Markdown, figures and CSVs to a folder")
+    p.add_argument("suite")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--all", action="store_true",
+                   help="include cells of older versions of the suite (other run_keys)")
+    p.add_argument("--compare", action="store_true",
+                   help="also print the paired tests between configurations (always in the "
+                        "files and in --json)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="report folder (default ./reports/SUITE); also logged to the suite's "
+                        "latest parent run under report/")
+    p.add_argument("--no-files", action="store_true", help="console/JSON only: write no folder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)

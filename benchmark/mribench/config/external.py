@@ -1,0 +1,53 @@
+"""Schema of an external test set (`datasets[].external` in a suite); see external.py."""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from mribench.config.strict import Strict
+
+
+def known_or_declared(ds) -> None:
+    """A dataset is registered by name, or declared by a folder or a manifest."""
+    from mribench.data.registry import KNOWN
+
+    if ds.name not in KNOWN and not (ds.root or ds.manifest):
+        raise ValueError(
+            f"unknown dataset {ds.name!r}: use one of {sorted(KNOWN)} "
+            "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
+        )
+
+
+class ExternalConfig(Strict):
+    """A set from another source that every model trained on the enclosing dataset is also
+    tested on, whole (all its files, any official split ignored), with the cell's preprocessing.
+    Its images that duplicate (exactly or nearly) a training or validation image are counted and
+    left out of the external_clean_<alias>_* metrics."""
+
+    name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] | None = None  # metric infix
+    root: str | None = None
+    manifest: str | None = None
+    subset_per_class: Annotated[int, Field(gt=0)] | None = None
+    near_bits: Annotated[int, Field(ge=0, le=256)] = 16  # of 256 hash bits, as `dedup: near`
+    on_bad_image: Literal["error", "skip"] = "error"
+    # the external set's labels (canonical, or the publisher's folder names) -> evaluation label
+    label_map: dict[str, str] = Field(default_factory=dict)
+    # the model's classes -> evaluation label: several classes may fold into one (their
+    # probabilities add up), e.g. glioma/meningioma/pituitary -> yes, notumor -> no
+    prediction_map: dict[str, str] = Field(default_factory=dict)
+
+    def __hash__(self) -> int:  # a cache key: hashed by content (the maps are dicts)
+        return hash(self.model_dump_json())
+
+    @model_validator(mode="after")
+    def _declared(self):
+        known_or_declared(self)
+        return self
+
+    @property
+    def key(self) -> str:
+        """The name inside metric keys: external_<key>_accuracy."""
+        return self.alias or re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name)

@@ -1,0 +1,98 @@
+"""A suite file: found by name or path, read as strict YAML, command-line overrides applied, and
+validated into a `Suite` (config.py), with errors naming the file and the YAML path of the key."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mribench.config import strict_yaml
+from mribench.config.schema import SUITES_DIR, Suite, SuiteError
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or a bare name: ./suites/NAME.yaml (your own suites), then the
+    suites shipped with the package."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in str(name_or_path):
+        if path.is_file():
+            return path
+        raise SuiteError(f"suite file {str(name_or_path)!r} not found (looked at {path.resolve()})")
+    for folder in (Path("suites"), SUITES_DIR):
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    raise SuiteError(f"suite {str(name_or_path)!r} not found in ./suites or {SUITES_DIR}; "
+                     f"shipped suites: {known}")
+
+
+def _yaml_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue  # pydantic's internal validator frames, not YAML keys
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def format_errors(err: ValidationError, source: str) -> str:
+    """One line for one problem (`file: key: what (got value)`), else one line per problem."""
+    problems = []
+    for e in err.errors():
+        got = e.get("input")
+        got_s = "" if isinstance(got, (dict, list)) else f" (got {_short(repr(got))})"
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{_yaml_path(e['loc'])}: {msg}{got_s}".removeprefix("<root>: "))
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n".join([f"{source}: {len(problems)} problems in the suite"]
+                     + [f"  {p}" for p in problems])
+
+
+def _short(text: str, keep: int = 60) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
+
+
+def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | None = None) -> Suite:
+    if not isinstance(data, dict):
+        raise SuiteError(f"{source}: a suite is a YAML mapping, got {type(data).__name__}")
+    data = _apply_overrides(data, overrides or {})
+    try:
+        return Suite(**data)
+    except ValidationError as err:
+        raise SuiteError(format_errors(err, source)) from None
+
+
+def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
+    path = resolve_path(name_or_path)
+    try:
+        data = strict_yaml.read_file(path)
+    except strict_yaml.FileError as err:
+        raise SuiteError(str(err)) from None
+    return parse_suite(data, str(path), overrides)
+
+
+def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """Dotted overrides from the command line, e.g. {'training.epochs': 3}; a value of None sets
+    the key to null (`--set training.max_loss=null`), as the same YAML in the file would."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        try:
+            for key in parents:
+                node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+            if isinstance(node, list):
+                node[int(leaf)] = value
+            else:
+                node[leaf] = value
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise SuiteError(f"override {dotted}={value!r}: no such place in the suite "
+                             "(list items are addressed by index, e.g. datasets.0.root)") from None
+    return data

@@ -1,0 +1,172 @@
+"""prepare(): scan, validate every file, split by protocol, audit duplicates, build PreparedData."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mribench.config.schema import DatasetConfig, PreprocessConfig, SplitConfig
+from mribench.data import images
+from mribench.data.audit import Record, audit, find_groups
+from mribench.data.locate import find_root
+from mribench.data.registry import KNOWN
+from mribench.data.samples import DataError, Sample
+from mribench.data.scan import IMAGE_EXTENSIONS, Scan, scan_folder, scan_known, scan_manifest
+from mribench.data.splits import group_log, split_indices
+from mribench.files import file_sha256
+
+SPLITS = ("train", "val", "test")
+SHOWN_PROBLEMS = 20
+
+
+@dataclass
+class PreparedData:
+    name: str
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    clean_test: list[Sample] | None = None  # test minus cross-split duplicates; None = dedup none
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    audit: dict | None = None
+    sha256: dict[Path, str] = field(default_factory=dict, repr=False)
+
+    def relative(self, path: Path) -> str:
+        """The path relative to the dataset root: the same on every machine that has the set."""
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+
+    def split_rows(self) -> list[dict]:
+        return [{"path": self.relative(s.path), "label": s.label, "class": self.classes[s.label],
+                 "split": split, "sha256": self.sha256.get(s.path, "")}
+                for split in SPLITS for s in self.splits[split]]
+
+    def digest(self) -> str:
+        """Stable across machines: root-relative paths, labels, splits and file contents."""
+        rows = [[r["split"], r["path"], r["class"], r["sha256"]] for r in self.split_rows()]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+def scan_dataset(ds: DatasetConfig, data_dir: str | None) -> Scan:
+    if ds.manifest:
+        scan = scan_manifest(Path(ds.manifest).resolve(), Path(ds.root).resolve() if ds.root else None)
+    else:
+        root = find_root(ds.name, ds.root, data_dir)
+        scan = scan_known(KNOWN[ds.name], root) if ds.name in KNOWN else scan_folder(root)
+    scan.fold_labels(ds.name, ds.label_map)
+    return scan
+
+
+def validate(scan: Scan, pre: PreprocessConfig | None,
+             progress: Callable[[], None] | None = None) -> list[Record]:
+    """Decode each file once (cache permitting); bad files go to scan.problems and out of scan.
+
+    With `pre`, the decoded pixels of every good file land in the set's store on disk.
+    """
+    hashed = []
+    for entry in scan.entries:
+        if entry.path.suffix.lower() not in IMAGE_EXTENSIONS:
+            suffix = entry.path.suffix or "no extension"
+            scan.problems.append((str(entry.path), f"not an image file ({suffix})"))
+            if progress:
+                progress()
+            continue
+        if entry.path.stat().st_size == 0:
+            scan.problems.append((str(entry.path), "empty file (0 bytes)"))
+            if progress:
+                progress()
+            continue
+        try:
+            hashed.append((entry, file_sha256(entry.path)))
+        except OSError as err:
+            scan.problems.append((str(entry.path), f"cannot read: {type(err).__name__}: {err}"))
+            if progress:
+                progress()
+    pixels = (images.open_store(pre, {sha: e.path for e, sha in hashed})
+              if pre is not None and hashed else None)
+    records, good = [], []
+    for entry, sha in hashed:
+        try:
+            phash = images.inspect(entry.path, sha, pixels)
+            records.append(Record(entry.path, entry.cls, entry.split, sha, phash))
+            good.append(entry)
+        except Exception as err:  # PIL raises many types; the message names the cause
+            scan.problems.append((str(entry.path), decode_problem(entry.path, err)))
+        if progress:
+            progress()
+    if pixels is not None:
+        pixels.finish()
+    images.save_phashes()
+    scan.entries = good
+    scan.drop_classes_missing_somewhere()
+    kept = {e.path for e in scan.entries}
+    return [r for r in records if r.path in kept]
+
+
+def decode_problem(path: Path, err: Exception) -> str:
+    """PIL names the in-memory buffer it was given (`<_io.BytesIO object at 0x...>`), not the
+    file; the file is named instead."""
+    text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", path.name, str(err))
+    return f"cannot decode: {type(err).__name__}: {text}"
+
+
+def raise_or_skip(name: str, scan: Scan, on_bad_image: str) -> list[tuple[str, str]]:
+    """Class problems always stop (skipping cannot make a class whole); file problems stop
+    unless on_bad_image is skip, which leaves those files out and lists them."""
+    problems = scan.class_problems + (scan.problems if on_bad_image == "error" else [])
+    if problems:
+        lines = [f"  {path}: {reason}" for path, reason in problems[:SHOWN_PROBLEMS]]
+        more = len(problems) - SHOWN_PROBLEMS
+        advice = ("Fix or remove them, or set on_bad_image: skip to leave the files out (listed)."
+                  if not scan.class_problems else
+                  "Fix the class folders (on_bad_image: skip leaves out files, never classes).")
+        raise DataError(f"dataset {name!r}: {len(problems)} problem(s) with its files:\n"
+                        + "\n".join(lines) + (f"\n  ... and {more} more" if more > 0 else "")
+                        + "\n" + advice)
+    return sorted(scan.problems)
+
+
+def usable_records(ds, pre: PreprocessConfig, data_dir: str | None, what: str):
+    """Scan a dataset (or external set), keep its subset, validate every image and apply its
+    on_bad_image policy: (scan, usable records sorted by path, skipped files). Sorted so that
+    what follows depends on the seed, not on the order of a folder listing or a CSV."""
+    scan = scan_dataset(ds, data_dir)
+    scan.subset(ds.subset_per_class)
+    records = validate(scan, pre)
+    skipped = raise_or_skip(ds.name, scan, ds.on_bad_image)
+    if not records:
+        raise DataError(f"{what}: no usable images under {scan.root}")
+    records.sort(key=lambda r: str(r.path))
+    return scan, records, skipped
+
+
+def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, seed: int,
+            fold: int | None, data_dir: str | None, cache_dir: str | None = None) -> PreparedData:
+    images.set_cache_dir(cache_dir)
+    scan, records, skipped = usable_records(ds, pre, data_dir, f"dataset {ds.name!r}")
+    classes = sorted({r.cls for r in records})
+    labels = [classes.index(r.cls) for r in records]
+    groups = find_groups([r.sha for r in records], [r.phash for r in records], ds.near_bits)
+    kept_together = groups[split.groups] if split.groups != "none" else []
+    parts = split_indices(labels, [r.split for r in records], split, seed=seed, fold=fold, name=ds.name,
+                          groups=kept_together)
+    for name, idx in parts.items():
+        if not idx:
+            raise DataError(f"dataset {ds.name!r}: split {name!r} is empty with {len(records)} files; "
+                            "use more images or other fractions")
+    split_of = {i: name for name, idx in parts.items() for i in idx}
+    result = audit([Record(r.path, r.cls, split_of[i], r.sha, r.phash) for i, r in enumerate(records)],
+                   ds.near_bits, groups)
+    sample = [Sample(r.path, labels[i]) for i, r in enumerate(records)]
+    splits = {name: [sample[i] for i in idx] for name, idx in parts.items()}
+    clean = None
+    if ds.dedup != "none":
+        leaked = result.leaked_test(ds.dedup)
+        clean = [sample[i] for i in parts["test"] if i not in leaked]
+    summary = {**result.summary(), **{f"n_{k}": len(v) for k, v in splits.items()},
+               "n_clean_test": len(clean) if clean is not None else len(splits["test"]),
+               "n_skipped": len(skipped), "split_group_kind": split.groups,
+               **group_log(parts, kept_together)}
+    return PreparedData(name=ds.name, root=scan.root, classes=classes, splits=splits, clean_test=clean,
+                        skipped=skipped, audit=summary, sha256={r.path: r.sha for r in records})

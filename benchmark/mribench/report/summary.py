@@ -1,0 +1,140 @@
+"""`mribench report NAME`: a suite's finished cells from MLflow, compared.
+
+Cells are grouped by configuration (run_key without seed and fold), so runs of an older version
+of the suite never blend into the current one's numbers. The console shows the configuration
+table (mean [95% interval]); the folder (--out, default ./reports/NAME) gets the HTML page,
+the Markdown file, the figures and the CSV behind each, and is logged to the suite's latest
+parent run under report/.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mribench import tracking
+from mribench.config.published import deviation_rows, flag_rows, value_flags
+from mribench.config.suite_file import load_suite
+from mribench.console import console, emit_table
+from mribench.data import fallback
+from mribench.matrix import expand
+from mribench.report.tables import Results, configuration_rows, display_rows, external_display_rows
+from mribench.stats.compare import paired_rows
+
+PAIR_COLUMNS = ["subset", "a", "b", "test", "covers", "repeats", "images", "accuracy_a",
+                "accuracy_b", "difference", "ci95", "p_value", "p_holm", "detectable"]
+
+
+def published_by_config(suite) -> dict[tuple[str, str], dict]:
+    """(model, strategy) display names -> the suite's published numbers for that cell.
+    Flagged values (impossible or inconsistent) are left out: the report lists them apart."""
+    out: dict[tuple[str, str], dict] = {}
+    for p in suite.published:
+        flagged = {f["metric"] for f in value_flags(p)}
+        values = {k: v for k, v in p.values.items() if k not in flagged}
+        for m in suite.models:
+            for s in suite.strategies:
+                if p.model in (m.display, m.name) and p.strategy in (s.display, s.name):
+                    out.setdefault((m.display, s.display), {}).update(values)
+    return out
+
+
+def current_runs(runs: pd.DataFrame, suite, include_all: bool) -> pd.DataFrame:
+    """Newest finished run per cell of the suite as it is now (all versions with include_all),
+    with the configuration each belongs to."""
+    # a fallback (the smoke suite's embedded sample) makes its cells current too
+    current = {c.run_key: c.config_key for version in fallback.alternatives(suite)
+               for c in expand(version)}
+    if runs.empty:
+        return runs
+    if not include_all:
+        runs = runs[runs["tags.run_key"].isin(current)]
+    # a --force rerun repeats a cell: its newest finished run counts, once
+    runs = (runs[runs["status"] == "FINISHED"].sort_values("start_time", ascending=False)
+            .drop_duplicates("tags.run_key"))
+    # the suite knows which runs repeat one configuration; runs of older versions (--all) use
+    # their config_key tag, or stand alone when they predate it
+    tagged = runs.get("tags.config_key", runs["tags.run_key"]).fillna(runs["tags.run_key"])
+    return runs.assign(**{"tags.config_key": runs["tags.run_key"].map(current).fillna(tagged)})
+
+
+def report(suite_name: str, experiment: str | None, as_json: bool, include_all: bool = False,
+           compare: bool = False, out: str | None = None, write_files: bool = True) -> int:
+    suite = load_suite(suite_name)
+    name = experiment or suite.experiment_name
+    exp_id = tracking.experiment_id_of(name)
+    if exp_id is None:
+        console.print(f"[red]no experiment named {name!r} at {tracking.tracking_uri()}; "
+                      f"run the suite first")
+        return 2
+    runs = current_runs(tracking.search_cells(exp_id), suite, include_all)
+    if runs.empty:
+        console.print(f"[red]experiment {name!r} has no cell runs of suite {suite.name!r} "
+                      "as it is now (--all includes older versions)")
+        return 2
+    console.print(f"reading {len(runs)} runs of {name!r} ...")
+    results = Results(name, runs, {r: tracking.load_predictions(r) for r in runs["run_id"]})
+    rows = configuration_rows(results, published_by_config(suite))
+    pairs = paired_rows(runs, results.load)
+    datasets = sorted({r["dataset"] for r in rows})
+    extra = {"experiment": name, "runs": int(len(runs)), "comparisons": pairs,
+             "deviations": deviation_rows(suite.deviations),
+             "published_flags": flag_rows(suite.published)}
+    if write_files:
+        folder = Path(out or Path("reports") / suite.name)
+        page, md = _write(folder, suite, results, rows, pairs, datasets, exp_id)
+        extra |= {"html": str(page), "markdown": str(md)}
+    title = f"{name} ({', '.join(datasets)}): mean [95% CI over test images and seeds]"
+    if as_json:
+        emit_table(rows, title, True, extra=extra)
+        return 0
+    emit_table(display_rows(rows), title, False)
+    if external := external_display_rows(rows):
+        emit_table(external, "external test sets (clean: without copies of train/val images)", False)
+    print_paper_notes(suite)
+    if compare:
+        # pairs are within one dataset; name it when the suite has several
+        columns = (["dataset"] if len(datasets) > 1 else []) + PAIR_COLUMNS
+        emit_table([{k: p.get(k) for k in columns + (["error"] if "error" in p else [])}
+                    for p in pairs], "paired tests on the test images both configurations "
+                    "scored (Holm-adjusted per subset)", False)
+    return 0
+
+
+def print_paper_notes(suite) -> None:
+    """Beside the published figures: the suite's deviations from the paper and the published
+    values that cannot be compared (impossible or inconsistent), each with its reason."""
+    if suite.deviations:
+        emit_table(deviation_rows(suite.deviations),
+                   f"{suite.name}: deviations from the paper", False,
+                   columns=["topic", "paper", "ours", "why"])
+    flags = flag_rows(suite.published)
+    if flags:
+        emit_table(flags, f"{suite.name}: published values flagged (not compared)", False,
+                   columns=["model", "strategy", "metric", "value", "flag", "why"])
+
+
+def _split_line(dataset, split, name_it: bool) -> str:
+    """How a dataset was split and what its clean test leaves out (datasets may differ)."""
+    protocol = split.protocol + (f" ({split.folds} folds)" if split.protocol == "kfold" else "")
+    return ((f"{dataset.name}: " if name_it else "") + f"split {protocol}, duplicate groups "
+            f"kept together: {split.groups}; clean test = no {dataset.dedup} copy in train/val"
+            + (f" (near: at most {dataset.near_bits} of 256 hash bits differ)"
+               if dataset.dedup == "near" else ""))
+
+
+def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id):
+    from mribench.report.files import build
+
+    meta = [f"suite {suite.name}: {suite.description}".rstrip(": "),
+            f"experiment {results.experiment} at {tracking.tracking_uri()}; "
+            f"{len(results.runs)} finished runs; datasets {', '.join(datasets)}",
+            *(_split_line(d, d.split or suite.split, len(suite.datasets) > 1)
+              for d in suite.datasets)]
+    page, md = build(folder, results, rows, pairs, meta, f"{suite.name}: report")
+    parent = tracking.latest_suite_run(exp_id, suite.name)
+    if parent:
+        tracking.log_folder(parent, folder, "report")
+    console.print(f"report written to {page} and {md}"
+                  + (f"; logged to run {parent} under report/" if parent else ""))
+    return page, md

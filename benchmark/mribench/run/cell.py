@@ -1,0 +1,317 @@
+"""Run one cell: data -> model + weights -> strategy -> train/eval -> metrics -> explanations.
+
+Every step logs through `tracking` into the cell's (already started) nested MLflow run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from mribench import data, stats, tracking
+from mribench.console import console
+from mribench.explain import explainer as explain
+from mribench.matrix import Cell, flatten
+from mribench.models.build import build
+from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from mribench.report import run_figures as plots
+from mribench.run import external
+from mribench.stats import metrics
+from mribench.train import precision as fastpath
+from mribench.train.engine import Diverged, evaluate, fit
+from mribench.train.features import FeatureStore, feature_stage
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str = "cpu"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    on_epoch: Callable[[dict, int], None] | None = None  # (epoch's metrics row, epochs)
+    evaluate_test: bool = True  # tuning trials select on validation only: no test, no explain
+    # prepared datasets of this invocation, shared by its cells (files do not change meanwhile)
+    prepared: dict = field(default_factory=dict, compare=False, hash=False)
+    on_batch: Callable[[int, int], None] | None = None  # (batch, batches)
+
+
+def prepare_once(cell: Cell, opts: RunOptions):
+    """The cell's dataset split, scanned, validated and audited once per invocation."""
+    key = (cell.dataset, cell.split, cell.preprocess, cell.seed, cell.fold)
+    if key not in opts.prepared:
+        prepared = data.prepare(cell.dataset, cell.split, cell.preprocess, seed=cell.seed,
+                                fold=cell.fold, data_dir=opts.data_dir, cache_dir=opts.cache_dir)
+        opts.prepared[key] = prepared
+        a = prepared.audit
+        console.print(f"split {cell.split.protocol} (seed {cell.seed}"
+                      + ("" if cell.fold is None else f", fold {cell.fold}") + f"): "
+                      f"{a['split_groups_kept_together']} of {a['split_groups']} duplicate groups "
+                      f"({a['split_group_kind']}) kept on one side"
+                      + (f", {a['split_groups_separated']} separated by the official folders"
+                         if a["split_groups_separated"] else "")
+                      + f"; clean test {a['n_clean_test']} of {a['n_test']}")
+        if prepared.skipped:  # on_bad_image: skip: say so here, not only in an artifact
+            console.print(f"dataset {cell.dataset.name}: {len(prepared.skipped)} bad file(s) "
+                          "skipped (on_bad_image: skip), listed in each cell run's "
+                          "data/skipped_files.csv")
+    return opts.prepared[key]
+
+
+def prepare_externals(cell: Cell, opts: RunOptions) -> list:
+    """The cell's external test sets, decoded at its preprocessing and label maps checked
+    against its classes, once per invocation (the suite's preflight calls this first)."""
+    prepared = prepare_once(cell, opts)
+    out = []
+    for cfg in cell.dataset.external:
+        key = ("external", cfg, cell.preprocess, tuple(prepared.classes))
+        if key not in opts.prepared:
+            opts.prepared[key] = external.prepare_external(cfg, cell.preprocess,
+                                                           prepared.classes, opts.data_dir)
+        out.append(opts.prepared[key])
+    return out
+
+
+def normalisation(cell: Cell, spec) -> tuple[tuple, tuple]:
+    if cell.preprocess.normalize == "unit":
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if cell.preprocess.normalize == "raw":  # 0-255, as decoded
+        return (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)
+    if cell.preprocess.normalize == "model":
+        return tuple(spec.mean), tuple(spec.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
+    """Train and evaluate one cell; returns its best validation and headline test metrics."""
+    wall = time.perf_counter()
+    torch.manual_seed(cell.seed)
+    if opts.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(opts.device)
+    resolved = cell.resolved()
+    tracking.log_params(flatten(resolved))
+    tracking.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
+
+    prepared = prepare_once(cell, opts)
+    externals = prepare_externals(cell, opts) if opts.evaluate_test else []
+    _log_data(prepared, opts.evaluate_test)
+
+    built = build(cell.model, cell.strategy, num_classes=len(prepared.classes),
+                  in_chans=cell.preprocess.channels, image_size=cell.preprocess.image_size)
+    fastpath.place(built.model, opts.device)
+    mean, std = normalisation(cell, built.spec)
+    tracking.log_params(built.info)
+    precision = fastpath.Precision.of(cell.training.precision, opts.device)
+    workers = fastpath.workers(cell.training.num_workers, opts.device)
+    tracking.log_params({"precision_resolved": precision.name, "num_workers_resolved": workers,
+                         "channels_last": fastpath.channels_last(opts.device),
+                         **fastpath.configure(cell.training.deterministic, opts.device)})
+
+    loader = _loaders(cell, prepared, mean, std, opts.device, workers)
+    result, net, predict_loader = _train(cell, built, prepared, loader, opts, precision)
+
+    best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
+    headline = {"val_loss_best": best["val_loss"], "val_acc_best": best["val_acc"]}
+    if opts.evaluate_test:
+        headline |= _test(net, prepared, predict_loader, opts.device, precision)
+        for ext in externals:
+            headline |= external.evaluate_external(ext, prepared, net, predict_loader,
+                                                   opts.device)
+        if cell.explain.methods:
+            _explain(cell, built, prepared, mean, std, opts.device)
+    headline["wall_seconds"] = time.perf_counter() - wall
+    tracking.log_metrics({"wall_seconds": headline["wall_seconds"],
+                          **epoch_seconds(result.history, cell.training.compile),
+                          **metrics.peak_memory(opts.device)})
+    return headline
+
+
+def epoch_seconds(history: list[dict], compiled: bool) -> dict[str, float]:
+    """Seconds per epoch (train + validation). With torch.compile the first epoch pays for the
+    compilation, so `seconds_per_epoch` is then the steady state (epochs after the first) and
+    `compile_seconds` what the first epoch cost on top of it."""
+    seconds = [r["train_seconds"] + r["eval_seconds"] for r in history]
+    out = {"first_epoch_seconds": seconds[0]}
+    if compiled and len(seconds) > 1:
+        steady = sum(seconds[1:]) / len(seconds[1:])
+        return out | {"seconds_per_epoch": steady, "compile_seconds": seconds[0] - steady}
+    return out | {"seconds_per_epoch": sum(seconds) / len(seconds)}
+
+
+def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
+    """Fit the trainable part, logging every epoch. Returns the fit, the trained network and
+    how to feed it any samples (images, or their stored features on the feature-reuse path)."""
+    cfg = cell.training
+    reuse = built.frozen_backbone and not cell.augment.active and cfg.feature_reuse
+    tracking.set_tags({"training_path": "feature_reuse" if reuse else "end_to_end"})
+    splits = ("train", "val", "test") if cfg.peek_test else ("train", "val")
+    if reuse:
+        # The frozen backbone (eval mode, no augmentation) maps each image to the same features
+        # every epoch: compute them once (pooled when the head starts by pooling) and train only
+        # the rest of the head; test and external sets reuse the same store.
+        t0 = time.perf_counter()
+        extractor, net = feature_stage(built.backbone, built.head)
+        store = FeatureStore(extractor, lambda samples: loader("test", False, samples),
+                             opts.device, cfg.batch_size, cell.seed)
+        loaders = {name: store.loader(prepared.splits[name], name == "train") for name in splits}
+        tracking.log_metrics({"feature_extraction_seconds": time.perf_counter() - t0})
+        tracking.set_tags({"cached_feature_shape": "x".join(map(str, store.feature_shape))})
+        set_train = net.train
+
+        def predict_loader(samples):
+            return store.loader(samples, False)
+    else:
+        loaders = {name: loader(name, name == "train") for name in splits}
+        net, set_train = built.model, built.train
+
+        def predict_loader(samples):
+            return loader("test", False, samples)
+    peeked: list[float] = []
+
+    def on_epoch(row: dict) -> None:
+        if "test" in loaders:
+            peeked.append(evaluate(trained, loaders["test"], torch.nn.CrossEntropyLoss(),
+                                   opts.device, precision=precision)["acc"])
+            row = {**row, "test_acc_epoch_peeking": peeked[-1]}
+        tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+        if opts.on_epoch:
+            opts.on_epoch(row, cfg.epochs)
+
+    # torch.compile wraps (shares the parameters of) the module: explanations use the plain one
+    trained = torch.compile(net) if cfg.compile else net
+    try:
+        result = fit(trained, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
+                     built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
+                     on_epoch=on_epoch, on_batch=opts.on_batch, precision=precision)
+    except Diverged as err:
+        tracking.set_tags({"failure": "diverged"})
+        tracking.log_metrics({"diverged_epoch": err.epoch, "diverged_lr": err.lr or 0.0,
+                              **({"diverged_batch": err.batch} if err.batch else {})})
+        raise
+    tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                          "stopped_early": int(result.stopped_early)})
+    if peeked:  # Study B's "best accuracy" (best test accuracy over epochs, named as a peek)
+        # and its "final accuracy" (the last epoch's weights, not the best-validation ones)
+        tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked),
+                              "test_last_epoch_accuracy": peeked[-1]})
+    tracking.log_figure(plots.learning_curves_figure(result.history), "plots/learning_curves.png")
+    return result, net, predict_loader
+
+
+def _loaders(cell: Cell, prepared, mean, std, device: str, workers: int):
+    def loader(split: str, train: bool, samples=None):
+        return data.make_loader(samples if samples is not None else prepared.splits[split],
+                                cell.preprocess, cell.augment if train else None, mean=mean,
+                                std=std, batch_size=cell.training.batch_size, shuffle=train,
+                                seed=cell.seed, num_workers=workers, device=device,
+                                channels_last=fastpath.channels_last(device))
+    return loader
+
+
+def _log_data(prepared, with_test: bool) -> None:
+    tracking.log_params({"classes": prepared.classes,
+                         **{f"n_{k}": len(v) for k, v in prepared.splits.items()}})
+    tracking.log_split(prepared.split_rows(), prepared.digest(), prepared.name)
+    if prepared.audit:
+        tracking.log_dict(prepared.audit, "data/audit_summary.json")
+        tracking.log_params({k: v for k, v in prepared.audit.items() if k.startswith("split_")})
+        if with_test:  # a tuning trial logs nothing about the test split
+            tracking.log_metrics({"test_leaked_near": prepared.audit["near_test_files_leaked"],
+                                  "test_leaked_exact": prepared.audit["exact_test_files_leaked"]})
+    if prepared.skipped:
+        tracking.log_text("path,reason\n" + "\n".join(f"{p},{r}" for p, r in prepared.skipped),
+                          "data/skipped_files.csv")
+
+
+def _test(model, prepared, predict_loader, device, precision) -> dict[str, float]:
+    """Test metrics of the restored best-validation checkpoint on the full test split and on its
+    clean subset (no exact/near copy in train or val), from one pass over the test images."""
+    samples = prepared.splits["test"]
+    ev = evaluate(model, predict_loader(samples), torch.nn.CrossEntropyLoss(), device,
+                  precision=precision)
+    y, probs = ev["targets"], ev["probs"]
+    subsets = {"test": np.ones(len(samples), dtype=bool)}
+    clean = None
+    if prepared.clean_test is not None:  # None: dedup none
+        kept = {s.path for s in prepared.clean_test}
+        clean = np.array([s.path in kept for s in samples])
+        if clean.any():  # empty: every test image leaked (the audit says so)
+            subsets["test_clean"] = clean
+    out = {}
+    for prefix, mask in subsets.items():
+        out[f"{prefix}_accuracy"] = _log_subset(prefix, y[mask], probs[mask], prepared.classes)
+    tracking.log_metrics({"test_loss": ev["loss"]})
+    paths = [prepared.relative(s.path) for s in samples]  # pairs across machines
+    tracking.log_frame(metrics.predictions_frame(paths, y, probs, prepared.classes,
+                                                 None if clean is None else clean.tolist()),
+                       "metrics/predictions.csv")
+    return out
+
+
+def _log_subset(prefix: str, y, probs, classes) -> float:
+    """Metrics, Wilson interval, report, confusion matrix and reliability diagram of one subset;
+    artifacts of the clean subset carry a _clean suffix."""
+    scores = metrics.compute(y, probs, classes)
+    pred = probs.argmax(1)
+    low, high = stats.wilson(int((pred == y).sum()), len(y))
+    tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()}
+                         | {f"{prefix}_accuracy_wilson_low": low,
+                            f"{prefix}_accuracy_wilson_high": high, f"{prefix}_n": len(y)})
+    suffix = prefix.removeprefix("test")
+    report, text = metrics.report(y, pred, classes)
+    tracking.log_dict(report, f"metrics/classification_report{suffix}.json")
+    tracking.log_text(text, f"metrics/classification_report{suffix}.txt")
+    cm = metrics.confusion(y, pred, classes)
+    tracking.log_frame(cm, f"metrics/confusion_matrix{suffix}.csv", index=True)
+    tracking.log_figure(plots.confusion_figure(cm, normalize=False),
+                        f"plots/confusion_matrix{suffix}.png")
+    tracking.log_figure(plots.confusion_figure(cm, normalize=True),
+                        f"plots/confusion_matrix{suffix}_normalized.png")
+    table = metrics.reliability_table(y, probs)
+    tracking.log_frame(table, f"metrics/reliability{suffix}.csv")
+    tracking.log_figure(plots.reliability_figure(table, scores["ece"], prefix.replace("_", " ")),
+                        f"plots/reliability{suffix}.png")
+    return scores["accuracy"]
+
+
+def _explain(cell: Cell, built, prepared, mean, std, device) -> None:
+    from mribench.data.masks import load_mask
+
+    cfg, test = cell.explain, prepared.splits["test"]
+    files = [prepared.relative(s.path) for s in test]
+    picks = explain.select_images(files, [s.label for s in test], len(prepared.classes),
+                                  cfg.per_class, cfg.seed)
+    chosen = [test[i] for i in picks]
+    raw = [data.load_image(s.path, cell.preprocess) for s in chosen]
+    masks = np.stack([load_mask(s.path, cell.preprocess) for s in chosen])
+    batch = next(iter(data.make_loader(chosen, cell.preprocess, None, mean=mean, std=std,
+                                       batch_size=len(chosen), shuffle=False, seed=cell.seed)))
+    layers = {m: built.explain_layer(cfg.layercam_layer if m == "layercam" else
+                                     cfg.gradcam_layer)[1] for m in cfg.methods if m != "lime"}
+    # cascading randomisation re-initialises the head, then block groups from the top down
+    stages = [["head"], *[[f"backbone.net.{n}" for n in group]
+                          for group in reversed(built.group_names)]]
+    labels = [s.label for s in chosen]
+    result = explain.explain(built.model, layers, raw, batch[0], labels, prepared.classes, cfg,
+                             device, masks=masks, stages=stages)
+    tracking.log_metrics(result.metrics)
+    for method, curve in result.curves.items():
+        if len(curve) > 1:  # cascading: rho after re-initialising the top 1, 2, ... stages
+            for step, rho in enumerate(curve, 1):
+                tracking.log_metrics({f"{method}_randomisation_spearman_cascade": rho}, step)
+    tracking.set_tags(result.tags)
+    for flag in result.flags:
+        console.print(f"explanation warning ({cell.title}): {flag}", style="yellow",
+                      markup=False, highlight=False)
+    for method, fig in result.figures.items():
+        tracking.log_figure(fig, f"explanations/{method}.png")
+    # per-image maps, so a report can set the same files side by side across models
+    arrays = {"files": np.array([files[i] for i in picks]), "labels": np.array(labels),
+              "preds": result.preds, "classes": np.array(prepared.classes),
+              "images": np.stack([np.asarray(r) for r in raw]), "masks": result.masks}
+    arrays |= {m: maps.astype(np.float32) for m, maps in result.maps.items()}
+    arrays |= {f"randomised_{m}": maps.astype(np.float32)
+               for m, maps in result.randomised.items()}
+    tracking.log_arrays(arrays, "explanations/maps.npz")

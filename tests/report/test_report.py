@@ -1,0 +1,166 @@
+"""The report: published numbers beside ours, and the HTML page built from runs created through
+the real tracking code (a tiny real suite), opened in headless Chromium."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from mribench.config.schema import SuiteError
+from mribench.config.suite_file import load_suite, parse_suite
+from mribench.report.summary import published_by_config, report
+
+SUITE = {
+    "name": "r", "datasets": [{"name": "brain-mri-binary-253"}],
+    "models": [{"name": "test_resnet", "label": "paper_cnn"}, {"name": "test_efficientnet"}],
+    "strategies": [{"name": "frozen", "label": "tf1"}, "full"],
+    "split": {"protocol": "holdout"},
+    "published": [{"model": "paper_cnn", "strategy": "tf1", "protocol": "holdout",
+                   "values": {"test_accuracy": 0.9}}],
+    "deviations": [],
+}
+TINY = {"training.epochs": 1, "seeds": [0, 1], "explain.methods": ["gradcam"],
+        "explain.faithfulness": False,
+        "experiment": "report-test", "preprocess.image_size": 32, "datasets.0.subset_per_class": 5}
+
+
+def test_published_numbers_join_the_matching_configuration():
+    assert published_by_config(parse_suite(SUITE)) == {("paper_cnn", "tf1"): {"test_accuracy": 0.9}}
+
+
+def test_published_entry_must_name_a_declared_cell():
+    bad = {**SUITE, "published": [{"model": "vgg", "strategy": "tf1", "protocol": "holdout",
+                                   "values": {"test_accuracy": 0.9}}]}
+    with pytest.raises(SuiteError, match="published\\[0\\]"):
+        parse_suite(bad)
+
+
+class Page(HTMLParser):
+    """The page's image sources, external references and its first table (as rows of text)."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.tables, self._cell = [], [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("href", "src"):
+            if key in attrs and tag != "img":
+                self.links.append(attrs[key])
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data_dir):
+    """4 real cells (2 tiny models x 2 seeds) into a fresh store, then the report."""
+    from mribench.run.suite import SuiteOptions, run_suite
+
+    tmp = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        mp.setenv("BENCHMARK_CACHE_DIR", str(tmp / "cache"))
+        suite = load_suite("smoke", TINY)
+        assert run_suite(suite, SuiteOptions(device="cpu", data_dir=str(data_dir))) == 0
+        path = tmp / "tiny.yaml"
+        path.write_text(json.dumps(suite.model_dump(mode="json")))
+        assert report(str(path), None, as_json=False, compare=True, out=str(tmp / "out")) == 0
+        client = MlflowClient()
+        exp = client.get_experiment_by_name("report-test")
+        runs = client.search_runs([exp.experiment_id], "tags.role = 'cell'")
+        parent = client.search_runs([exp.experiment_id], "tags.role = 'suite'")[0]
+        logged = {f.path for f in client.list_artifacts(parent.info.run_id, "report")}
+    return {"out": tmp / "out", "runs": runs, "logged": logged}
+
+
+def test_report_folder_has_page_markdown_figures_and_data(built, capsys):
+    out = built["out"]
+    for name in ("index.html", "report.md", "configurations.csv", "pairwise.csv", "runs.csv",
+                 "forest.png", "pairwise.png", "cost.png", "leakage.png", "recall.png",
+                 "confusion.png"):
+        assert (out / name).is_file(), name
+    assert {"report/index.html", "report/report.md", "report/forest.png"} <= built["logged"]
+    md = (out / "report.md").read_text()
+    for target in re.findall(r"\]\(([^)]+)\)", md):  # every figure and CSV it links is there
+        assert (out / target).is_file(), target
+    # the Grad-CAM maps of both models side by side: one grid from their per-image maps.npz
+    assert "maps_gradcam.png" in md or "explain_" in md
+
+
+def test_page_table_equals_the_runs_metrics(built):
+    page = Page()
+    page.feed((built["out"] / "index.html").read_text())
+    header, *rows = page.tables[0]
+    table = {r[0]: dict(zip(header, r)) for r in rows}
+    by_config: dict[str, list] = {}
+    for run in built["runs"]:
+        by_config.setdefault(f"{run.data.tags['model']}/{run.data.tags['strategy']}", []).append(run)
+    assert set(table) == set(by_config)
+    for name, runs in by_config.items():
+        row = table[name]
+
+        def mean(key, runs=runs):
+            return sum(r.data.metrics[key] for r in runs) / len(runs)
+        assert row["n"] == str(len(runs))
+        for column, key in (("clean acc [95% CI]", "test_clean_accuracy"),
+                            ("full acc [95% CI]", "test_accuracy")):
+            shown, low, high = map(float, re.findall(r"-?\d+\.\d+", row[column]))
+            assert shown == pytest.approx(mean(key), abs=5e-4) and low <= shown <= high
+        for column, key in (("MCC", "test_clean_mcc"), ("ECE", "test_clean_ece"),
+                            ("kappa", "test_clean_kappa"), ("F1 (clean)", "test_clean_f1_macro")):
+            assert float(row[column]) == pytest.approx(mean(key), abs=5e-4), column
+        trainable = {r.data.params["params_trainable"] for r in runs}
+        assert row["trainable"].replace(",", "") in trainable
+
+
+def test_page_is_self_contained_and_every_image_decodes(built):
+    page = Page()
+    page.feed((built["out"] / "index.html").read_text())
+    assert len(page.images) >= 8 and not page.links  # no script, stylesheet or link to fetch
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+
+
+@pytest.mark.services
+def test_page_loads_in_headless_chromium_with_no_broken_image(built, tmp_path):
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium found (Debian: apt-get install chromium; .ci/run installs it)")
+    # a copy of the page with a probe that counts images the browser could not decode
+    probe = ("<script>window.addEventListener('load',function(){var i=[].slice.call("
+             "document.images);document.body.setAttribute('data-probe','images='+i.length+"
+             "' broken='+i.filter(function(x){return !x.complete||x.naturalWidth===0}).length)"
+             "})</script></body>")
+    page = tmp_path / "probe.html"
+    page.write_text((built["out"] / "index.html").read_text().replace("</body>", probe))
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-probe="images=(\d+) broken=(\d+)"', done.stdout)
+    assert found, done.stderr[-2000:]
+    assert int(found.group(1)) >= 8 and found.group(2) == "0"
