@@ -44,7 +44,8 @@ def emit_table(rows: list[dict[str, Any]], title: str, as_json: bool,
         out.write(json.dumps(payload, indent=2, default=str, allow_nan=False) + "\n")
         out.flush()
         return
-    cols = list(columns or (rows[0].keys() if rows else []))
+    # every row's keys, in first-seen order: a column only some rows have is still shown
+    cols = list(columns or dict.fromkeys(k for row in rows for k in row))
     table = Table(title=escape(title))
     for col in cols:
         table.add_column(escape(str(col)), overflow="fold")

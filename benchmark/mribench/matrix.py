@@ -49,6 +49,11 @@ class Cell:
         if dataset.get("label_map") is None:  # added later: unset keeps earlier run_keys
             dataset.pop("label_map", None)
         model = dump(self.model)
+        head = model["head"]
+        if not head.get("layers"):  # added later: at their defaults they keep earlier run_keys
+            head.pop("layers", None)
+        if head.get("keep_dropout") is False:
+            head.pop("keep_dropout", None)
         model.pop("training")  # already merged into `training`
         model.pop("preprocess")  # already merged into `preprocess`
         model.pop("explain")  # already merged into `explain`

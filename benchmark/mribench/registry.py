@@ -16,9 +16,9 @@ T = TypeVar("T", bound=Named)
 
 
 class Registry(dict[str, T], Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, listed: str = "known") -> None:
         super().__init__()
-        self.kind = kind  # "dataset", "model": the word error messages use
+        self.kind, self.listed = kind, listed  # the words error messages use
 
     def register(self, spec: T) -> T:
         if spec.name in self:
@@ -28,5 +28,5 @@ class Registry(dict[str, T], Generic[T]):
 
     def find(self, name: str) -> T:
         if name not in self:
-            raise UnknownName(f"unknown {self.kind} {name!r}; known: {sorted(self)}")
+            raise UnknownName(f"unknown {self.kind} {name!r}; {self.listed}: {sorted(self)}")
         return self[name]

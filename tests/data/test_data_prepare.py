@@ -282,3 +282,39 @@ def test_a_label_map_key_that_names_no_label_stops_before_training(tmp_path):
                                         r"labels are \['a', 'b'\]"):
         prep(root, label_map={"Astro": "a"})
     assert prep(root, label_map={"b": "a2"}).classes == ["a", "a2"]
+
+
+def test_an_external_label_map_key_that_names_no_label_stops_too(tmp_path):
+    from mribench.config.external import ExternalConfig
+    from mribench.run.external import prepare_external
+
+    root = make_folder(tmp_path / "hospital", {"glioma": 2, "healthy": 2})
+    cfg = ExternalConfig(name="hospital", root=str(root), label_map={"Astro": "glioma",
+                                                                     "healthy": "notumor"})
+    with pytest.raises(DataError, match=r"label_map key\(s\) \['Astro'\] match no label"):
+        prepare_external(cfg, PRE, ["glioma", "notumor"], None)
+    ok = ExternalConfig(name="hospital", root=str(root), label_map={"healthy": "notumor"})
+    assert prepare_external(ok, PRE, ["glioma", "notumor"], None).classes == ["glioma", "notumor"]
+
+
+def test_skip_mode_says_on_the_console_how_many_files_it_left_out(
+        tmp_path, mlflow_store, monkeypatch, capsys):
+    import yaml
+
+    from mribench.cli.main import main
+
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+    root = make_folder(tmp_path / "ds", {"Training/a": 6, "Training/b": 6, "Testing/a": 3,
+                                         "Testing/b": 3})
+    (root / "Training" / "a" / "broken.jpg").write_bytes(b"not a jpeg")
+    suite = {"name": "skips", "experiment": "skips",
+             "datasets": [{"name": "mine", "root": str(root), "on_bad_image": "skip"}],
+             "split": {"protocol": "official", "val_fraction": 0.25},
+             "preprocess": {"image_size": 32}, "training": {"epochs": 1, "batch_size": 4},
+             "models": [{"name": "test_resnet"}], "strategies": ["scratch"], "seeds": [0],
+             "explain": {"methods": []}}
+    path = tmp_path / "skips.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    assert main(["suite", str(path)]) == 0
+    assert ("dataset mine: 1 bad file(s) skipped (on_bad_image: skip), listed in each cell "
+            "run's data/skipped_files.csv") in capsys.readouterr().err

@@ -147,12 +147,37 @@ class HeadConfig(Strict):
     # linear: replace the final layer (Study B); gap_mlp: GAP -> Dense(hidden) -> ReLU -> Dense(k)
     # (Study A, Study D with dropout); flatten_mlp: flatten -> dense -> dropout -> batch-norm ->
     # dense (Study C); conv_gap_mlp: conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout ->
-    # dense (Study C's fine-tuned VGG16)
-    type: Literal["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp"] = "linear"
+    # dense; layers: any list of head layers, then Linear(k) (Study C's fine-tuned VGG16)
+    type: Literal["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp", "layers"] = "linear"
     hidden: PosInt = 1024
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
     conv_channels: PosInt = 512  # conv_gap_mlp: filters of the extra 3x3 convolution
     conv_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # conv_gap_mlp: after the conv
+    # type layers: e.g. [gap, batchnorm, {dropout: 0.23}, {dense: 510}, relu, batchnorm,
+    # {dropout: 0.3}] (see models/heads.py parse_layers)
+    layers: list[str | dict[str, int | float]] = Field(default_factory=list)
+    # linear only: keep the dropout the library's own classifier has around the replaced last
+    # FC (VGG16 0.5 after fc6 and fc7, GoogLeNet / MobileNetV2 0.2), as Study B did
+    keep_dropout: bool = False
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_valid(cls, value):
+        if value:
+            from mribench.models.heads import parse_layers
+
+            parse_layers(value)  # the error names layers[i]
+        return value
+
+    @model_validator(mode="after")
+    def _keys_fit_the_type(self):
+        if (self.type == "layers") != bool(self.layers):
+            raise ValueError("layers: give a non-empty list exactly when type is layers")
+        if self.type == "layers" and self.dropout:
+            raise ValueError("a layers head takes its dropout as {dropout: p} items in layers")
+        if self.keep_dropout and (self.type != "linear" or self.dropout):
+            raise ValueError("keep_dropout belongs to a linear head without its own dropout")
+        return self
 
 class StrategyConfig(Strict):
     name: Literal["scratch", "frozen", "full", "partial", "gradual"]

@@ -119,7 +119,7 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
         else:
             info["weight_source"] = "not loaded"
     pooled = model.head.type == "linear" and spec.pre_logits is not None
-    backbone = make_trunk(net, spec, pooled, in_chans)
+    backbone = make_trunk(net, spec, pooled, in_chans, keep_dropout=model.head.keep_dropout)
     group_names = list(spec.groups) + ([(spec.pre_logits,)] if pooled else [])
     groups = [[backbone.net.get_submodule(n) for n in names] for names in group_names]
     _check_groups_cover(backbone, groups, spec.name)
@@ -128,7 +128,7 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
     example = torch.zeros(2, in_chans, size, size)
     with torch.no_grad():
         feature_shape = tuple(backbone(example).shape[1:])
-    head = make_head(model.head, feature_shape, num_classes)
+    head = make_head(model.head, feature_shape, num_classes, spec=spec)
     built = BuiltModel(Classifier(backbone, head), backbone, head, spec, strategy,
                        strategies.backbone_always_frozen(strategy), info, groups, group_names)
     built._set_trainable(strategies.trainable_groups(strategy, len(groups), epoch=0))

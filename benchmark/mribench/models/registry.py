@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mribench.registry import Registry
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -47,20 +49,16 @@ class ModelSpec:
         return bool(self.hub or self.pip)
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+_REGISTRY: Registry[ModelSpec] = Registry("model", listed="registered models")
 
 
 def register(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _REGISTRY.register(spec)
 
 
 def get(name: str) -> ModelSpec:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    """The entry, or an UnknownName (a UserError: exit 2) listing the registered models."""
+    return _REGISTRY.find(name)
 
 
 def names() -> list[str]:

@@ -171,7 +171,7 @@ def _external_section(rows: list[dict]) -> list[Section]:
 
 
 def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], meta: list[str],
-          title: str) -> tuple[Path, Path]:
+          title: str, notes: list[Section] | None = None) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     for old in list(folder.glob("*.png")) + list(folder.glob("*.csv")):
         old.unlink()  # a rerun must not leave figures of configurations that are gone
@@ -184,6 +184,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
                                    "Scores (F1, kappa, MCC, ECE) are on the clean test."],
                 table=shown, files=[_csv(rows, folder, "configurations.csv")]),
         *_external_section(rows),
+        *(notes or []),
         Section("How to read the intervals and p-values", READING, note=True),
         Section("Accuracy with 95% intervals", figure=_save(
             report_plots.forest_figure(rows), folder, "forest.png"),

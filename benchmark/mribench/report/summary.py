@@ -8,6 +8,7 @@ parent run under report/.
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -67,14 +68,21 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
         console.print(f"[red]no experiment named {name!r} at {tracking.tracking_uri()}; "
                       f"run the suite first")
         return 2
-    runs = current_runs(tracking.search_cells(exp_id), suite, include_all)
+    every = tracking.search_cells(exp_id)
+    runs = current_runs(every, suite, include_all)
     if runs.empty:
-        console.print(f"[red]experiment {name!r} has no cell runs of suite {suite.name!r} "
-                      "as it is now (--all includes older versions)")
+        others = 0 if every.empty else int((every["status"] == "FINISHED").sum())
+        console.print(f"[red]experiment {name!r} has no finished cell runs of suite "
+                      f"{suite.name!r} as it is now[/]" + (
+                          f": its {others} finished run(s) belong to other versions of the "
+                          "suite (another config, --set overrides, a shrunk run); --all "
+                          "includes them" if others else ""))
         return 2
     console.print(f"reading {len(runs)} runs of {name!r} ...")
     results = Results(name, runs, {r: tracking.load_predictions(r) for r in runs["run_id"]})
     rows = configuration_rows(results, published_by_config(suite))
+    if not include_all:
+        _note_missing(rows, suite)
     pairs = paired_rows(runs, results.load)
     datasets = sorted({r["dataset"] for r in rows})
     extra = {"experiment": name, "runs": int(len(runs)), "comparisons": pairs,
@@ -99,6 +107,18 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
                     for p in pairs], "paired tests on the test images both configurations "
                     "scored (Holm-adjusted per subset)", False)
     return 0
+
+
+def _note_missing(rows: list[dict], suite) -> None:
+    """A configuration with fewer finished cells than the suite declares says so (its mean and
+    interval rest on fewer runs than planned): failed, still running or not run yet."""
+    expected = Counter(c.config_key for version in fallback.alternatives(suite)
+                       for c in expand(version))
+    for row in rows:
+        planned = expected.get(row["config_key"], 0)
+        if row["n"] < planned:
+            row["missing"] = (f"{planned - row['n']} of {planned} cells not finished (failed "
+                              "or not run): n counts the finished ones")
 
 
 def print_paper_notes(suite) -> None:
@@ -131,10 +151,28 @@ def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id)
             f"{len(results.runs)} finished runs; datasets {', '.join(datasets)}",
             *(_split_line(d, d.split or suite.split, len(suite.datasets) > 1)
               for d in suite.datasets)]
-    page, md = build(folder, results, rows, pairs, meta, f"{suite.name}: report")
+    page, md = build(folder, results, rows, pairs, meta, f"{suite.name}: report",
+                     notes=paper_sections(suite))
     parent = tracking.latest_suite_run(exp_id, suite.name)
     if parent:
         tracking.log_folder(parent, folder, "report")
     console.print(f"report written to {page} and {md}"
                   + (f"; logged to run {parent} under report/" if parent else ""))
     return page, md
+
+
+def paper_sections(suite) -> list:
+    """The deviations from the paper and the flagged published values, as report sections."""
+    from mribench.report.html import Section
+
+    out = []
+    if suite.deviations:
+        out.append(Section("Deviations from the paper", [
+            "Where this suite differs from what the paper did, in the paper's words and ours, "
+            "and why."], table=deviation_rows(suite.deviations)))
+    flags = flag_rows(suite.published)
+    if flags:
+        out.append(Section("Published values flagged (not compared)", [
+            "Published figures that are impossible or inconsistent with each other: shown, "
+            "never compared with ours."], table=flags))
+    return out

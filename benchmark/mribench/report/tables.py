@@ -84,7 +84,7 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
         first = runs.iloc[0]
         row = {"dataset": dataset, "config": name, "model": first["tags.model"],
                "strategy": first["tags.strategy"], "n": len(runs),
-               "seeds": int(runs["tags.seed"].nunique())}
+               "seeds": int(runs["tags.seed"].nunique()), "config_key": first["tags.config_key"]}
         for subset, prefix in SUBSETS.items():
             row |= _accuracy(results, runs, subset)
             for score in SCORES:
@@ -100,6 +100,11 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
             else int(trainable.dropna().iloc[0])
         for metric, value in published.get((row["model"], row["strategy"]), {}).items():
             row[f"published_{metric}"] = value
+            ours = _metric(runs, metric)  # ours beside it, with the interval over the runs
+            if ours:
+                row[f"ours_{metric}"] = _mean(ours)
+                spread = stats.summarize(ours)
+                row[f"ours_{metric}_seed_ci95"] = [spread["ci95_low"], spread["ci95_high"]]
         for metric in external_metrics(results.runs):  # external test sets (external.py)
             row[metric] = _mean(_metric(runs, metric))
         rows.append(row)
@@ -198,7 +203,12 @@ def display_rows(rows: list[dict]) -> list[dict]:
         if row.get("params_trainable") is not None:
             out["trainable"] = f"{row['params_trainable']:,}"
         for key in sorted(k for k in row if k.startswith("published_")):
-            out[key.replace("published_", "published ")] = _num(row[key])
+            metric = key.removeprefix("published_")
+            ours = (_with_interval(row, f"ours_{metric}").replace(" (seeds only)", "")
+                    if row.get(f"ours_{metric}") is not None else "-")
+            out[f"{metric} (ours / paper)"] = f"{ours} / {_num(row[key])}"
+        if row.get("missing"):
+            out["note"] = row["missing"]
         shown.append(out)  # external test sets have their own table (external_display_rows)
     return shown
 

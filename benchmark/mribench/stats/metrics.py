@@ -58,7 +58,7 @@ def compute(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[s
         "log_loss": skm.log_loss(y_true, probs, labels=labels),
         "ece": expected_calibration_error(y_true, probs),
     }
-    for avg in ("macro", "weighted"):
+    for avg in ("macro", "weighted", "micro"):  # micro P = R = F1 = accuracy (Study A)
         p, r, f, _ = skm.precision_recall_fscore_support(
             y_true, y_pred, labels=labels, average=avg, zero_division=0)
         out.update({f"precision_{avg}": p, f"recall_{avg}": r, f"f1_{avg}": f})
