@@ -278,7 +278,7 @@ def test_odd_folder_contents_are_named_never_dropped_or_added(tmp_path):
 
 def test_a_label_map_key_that_names_no_label_stops_before_training(tmp_path):
     root = make_folder(tmp_path / "ds", {"a": 3, "b": 3})
-    with pytest.raises(DataError, match=r"label_map key\(s\) \['Astro'\] match no label; its "
+    with pytest.raises(DataError, match=r"label_map names \['Astro'\], which match no label; its "
                                         r"labels are \['a', 'b'\]"):
         prep(root, label_map={"Astro": "a"})
     assert prep(root, label_map={"b": "a2"}).classes == ["a", "a2"]
@@ -291,7 +291,7 @@ def test_an_external_label_map_key_that_names_no_label_stops_too(tmp_path):
     root = make_folder(tmp_path / "hospital", {"glioma": 2, "healthy": 2})
     cfg = ExternalConfig(name="hospital", root=str(root), label_map={"Astro": "glioma",
                                                                      "healthy": "notumor"})
-    with pytest.raises(DataError, match=r"label_map key\(s\) \['Astro'\] match no label"):
+    with pytest.raises(DataError, match=r"label_map names \['Astro'\], which match no label"):
         prepare_external(cfg, PRE, ["glioma", "notumor"], None)
     ok = ExternalConfig(name="hospital", root=str(root), label_map={"healthy": "notumor"})
     assert prepare_external(ok, PRE, ["glioma", "notumor"], None).classes == ["glioma", "notumor"]

@@ -30,6 +30,8 @@ def test_binary_by_hand():
         "precision_macro": (3 / 4 + 1 / 2) / 2, "precision_weighted": (5 * 3 / 4 + 3 * 1 / 2) / 8,
         "recall_macro": (3 / 5 + 2 / 3) / 2, "recall_weighted": 5 / 8,
         "f1_macro": (2 / 3 + 4 / 7) / 2, "f1_weighted": (5 * 2 / 3 + 3 * 4 / 7) / 8,
+        # micro: every image has one label, so P = R = F1 = accuracy (Study A's "precision")
+        "precision_micro": 5 / 8, "recall_micro": 5 / 8, "f1_micro": 5 / 8,
         # p_o = 5/8, p_e = 3/8*4/8 + 5/8*4/8 = 1/2
         "kappa": (5 / 8 - 1 / 2) / (1 - 1 / 2),
         # 13 of the 15 (positive, negative) score pairs are ordered correctly

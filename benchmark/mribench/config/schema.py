@@ -143,7 +143,7 @@ class TrainingConfig(Strict):
     # scripts did, so seconds per epoch compare with theirs (Study B); the results are the same.
     feature_reuse: bool = True
 
-class HeadConfig(Strict):
+class HeadConfig(Hashable):  # layers is a list: hashed by content
     # linear: replace the final layer (Study B); gap_mlp: GAP -> Dense(hidden) -> ReLU -> Dense(k)
     # (Study A, Study D with dropout); flatten_mlp: flatten -> dense -> dropout -> batch-norm ->
     # dense (Study C); conv_gap_mlp: conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout ->
@@ -175,8 +175,11 @@ class HeadConfig(Strict):
             raise ValueError("layers: give a non-empty list exactly when type is layers")
         if self.type == "layers" and self.dropout:
             raise ValueError("a layers head takes its dropout as {dropout: p} items in layers")
-        if self.keep_dropout and (self.type != "linear" or self.dropout):
-            raise ValueError("keep_dropout belongs to a linear head without its own dropout")
+        if self.keep_dropout and self.type != "linear":
+            raise ValueError("keep_dropout keeps the library's classifier around a replaced "
+                             f"last FC: it needs head type linear, not {self.type!r}")
+        if self.keep_dropout and self.dropout:
+            raise ValueError("give either dropout or keep_dropout for a linear head, not both")
         return self
 
 class StrategyConfig(Strict):

@@ -61,8 +61,8 @@ class Scan:
         publisher = KNOWN[name].class_map if name in KNOWN else {}
         unknown = sorted(k for k in label_map if k not in labels and publisher.get(k) not in labels)
         if unknown:  # a typo in a map key would otherwise leave that label unmapped, silently
-            raise DataError(f"dataset {name!r}: label_map key(s) {unknown} match no label; its "
-                            f"labels are {sorted({e.cls for e in self.entries})}")
+            raise DataError(f"dataset {name!r}: label_map names {unknown}, which match no "
+                            f"label; its labels are {sorted({e.cls for e in self.entries})}")
         label_map = {publisher.get(k, k) if k not in labels else k: v for k, v in label_map.items()}
         for e in self.entries:
             e.cls = label_map.get(e.cls, label_map.get(e.cls.strip(), e.cls))

@@ -79,10 +79,15 @@ def _quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
-def _use_store() -> str:
+def _use_store(open_it: bool = True) -> str:
+    """Point MLflow at the configured store; with open_it (the store is about to be used), probe
+    a server and make sure an SQLite file exists whole first."""
     # set explicitly every time: an earlier set_tracking_uri in this process would otherwise
     # shadow a changed environment variable
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if not open_it:
+        mlflow.set_tracking_uri(uri)
+        return uri
     probe(uri)
     db = locks.sqlite_file(uri)
     if db is not None and "mode=ro" not in uri:
@@ -99,7 +104,7 @@ def _ensure_sqlite_store(uri: str, db: Path) -> None:
     the store's lock, and renamed into place (an atomic rename on one file system). A file that
     exists but is not a complete store is reported, never touched."""
     if db.exists():
-        _check_complete(db)
+        _wait_complete(db)
         return
     with locks.held(uri):
         if db.exists():  # another invocation made it while we waited
@@ -110,8 +115,31 @@ def _ensure_sqlite_store(uri: str, db: Path) -> None:
         tmp_uri = f"sqlite:///{tmp}"
         with _quiet("mlflow.store.db.utils"), _quiet("alembic.runtime.migration"):
             MlflowClient(tracking_uri=tmp_uri).search_experiments(max_results=1)
-        # MLflow's engine may keep the temporary file open: harmless, a rename keeps the inode
-        os.replace(tmp, db)
+        # a hard link publishes it only if no file is there: another MLflow client (the UI, a
+        # script; they hold no lock of ours) may have made one meanwhile, and it is kept
+        try:
+            os.link(tmp, db)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            os.replace(tmp, db)
+        finally:
+            tmp.unlink(missing_ok=True)
+    _wait_complete(db)
+
+
+def _wait_complete(db: Path, settle_s: float = 10.0) -> None:
+    """`_check_complete`, allowing a file that another MLflow client is creating right now (in
+    place, as MLflow does) a few seconds to become complete."""
+    deadline = time.monotonic() + 3 * settle_s
+    while True:
+        try:
+            _check_complete(db)
+            return
+        except TrackingError:
+            if time.time() - db.stat().st_mtime > settle_s or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _check_complete(db: Path) -> None:
@@ -165,8 +193,9 @@ def store_uri() -> str:
 
 def configured_store() -> str:
     """Point MLflow at the store this invocation logs to (MLFLOW_TRACKING_URI, else the
-    default) and return its URI (may hold credentials: never for printing)."""
-    return _use_store()
+    default) and return its URI (may hold credentials: never for printing). Opens nothing: an
+    executor that refuses the store must leave no file behind."""
+    return _use_store(open_it=False)
 
 
 def use_uri(uri: str) -> None:
