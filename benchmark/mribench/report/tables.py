@@ -204,7 +204,7 @@ def display_rows(rows: list[dict]) -> list[dict]:
             out["trainable"] = f"{row['params_trainable']:,}"
         for key in sorted(k for k in row if k.startswith("published_")):
             metric = key.removeprefix("published_")
-            ours = (_with_interval(row, f"ours_{metric}").replace(" (seeds only)", "")
+            ours = (_with_interval(row, f"ours_{metric}", mark=False)
                     if row.get(f"ours_{metric}") is not None else "-")
             out[f"{metric} (ours / paper)"] = f"{ours} / {_num(row[key])}"
         if row.get("missing"):
@@ -239,11 +239,13 @@ def external_display_rows(rows: list[dict]) -> list[dict]:
     return shown
 
 
-def _with_interval(row: dict, key: str) -> str:
+def _with_interval(row: dict, key: str, mark: bool = True) -> str:
+    """mean [interval], saying what the interval covers when it is not the two-level one."""
     low, high = row.get(f"{key}_ci95") or row.get(f"{key}_seed_ci95") or [math.nan, math.nan]
-    mark = "" if f"{key}_ci95" in row else " (seeds only)"
+    note = "" if f"{key}_ci95" in row else " (seeds only)"
     if row.get("seeds") == 1 and f"{key}_ci95" in row:  # no second seed: no training noise in it
-        mark = " (test images only, 1 seed)"
+        note = " (test images only, 1 seed)"
+    mark = note if mark else ""
     if math.isnan(low):
         return f"{row[key]:.3f}"
     return f"{row[key]:.3f} [{low:.3f}, {high:.3f}]{mark}"

@@ -54,6 +54,8 @@ import math
 import numpy as np
 from scipy import stats as sps
 
+from mribench.stats import paired
+
 METHOD_CROSSED = "t over test images and seeds (variance components, Satterthwaite df)"
 METHOD_ONE_SEED = "exact sign-flip over test images (these trained models only)"
 COVERS_CROSSED = "test images and training seeds"
@@ -97,7 +99,8 @@ def compare_configurations(a, b, *, alpha: float = 0.05, power: float = 0.8,
         v_img = float(d.var(ddof=1) / n)
         difference, variance, df = float(d.mean()), v_img, float(n - 1)
         parts = {"images": v_img, "seeds_a": 0.0, "seeds_b": 0.0}
-        p_value = _sign_flip_p(d, math.lcm(int(s_a), int(s_b)))
+        # exact: every difference is a multiple of 1 / lcm(S_a, S_b)
+        p_value = paired.sign_flip(d, math.lcm(int(s_a), int(s_b)))["p_value"]
         method, covers = METHOD_ONE_SEED, COVERS_ONE_SEED
     else:
         vc = _variance_components(a, b)
@@ -221,23 +224,3 @@ def _detectable_multiplier(df, alpha: float, power: float) -> np.ndarray:
         low_power = reach(mid) < power
         lo, hi = np.where(low_power, mid, lo), np.where(low_power, hi, mid)
     return (lo + hi) / 2
-
-
-def _sign_flip_p(diff: np.ndarray, denominator: int) -> float:
-    """Two-sided exact sign-flip p-value of the mean of per-image differences that are
-    multiples of 1/denominator (the computation of paired.sign_flip: the null distribution of
-    the signed sum is a convolution of one binomial per magnitude)."""
-    d = np.asarray(diff, dtype=np.float64)
-    k = np.rint(d * denominator).astype(np.int64)
-    if not np.allclose(k, d * denominator, atol=1e-6):
-        raise ValueError(f"sign-flip: differences are not multiples of 1/{denominator}")
-    observed = int(abs(k.sum()))
-    magnitudes, counts = np.unique(np.abs(k[k != 0]), return_counts=True)
-    pmf = np.ones(1)  # distribution of the signed sum, indexed from -total
-    for m, c in zip(magnitudes.tolist(), counts.tolist()):
-        part = np.zeros(2 * m * c + 1)  # m * (2j - c) for j ~ Binomial(c, 1/2)
-        part[::2 * m] = sps.binom.pmf(np.arange(c + 1), c, 0.5)
-        pmf = np.convolve(pmf, part)
-    total = (len(pmf) - 1) // 2
-    values = np.arange(-total, total + 1)
-    return float(min(1.0, pmf[np.abs(values) >= observed].sum()))

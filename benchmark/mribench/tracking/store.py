@@ -17,6 +17,7 @@ from mribench.errors import EnvironmentFault, UserError
 from mribench.tracking import locks
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+_opened: set[str] = set()  # stores this process has probed and found whole
 redact.install_log_filter()  # MLflow's own log lines may hold the tracking URI
 
 
@@ -85,14 +86,13 @@ def _use_store(open_it: bool = True) -> str:
     # set explicitly every time: an earlier set_tracking_uri in this process would otherwise
     # shadow a changed environment variable
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if not open_it:
-        mlflow.set_tracking_uri(uri)
-        return uri
-    probe(uri)
-    db = locks.sqlite_file(uri)
-    if db is not None and "mode=ro" not in uri:
-        with _store_errors(uri):
-            _ensure_sqlite_store(uri, db)
+    if open_it and uri not in _opened:  # once per process: later failures are mid-suite ones
+        probe(uri)
+        db = locks.sqlite_file(uri)
+        if db is not None and "mode=ro" not in uri:
+            with _store_errors(uri):
+                _ensure_sqlite_store(uri, db)
+        _opened.add(uri)
     mlflow.set_tracking_uri(uri)
     return uri
 
