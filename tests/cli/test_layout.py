@@ -22,7 +22,7 @@ import json, sys
 from mribench.cli.main import build_parser
 parser = build_parser()
 for argv in ([], ["suite"], ["tune"], ["report"], ["data"], ["data", "audit"], ["models"],
-             ["models", "describe"], ["perf"]):
+             ["models", "describe"], ["perf"], ["schema"]):
     try:
         parser.parse_args([*argv, "--help"])
     except SystemExit:

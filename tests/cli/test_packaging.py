@@ -28,6 +28,7 @@ def test_wheel_ships_the_package_the_suites_and_the_sample(tmp_path):
     assert len(sample) == 65 and sample <= names  # 64 images and their README
     suites = {f"mribench/suites/{p.name}" for p in (ROOT / "suites").glob("*.yaml")}
     assert "mribench/suites/smoke.yaml" in suites and suites <= names
+    assert "mribench/suites/suite.schema.json" in names  # what their first line points at
     assert "mribench/cli/main.py" in names and "mribench/data/fallback.py" in names
     assert "mribench/py.typed" in names
     # one top-level package of our own name, nothing else (tests, tools, data stay out)

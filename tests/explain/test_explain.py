@@ -277,6 +277,29 @@ def test_gradcam_on_transformer_tokens(test_set):
     plt.close(result.figures["gradcam"])
 
 
+class RegisterViT(TinyViT):
+    """A class token and four registers before a 2 x 2 patch grid (20 px patches): 9 tokens,
+    which the largest square would read as a 3 x 3 grid."""
+
+    num_prefix_tokens = 5  # timm's attribute
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 20, stride=20)
+        self.cls = nn.Parameter(torch.randn(1, 5, 16))
+
+
+def test_gradcam_drops_every_prefix_token_of_a_small_grid(test_set):
+    raw, x, labels = test_set
+    torch.manual_seed(0)
+    model = RegisterViT()
+    cfg = ExplainConfig(methods=["gradcam"], faithfulness=False, randomisation="none")
+    result = explain.explain(model, model.block, raw[:2], x[:2], labels[:2], CLASSES, cfg)
+    assert result.metrics["gradcam_map_side"] == 2
+    assert result.maps["gradcam"].shape == (2, SIZE, SIZE)
+    plt.close(result.figures["gradcam"])
+
+
 def test_bad_inputs_are_named(models, test_set):
     raw, x, labels = test_set
     with pytest.raises(ValueError, match="not a per-channel affine"):

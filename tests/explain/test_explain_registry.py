@@ -31,7 +31,16 @@ def mri() -> list[np.ndarray]:
     return [Image.open(f).convert("RGB") for f in files]
 
 
-def reference_gradcam(model, layer, inputs, size) -> np.ndarray:
+def as_grid(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """A layer output as [B, C, S, S]: transformer tokens lose the class tokens in front of the
+    S*S patch tokens, Swin's [B, H, W, C] is permuted."""
+    if layout == "NLC":
+        side = int(t.shape[1] ** 0.5)
+        return t[:, t.shape[1] - side * side:].reshape(len(t), side, side, -1).permute(0, 3, 1, 2)
+    return t.permute(0, 3, 1, 2) if layout == "NHWC" else t
+
+
+def reference_gradcam(model, layer, inputs, size, layout="NCHW") -> np.ndarray:
     outputs = []
     handle = layer.register_forward_hook(lambda m, i, o: outputs.append(o))
     model.eval()
@@ -39,9 +48,10 @@ def reference_gradcam(model, layer, inputs, size) -> np.ndarray:
     handle.remove()
     assert len(outputs) == 1, "Grad-CAM layer runs more than once per forward pass"
     act = outputs[0]
-    assert act.dim() == 4 and act.shape[1] > 1, f"not a conv feature map: {tuple(act.shape)}"
     score = logits[torch.arange(len(logits)), logits.argmax(1)].sum()
     grads, = torch.autograd.grad(score, act)
+    act, grads = as_grid(act, layout), as_grid(grads, layout)
+    assert act.dim() == 4 and act.shape[1] > 1, f"not a feature map: {tuple(act.shape)}"
     cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * act).sum(dim=1, keepdim=True))
     return F.interpolate(cam.double(), size=(size, size), mode="bilinear")[:, 0].detach().numpy()
 
@@ -57,11 +67,12 @@ def test_gradcam_on_every_architecture(name, mri):
     mean, std = torch.tensor(spec.mean).view(3, 1, 1), torch.tensor(spec.std).view(3, 1, 1)
     inputs = (torch.from_numpy(np.stack(raw)).permute(0, 3, 1, 2).float() / 255 - mean) / std
     cfg = ExplainConfig(methods=["gradcam"], faithfulness=False, randomisation="none")
-    result = explain.explain(built.model, built.gradcam_layer(), raw, inputs, [0, 3], CLASSES, cfg)
+    result = explain.explain(built.model, built.gradcam_layer(), raw, inputs, [0, 3], CLASSES, cfg,
+                             channels_last=spec.layout == "NHWC")
     cams = result.maps["gradcam"]
     assert cams.shape == (2, size, size)
     assert np.all(np.isfinite(cams)) and cams.min() >= 0 and cams.max() <= 1
-    expected = reference_gradcam(built.model, built.gradcam_layer(), inputs, size)
+    expected = reference_gradcam(built.model, built.gradcam_layer(), inputs, size, spec.layout)
     # pytorch-grad-cam min-max scales the map, with a 1e-7 guard that is not negligible on the
     # tiny CAMs of untrained networks: compare up to scale, by correlation
     for got, want in zip(cams, expected, strict=True):

@@ -38,6 +38,16 @@ def register(subparsers) -> None:
     p.add_argument("--dest", help="target folder (default: --data-dir, $BENCHMARK_DATA_DIR, ./data)")
     _common(p)
     p.set_defaults(func=cmd_fetch)
+    p = sub.add_parser("artefacts", help="one image under every MRI artefact at every severity "
+                       "(a grid PNG, the suites' robustness block)")
+    p.add_argument("image", help="an image file (JPEG, PNG, ...)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--size", type=int, default=128, help="side in pixels it is decoded to, as a "
+                   "suite's preprocess.image_size (default 128)")
+    p.add_argument("--artefacts", help="comma-separated subset of the artefacts (default: all)")
+    p.add_argument("--dpi", type=int, default=100, help="resolution of the PNG (default 100)")
+    p.add_argument("--json", action="store_true", help="print the severity table as JSON on stdout")
+    p.set_defaults(func=cmd_artefacts)
 
 
 def cmd_list(args) -> int:
@@ -128,3 +138,51 @@ def cmd_fetch(args) -> int:
     row = fetch(spec, dest)
     emit_table([row], f"Fetched {spec.name}", args.json)
     return 0 if row["status"] in ("complete", "already present") else 1
+
+
+def cmd_artefacts(args) -> int:
+    """The artefact grid of one image; the severity table on stdout (robustness/severities.py)."""
+    from mribench.data.samples import DataError
+    from mribench.robustness.severities import ARTEFACTS, table_rows
+
+    chosen = args.artefacts.split(",") if args.artefacts else list(ARTEFACTS)
+    unknown = [a for a in chosen if a not in ARTEFACTS]
+    if unknown:
+        raise DataError(f"--artefacts: unknown {unknown}; known: {list(ARTEFACTS)}")
+    if not 8 <= args.size <= 2048:
+        raise DataError(f"--size must be 8..2048, got {args.size}")
+    image = Path(args.image)
+    if not image.is_file():
+        raise DataError(f"{image}: no such file")
+    from mribench.config.schema import PreprocessConfig
+    from mribench.data.decode import decode, to_pixels
+    from mribench.files import file_sha256
+    from mribench.robustness.grid import artefact_grid
+
+    try:
+        pixels = to_pixels(decode(image), PreprocessConfig(image_size=args.size))
+    except Exception as err:  # noqa: BLE001 - any decoder failure is the file's problem
+        raise DataError(f"{image}: cannot be decoded as an image ({err})") from err
+    # seeded by the file's sha256, as in a suite: the same pixels every model is scored on
+    fig = artefact_grid(pixels, file_sha256(image), tuple(chosen), title=f"{image.name}, {args.size} px")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save_png(fig, out, args.dpi, grey=bool((pixels == pixels[..., :1]).all()))
+    console.print(f"wrote {out}")
+    rows = [r for r in table_rows() if r["artefact"] in chosen]
+    emit_table(rows, "severity table (TorchIO parameters)", args.json)
+    return 0
+
+
+def _save_png(fig, out: Path, dpi: int, grey: bool) -> None:
+    """A grey image's grid as an 8-bit grey PNG: a third of the RGBA file's size."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    plt.close(fig)
+    with Image.open(buf) as png:
+        (png.convert("L") if grey else png.convert("RGB")).save(out, optimize=True)

@@ -10,7 +10,7 @@ import contextlib
 import os
 import sys
 
-from mribench.cli import data, models, perf, run
+from mribench.cli import data, models, perf, run, schema, use
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mribench",
         description="Transfer-learning benchmarks for brain MRI classification, tracked in MLflow.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, data, models, perf):
+    for group in (run, use, data, models, perf, schema):
         group.register(sub)
     return parser
 

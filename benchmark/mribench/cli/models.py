@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     desc.add_argument("--hidden", type=int, default=1024, help="hidden units of an MLP head")
     desc.add_argument("--dropout", type=float, default=0.0)
     desc.add_argument("--strategy", default="full",
-                      choices=["scratch", "frozen", "full", "partial", "gradual"])
+                      choices=["scratch", "frozen", "full", "partial", "gradual",
+                               "linear_probe", "knn"])
     desc.add_argument("--blocks", type=int, default=1, help="partial: last N block groups trained")
     desc.add_argument("--num-classes", type=int, required=True)
     desc.add_argument("--in-chans", type=int, default=3, choices=[1, 3])

@@ -58,7 +58,8 @@ def cmd_report(args) -> int:
     from mribench.report.summary import report
 
     return report(args.suite, _blank_to_none(args.experiment), args.json, args.all,
-                  args.compare, out=_blank_to_none(args.out), write_files=not args.no_files)
+                  args.compare, out=_blank_to_none(args.out), write_files=not args.no_files,
+                  register=_blank_to_none(args.register))
 
 
 def cmd_tune(args) -> int:
@@ -130,5 +131,8 @@ def register(sub) -> None:
                    help="report folder (default ./reports/SUITE); also logged to the suite's "
                         "latest parent run under report/")
     p.add_argument("--no-files", action="store_true", help="console/JSON only: write no folder")
+    p.add_argument("--register", default=None, metavar="NAME", help="register the best "
+                   "configuration's model (its median-accuracy seed) in the MLflow Model Registry "
+                   "as NAME with alias champion: then `mribench predict models:/NAME@champion`")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_report)

@@ -26,18 +26,30 @@ class ExternalConfig(Strict):
     Its images that duplicate (exactly or nearly) a training or validation image are counted and
     left out of the external_clean_<alias>_* metrics."""
 
-    name: str = Field(min_length=1)  # a registered dataset, or a label for a user dataset
-    alias: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] | None = None  # metric infix
-    root: str | None = None
-    manifest: str | None = None
-    subset_per_class: Annotated[int, Field(gt=0)] | None = None
-    near_bits: Annotated[int, Field(ge=0, le=256)] = 16  # of 256 hash bits, as `dedup: near`
-    on_bad_image: Literal["error", "skip"] = "error"
+    name: str = Field(
+        min_length=1, description="A registered dataset, or a label for a user dataset declared with "
+        "root or manifest.")
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")] | None = Field(
+        None, description="Name inside the metric keys: external_<alias>_accuracy.")
+    root: str | None = Field(None, description="Folder of class sub-folders (a user dataset).")
+    manifest: str | None = Field(
+        None, description="CSV file with columns path,label[,split] (a user dataset).")
+    subset_per_class: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Deterministic subset: the first N files per class.")
+    near_bits: Annotated[int, Field(ge=0, le=256)] = Field(
+        16, description="Near copies of training or validation images: at most this many of 256 hash "
+        "bits differ.")
+    on_bad_image: Literal["error", "skip"] = Field(
+        "error", description="error stops before training; skip leaves bad files out and lists them.")
     # the external set's labels (canonical, or the publisher's folder names) -> evaluation label
-    label_map: dict[str, str] = Field(default_factory=dict)
+    label_map: dict[str, str] = Field(
+        default_factory=dict, description="The external set's labels (canonical, or the publisher's "
+        "folder names) -> evaluation label.")
     # the model's classes -> evaluation label: several classes may fold into one (their
     # probabilities add up), e.g. glioma/meningioma/pituitary -> yes, notumor -> no
-    prediction_map: dict[str, str] = Field(default_factory=dict)
+    prediction_map: dict[str, str] = Field(
+        default_factory=dict, description="The model's classes -> evaluation label; several classes may "
+        "fold into one (their probabilities add up).")
 
     def __hash__(self) -> int:  # a cache key: hashed by content (the maps are dicts)
         return hash(self.model_dump_json())

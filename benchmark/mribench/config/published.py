@@ -22,19 +22,21 @@ _BOUNDED = ("accuracy", "precision", "recall", "f1", "roc_auc", "balanced_accura
 
 class PublishedResult(Strict):
     """Numbers a paper reported for one (model, strategy), shown beside ours by `report`."""
-    model: str  # a model of the suite, by label or name
-    strategy: str  # a strategy of the suite, by label or name
-    protocol: Protocol  # the split the paper measured them on; must be the suite's
-    values: dict[str, float] = Field(min_length=1)  # metric name as we log it -> value
-    source: str = ""
+    model: str = Field(description="A model of the suite, by label or name.")
+    strategy: str = Field(description="A strategy of the suite, by label or name.")
+    protocol: Protocol = Field(
+        description="The split protocol the paper measured them with; must be the suite's.")
+    values: dict[str, float] = Field(
+        min_length=1, description="Metric name as logged -> the paper's value.")
+    source: str = Field("", description="Where in the paper (table, figure).")
 
 
 class Deviation(Strict):
     """One place where the suite departs from its paper."""
-    topic: str = Field(min_length=1)  # e.g. "model variant", "head", "learning rate"
-    paper: str = Field(min_length=1)  # what the paper says (or that it says nothing)
-    ours: str = Field(min_length=1)  # what the suite does
-    why: str = Field(min_length=1)
+    topic: str = Field(min_length=1, description="What the deviation is about, e.g. head or learning rate.")
+    paper: str = Field(min_length=1, description="What the paper says (or that it says nothing).")
+    ours: str = Field(min_length=1, description="What the suite does.")
+    why: str = Field(min_length=1, description="Why.")
 
 
 def check_published(published: list[PublishedResult], deviations: list[Deviation] | None,

@@ -14,6 +14,10 @@ from mribench.config.strict import Strict
 
 class ResourcesConfig(Strict):
     # None: one GPU per cell when the cluster has GPUs and --device is not cpu; 0.5 = two per GPU
-    gpus_per_cell: Annotated[float, Field(ge=0)] | None = None
-    cpus_per_cell: Annotated[float, Field(gt=0)] = 1  # Ray also sets the cell's thread count
-    max_retries: Annotated[int, Field(ge=0, le=10)] = 2  # a cell whose worker process died
+    gpus_per_cell: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="GPUs per cell; null: one when the cluster has GPUs and --device is not cpu; "
+        "0.5 puts two cells on each GPU.")
+    cpus_per_cell: Annotated[float, Field(gt=0)] = Field(
+        1, description="CPUs per cell; Ray also sets the cell's thread count.")
+    max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        2, description="Retries of a cell whose worker process died.")

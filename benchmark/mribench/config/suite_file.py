@@ -2,6 +2,7 @@
 validated into a `Suite` (config.py), with errors naming the file and the YAML path of the key."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,24 @@ def load_suite(name_or_path: str | Path, overrides: dict[str, Any] | None = None
 
 def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     """Dotted overrides from the command line, e.g. {'training.epochs': 3}; a value of None sets
-    the key to null (`--set training.max_loss=null`), as the same YAML in the file would."""
+    the key to null (`--set training.max_loss=null`), as the same YAML in the file would.
+
+    `axes.<path>` is one key (an axis path has dots of its own): `--set 'axes.training.lr=[0.1]'`
+    replaces that axis's values, `=null` removes the axis. A setting an axis writes cannot also
+    be --set: the axis would overwrite it in every cell, silently."""
     data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
     for dotted, value in overrides.items():
+        if dotted.startswith("axes."):
+            axes = data.get("axes") if isinstance(data.get("axes"), dict) else {}
+            data["axes"] = axes
+            if value is None:
+                axes.pop(dotted.removeprefix("axes."), None)
+            else:
+                axes[dotted.removeprefix("axes.")] = value
+    for dotted, value in overrides.items():
+        if dotted.startswith("axes."):
+            continue
+        _refuse_axis_setting(dotted, value, data.get("axes"))
         node = data
         *parents, leaf = dotted.split(".")
         try:
@@ -96,3 +112,23 @@ def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
             raise SuiteError(f"override {dotted}={value!r}: no such place in the suite "
                              "(list items are addressed by index, e.g. datasets.0.root)") from None
     return data
+
+
+def _segments(path: str) -> list[str]:
+    """`datasets[*].train_per_class` and `datasets.0.train_per_class` -> [datasets, *|0, ...]."""
+    return [part for part in re.split(r"[.\[\]]+", path) if part]
+
+
+def _refuse_axis_setting(dotted: str, value: Any, axes: Any) -> None:
+    if not isinstance(axes, dict):
+        return
+    mine = _segments(dotted)
+    for path in axes:
+        theirs = _segments(str(path))
+        # the setting the axis writes, or something inside it (`*` is every list item)
+        if len(mine) >= len(theirs) and all(a == b or "*" in (a, b)
+                                             for a, b in zip(mine, theirs)):
+            raise SuiteError(
+                f"--set {dotted}={value!r}: the axis axes.{path} sets this value in every cell and "
+                f"would override it; edit or remove the axis instead (--set 'axes.{path}=[...]', "
+                f"or --set axes.{path}=null to remove it)")

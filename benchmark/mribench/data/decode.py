@@ -18,9 +18,19 @@ RESAMPLE = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
 
 def decode(path: Path) -> Image.Image:
     """Open any supported image as 'L' or 'RGB' at full size (errors propagate to the caller)."""
-    with Image.open(io.BytesIO(path.read_bytes())) as img:
+    return decode_bytes(path.read_bytes())
+
+
+def decode_bytes(data: bytes) -> Image.Image:
+    """`decode` of a file's bytes (an image posted to a served model)."""
+    with Image.open(io.BytesIO(data)) as img:
         img.load()  # forces the full decode: truncated or corrupt files fail here
         img = ImageOps.exif_transpose(img)
+    return to_mode(img)
+
+
+def to_mode(img: Image.Image) -> Image.Image:
+    """Any PIL image (a decoded file, an array) as 'L' or 'RGB', as every loader sees it."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit / float scans: scale by the image's own maximum so 12-bit data keeps its contrast
         arr = np.asarray(img, dtype=np.float64)

@@ -16,6 +16,7 @@ from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
 from mribench.data.scan import IMAGE_EXTENSIONS, Scan, scan_folder, scan_known, scan_manifest
 from mribench.data.splits import group_log, split_indices
+from mribench.data.train_size import take_per_class
 from mribench.files import file_sha256
 
 SPLITS = ("train", "val", "test")
@@ -159,7 +160,11 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     result = audit([Record(r.path, r.cls, split_of[i], r.sha, r.phash) for i, r in enumerate(records)],
                    ds.near_bits, groups)
     sample = [Sample(r.path, labels[i]) for i, r in enumerate(records)]
-    splits = {name: [sample[i] for i in idx] for name, idx in parts.items()}
+    # A smaller training set is taken after the split and the audit: val, test and the clean
+    # test (no copy anywhere in the whole training side) are the same for every size.
+    used = {**parts, "train": take_per_class(parts["train"], labels, kept_together,
+                                             ds.train_per_class, seed)}
+    splits = {name: [sample[i] for i in idx] for name, idx in used.items()}
     clean = None
     if ds.dedup != "none":
         leaked = result.leaked_test(ds.dedup)
@@ -167,6 +172,8 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     summary = {**result.summary(), **{f"n_{k}": len(v) for k, v in splits.items()},
                "n_clean_test": len(clean) if clean is not None else len(splits["test"]),
                "n_skipped": len(skipped), "split_group_kind": split.groups,
+               **({"n_train_available": len(parts["train"])}
+                  if ds.train_per_class is not None else {}),
                **group_log(parts, kept_together)}
     return PreparedData(name=ds.name, root=scan.root, classes=classes, splits=splits, clean_test=clean,
                         skipped=skipped, audit=summary, sha256={r.path: r.sha for r in records})

@@ -9,6 +9,7 @@ fine detail on earlier, higher-resolution stages (explain.layercam_layer). Heavy
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -50,24 +51,69 @@ def predict_and_probe(model: nn.Module, layers: list[nn.Module],
     return probs, outs
 
 
-def map_side(layer_out: torch.Tensor) -> int:
+def layout_of(layer_out: torch.Tensor, channels_last: bool = False) -> str:
+    """"NLC" (transformer tokens [B, T, D]), "NHWC" (timm's Swin stages) or "NCHW"."""
+    if layer_out.dim() == 3:
+        return "NLC"
+    return "NHWC" if channels_last else "NCHW"
+
+
+def prefix_tokens(model: nn.Module) -> int | None:
+    """How many class / register / distillation tokens precede a transformer's patch tokens:
+    timm's `num_prefix_tokens` of the first module that has one; None when none does."""
+    for module in model.modules():
+        count = getattr(module, "num_prefix_tokens", None)
+        if isinstance(count, int) and not isinstance(count, bool):
+            return count
+    return None
+
+
+def map_side(layer_out: torch.Tensor, layout: str = "NCHW", prefix: int | None = None) -> int:
     """The side of the layer's spatial grid: what a CAM on it can resolve."""
-    return int(layer_out.shape[-1]) if layer_out.dim() == 4 else math.isqrt(layer_out.shape[1])
+    if layout == "NLC":
+        return _grid_side(layer_out.shape[1], prefix)
+    return int(layer_out.shape[2] if layout == "NHWC" else layer_out.shape[-1])
 
 
-def _tokens_to_grid(tensor: torch.Tensor) -> torch.Tensor:
-    """Transformer tokens [B, T, D] to a [B, D, S, S] map, dropping class/register tokens."""
-    side = math.isqrt(tensor.shape[1])
+def _grid_side(tokens: int, prefix: int | None) -> int:
+    # without the model's count, the largest square: right for a class token on a big grid,
+    # wrong with several prefix tokens on a small one (1 class + 4 registers + 2x2 patches = 9)
+    if prefix is None:
+        return math.isqrt(tokens)
+    side = math.isqrt(tokens - prefix)
+    if side * side != tokens - prefix:
+        raise ValueError(f"explain: {tokens} tokens less {prefix} prefix tokens is not a square "
+                         "patch grid")
+    return side
+
+
+def _tokens_to_grid(tensor: torch.Tensor, prefix: int | None = None) -> torch.Tensor:
+    """Transformer tokens [B, T, D] to a [B, D, S, S] map, dropping the `prefix` class /
+    register / distillation tokens in front of the S*S patch tokens (pytorch-grad-cam's ViT
+    recipe)."""
+    side = _grid_side(tensor.shape[1], prefix)
     grid = tensor[:, tensor.shape[1] - side * side:, :]
     return grid.reshape(tensor.shape[0], side, side, -1).permute(0, 3, 1, 2)
 
 
+def _channels_first(tensor: torch.Tensor) -> torch.Tensor:
+    """[B, H, W, C] (Swin) to [B, C, H, W]."""
+    return tensor.permute(0, 3, 1, 2)
+
+
+RESHAPE = {"NLC": _tokens_to_grid, "NHWC": _channels_first, "NCHW": None}
+
+
 def cam_maps(method: str, model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
-             preds, tokens: bool) -> np.ndarray:
-    """[N, H, W] maps in [0, 1] (each min-max scaled by the library) for the predicted classes."""
+             preds, tokens: bool | str) -> np.ndarray:
+    """[N, H, W] maps in [0, 1] (each min-max scaled by the library) for the predicted classes.
+    tokens: the layer output's layout (layout_of); True / False for tokens / NCHW."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    reshape = _tokens_to_grid if tokens else None
+    layout = tokens if isinstance(tokens, str) else ("NLC" if tokens else "NCHW")
+    reshape = RESHAPE[layout]
+    if layout == "NLC":
+        reshape = partial(_tokens_to_grid, prefix=prefix_tokens(model))
     # The input requires grad so the layer's output does too when the backbone is frozen.
     x = inputs.detach().clone().requires_grad_(True)
     maps = None

@@ -78,7 +78,10 @@ def reinitialise(modules: list[nn.Module], seed: int) -> None:
 
 def randomised_models(model: nn.Module, mode: str, stages: list[list[str]] | None, seed: int):
     """Yield (stages re-initialised, copy of `model`): one fully re-initialised copy (full), or
-    copies with the top 1, 2, ... stages re-initialised, top first (cascading)."""
+    copies with the top 1, 2, ... stages re-initialised, top first (cascading). A stage names
+    modules, or parameters held by a module spanning stages (a ViT's cls_token)."""
+    from mribench.models.archs import group_member
+
     if mode == "full":
         twin = copy.deepcopy(model)
         reinitialise([twin], seed)
@@ -87,7 +90,7 @@ def randomised_models(model: nn.Module, mode: str, stages: list[list[str]] | Non
     stages = stages or [[n] for n, _ in reversed(list(model.named_children()))]
     twin = copy.deepcopy(model)
     for k, names in enumerate(stages, 1):
-        reinitialise([twin.get_submodule(n) for n in names], seed + k)
+        reinitialise([group_member(twin, n) for n in names], seed + k)
         yield k, twin
 
 

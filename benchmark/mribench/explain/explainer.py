@@ -65,11 +65,13 @@ def select_images(files: list[str], labels: list[int], num_classes: int, per_cla
 def explain(model: nn.Module, layers: nn.Module | dict[str, nn.Module], raw: list[np.ndarray],
             inputs: torch.Tensor, labels: list[int], classes: list[str], cfg: ExplainConfig,
             device: str = "cpu", masks: np.ndarray | None = None,
-            stages: list[list[str]] | None = None) -> ExplainResult:
+            stages: list[list[str]] | None = None, channels_last: bool = False) -> ExplainResult:
     """Explain `inputs` [N, C, H, W] (normalised) whose unnormalised uint8 images are `raw`.
 
     layers: the CAM target layer, or one per CAM method. masks: brain masks (computed from raw
-    when None). stages: module names of `model`, top first, for cascading randomisation."""
+    when None). stages: module names of `model`, top first, for cascading randomisation.
+    channels_last: the layers' 4-D outputs are [B, H, W, C] (timm's Swin); 3-D outputs are
+    transformer tokens [B, T, D] either way."""
     from mribench.data.masks import brain_mask
 
     images = as_float_images(raw, inputs)
@@ -87,8 +89,10 @@ def explain(model: nn.Module, layers: nn.Module | dict[str, nn.Module], raw: lis
     try:
         unique = list({id(m): m for m in targets.values()}.values())
         probs, outs = cams.predict_and_probe(model, unique, inputs)
-        tokens = {id(m): o.dim() == 3 for m, o in zip(unique, outs, strict=True)}
-        sides = {id(m): cams.map_side(o) for m, o in zip(unique, outs, strict=True)}
+        tokens = {id(m): cams.layout_of(o, channels_last) for m, o in zip(unique, outs, strict=True)}
+        prefix = cams.prefix_tokens(model)
+        sides = {id(m): cams.map_side(o, tokens[id(m)], prefix)
+                 for m, o in zip(unique, outs, strict=True)}
         preds = probs.argmax(1)
         result = ExplainResult(masks=masks, preds=preds)
         result.metrics["mask_area_fraction"] = float(masks.mean())

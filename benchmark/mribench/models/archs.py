@@ -11,16 +11,19 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from mribench.errors import UserError
 from mribench.models.registry import ModelSpec
 
 
-def create_network(spec: ModelSpec, pretrained: bool = False) -> nn.Module:
+def create_network(spec: ModelSpec, pretrained: bool = False,
+                   image_size: int | None = None) -> nn.Module:
     """The architecture as its library defines it, randomly initialised. `pretrained` only sets
-    what the library itself changes for its published weights (GoogLeNet's input transform)."""
+    what the library itself changes for its published weights (GoogLeNet's input transform).
+    image_size: a fixed-size architecture (ViT, Swin) is created for this size (timm_kwargs)."""
     if spec.source == "timm":
         import timm
 
-        return timm.create_model(spec.arch, pretrained=False)
+        return timm.create_model(spec.arch, pretrained=False, **timm_kwargs(spec, image_size))
     if spec.source == "torchvision":
         import torchvision.models as tvm
 
@@ -33,6 +36,43 @@ def create_network(spec: ModelSpec, pretrained: bool = False) -> nn.Module:
     if spec.source == "local" and spec.arch == "small_cnn":
         return small_cnn()
     raise ValueError(f"model {spec.name!r}: unknown source/arch {spec.source}/{spec.arch}")
+
+
+def timm_kwargs(spec: ModelSpec, image_size: int | None) -> dict:
+    """Creation arguments for another input size: a fixed-size architecture (position
+    embeddings, Swin's windows) is built at `img_size`; pretrained weights are then resampled to
+    it by timm's own checkpoint filter (weights.load_into). Others need nothing."""
+    if spec.fixed_size and image_size and image_size != spec.input_size:
+        return {"img_size": image_size}
+    return {}
+
+
+class ImageSizeError(UserError):
+    """An image size a model cannot cut into whole patches."""
+
+
+def check_patch_multiple(spec: ModelSpec, image_size: int) -> None:
+    """A patch-embedding model (ViT, DeiT, DINOv2, Swin) at a size that is not a multiple of
+    its patch: a strict one silently drops the last pixels, one built with dynamic_img_size
+    stops with an AssertionError at its first batch. Refused before anything trains."""
+    patch = spec.extra.get("patch_size")
+    if patch and image_size % patch:
+        lower, upper = image_size // patch * patch, (image_size // patch + 1) * patch
+        raise ImageSizeError(
+            f"preprocess.image_size {image_size} is not a multiple of model {spec.name}'s "
+            f"patch size {patch}: use e.g. {lower or upper} or {upper}")
+
+
+def size_handling(spec: ModelSpec, image_size: int) -> str:
+    """What a model does with the run's image size, in words (logged as a tag)."""
+    patch = spec.extra.get("patch_size")
+    grid = f", {image_size // patch}x{image_size // patch} patches of {patch} px" if patch else ""
+    if image_size == spec.input_size:
+        return f"native {image_size} px{grid}"
+    if spec.fixed_size:
+        return (f"created at img_size={image_size} (timm; native {spec.input_size} px): "
+                f"position embeddings sized for it{grid}")
+    return f"{image_size} px, no change needed (no fixed input size; native {spec.input_size})"
 
 
 def small_cnn(in_chans: int = 3, widths: tuple[int, ...] = (32, 64, 128)) -> nn.Sequential:
@@ -74,7 +114,9 @@ def make_trunk(net: nn.Module, spec: ModelSpec, pooled: bool, in_chans: int,
     keep_dropout (with `pooled`, a linear head that replaces only the last FC): the layers kept
     from the library's classifier (VGG's fc6/fc7 in `pre_logits`) keep the dropout torchvision
     gives them (`spec.classifier_dropout` without its last rate, which the head applies)."""
-    if spec.source == "timm":
+    if spec.source == "timm" and spec.pooled_features:
+        net.reset_classifier(0)  # keeps the architecture's own pooling (class token, avg)
+    elif spec.source == "timm":
         net.reset_classifier(0, "avg" if pooled else "")
         if spec.pre_logits and not pooled:
             setattr(net, spec.pre_logits, nn.Identity())  # unused: keep it out of the counts
@@ -89,6 +131,28 @@ def make_trunk(net: nn.Module, spec: ModelSpec, pooled: bool, in_chans: int,
     if in_chans != 3:
         _adapt_first_conv(net, in_chans, spec.name)
     return Trunk(net, spec, pooled)
+
+
+class Params(nn.Module):
+    """Parameters held directly by a module that spans block groups (a ViT's cls_token and
+    pos_embed on the root), as one group member: requires_grad_ and parameters() act on them.
+    Never attached to the model, so its state dict keys do not change."""
+
+    def __init__(self, name: str, param: nn.Parameter):
+        super().__init__()
+        self.name = name
+        self.register_parameter(name.replace(".", "_"), param)
+
+
+def group_member(net: nn.Module, name: str) -> nn.Module:
+    """The module a block-group member names, or its parameter wrapped in `Params`."""
+    try:
+        return net.get_submodule(name)
+    except AttributeError:
+        try:
+            return Params(name, net.get_parameter(name))
+        except AttributeError:
+            raise AttributeError(f"no module or parameter {name!r}") from None
 
 
 def set_dropout(module: nn.Module, rates: tuple[float, ...], name: str) -> None:

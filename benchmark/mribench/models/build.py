@@ -6,10 +6,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mribench.config.schema import ModelConfig, StrategyConfig
+from mribench.config.schema import HeadConfig, ModelConfig, StrategyConfig
 from mribench.models import registry, strategies, weights
-from mribench.models.archs import create_network, make_trunk
+from mribench.models.archs import (
+    check_patch_multiple,
+    create_network,
+    group_member,
+    make_trunk,
+    size_handling,
+    timm_kwargs,
+)
 from mribench.models.heads import make_head
+from mribench.models.neighbours import KnnHead
 from mribench.models.registry import ModelSpec
 from mribench.models.summary import layer_counts, param_counts
 
@@ -107,35 +115,48 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
     if size < spec.min_size:
         raise ValueError(f"model {spec.name!r} needs images of at least {spec.min_size} px, "
                          f"got image_size {size}")
-    net = create_network(spec, pretrained=strategies.uses_pretrained(strategy))
+    check_patch_multiple(spec, size)
+    net = create_network(spec, pretrained=strategies.uses_pretrained(strategy), image_size=size)
     info: dict[str, str | int | float] = {"weight_source": "scratch", "weight_file": "none",
-                                          "weight_sha256": "none"}
+                                          "weight_sha256": "none",
+                                          "input_size_handling": size_handling(spec, size)}
     if strategies.uses_pretrained(strategy):
         if load_weights:
             found = weights.resolve(spec, model.weights)
-            weights.load_into(net, spec, found.path)
+            resampled = weights.load_into(net, spec, found.path, timm_kwargs(spec, size))
             info.update(weight_source=found.source, weight_file=str(found.path),
                         weight_sha256=found.sha256)
+            if resampled:
+                info["input_size_handling"] += f"; pretrained {resampled}"
         else:
             info["weight_source"] = "not loaded"
-    pooled = model.head.type == "linear" and spec.pre_logits is not None
-    backbone = make_trunk(net, spec, pooled, in_chans, keep_dropout=model.head.keep_dropout)
-    group_names = list(spec.groups) + ([(spec.pre_logits,)] if pooled else [])
-    groups = [[backbone.net.get_submodule(n) for n in names] for names in group_names]
+    # a protocol brings its own head: one Linear on pooled features, or the kNN vote
+    head_cfg = HeadConfig() if strategy.name in strategies.PROTOCOLS else model.head
+    pooled = spec.pooled_features or (head_cfg.type == "linear" and spec.pre_logits is not None)
+    backbone = make_trunk(net, spec, pooled, in_chans, keep_dropout=head_cfg.keep_dropout)
+    group_names = list(spec.groups) + ([(spec.pre_logits,)] if pooled and spec.pre_logits else [])
+    groups = [[group_member(backbone.net, n) for n in names] for names in group_names]
     _check_groups_cover(backbone, groups, spec.name)
 
     backbone.eval()
     example = torch.zeros(2, in_chans, size, size)
     with torch.no_grad():
         feature_shape = tuple(backbone(example).shape[1:])
-    head = make_head(model.head, feature_shape, num_classes, spec=spec)
+    if strategy.name == "knn":  # pooled features (the pooling moves into the feature store)
+        pool = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if len(feature_shape) == 3 else []
+        head = nn.Sequential(*pool, KnnHead(num_classes, strategy.k))
+    else:
+        head = make_head(head_cfg, feature_shape, num_classes, spec=spec)
     built = BuiltModel(Classifier(backbone, head), backbone, head, spec, strategy,
                        strategies.backbone_always_frozen(strategy), info, groups, group_names)
     built._set_trainable(strategies.trainable_groups(strategy, len(groups), epoch=0))
     info.update(param_counts(built.model))
-    info.update(layer_counts(built.model, example))
+    # an unfitted knn head has no training features to vote: count the layers in front of it
+    counted = built.model if strategy.name != "knn" else nn.Sequential(backbone, *head[:-1])
+    info.update(layer_counts(counted, example))
     # prefixed so they never collide with the caller's own run parameters
-    info.update(model_source=spec.source, model_arch=spec.arch, model_head=model.head.type,
+    info.update(model_source=spec.source, model_arch=spec.arch,
+                model_head="knn" if strategy.name == "knn" else head_cfg.type,
                 model_block_groups=len(groups), model_trainable_groups=built.n_trainable_groups,
                 model_image_size=size, model_in_chans=in_chans,
                 model_feature_shape="x".join(map(str, feature_shape)),

@@ -45,7 +45,9 @@ def block_sides(built) -> list[tuple[str, int]]:
     def hook(name):
         def record(module, args, out):
             if isinstance(out, torch.Tensor) and out.dim() in (3, 4):
-                side = out.shape[-1] if out.dim() == 4 else int(round(out.shape[1] ** 0.5))
+                nhwc = built.spec.layout == "NHWC"  # timm's Swin: [B, H, W, C]
+                side = (out.shape[2] if nhwc else out.shape[-1]) if out.dim() == 4 \
+                    else int(out.shape[1] ** 0.5)  # tokens: class tokens in front of S*S
                 seen.append((name, side))
         return record
 
@@ -71,4 +73,8 @@ def _by_stride(built, stride: int) -> str:
     if not keep:
         raise ValueError(f"explain layer 'stride:{stride}': no block of {built.spec.name!r} keeps "
                          f"1/{stride} of {size} px; block output sides: {sides}")
+    if built.spec.layout == "NLC":
+        # a ViT keeps one patch grid through every block: the registry's layer (the last
+        # block's norm1) is the last whose patch tokens still reach a class-token classifier
+        return built.spec.gradcam
     return keep[-1]

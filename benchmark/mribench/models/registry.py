@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mribench.errors import UnknownName
 from mribench.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -43,6 +44,14 @@ class ModelSpec:
     # after fc6 and after fc7). A `linear` head with keep_dropout ("replace only the last FC", as
     # Study B did) keeps them; every other head builds its own classifier and ignores them.
     classifier_dropout: tuple[float, ...] = ()
+    # Entries derived from timm (models/timm_specs.py): the trunk ends with the architecture's
+    # own pooling and pre-logits norm (a ViT's class token, ConvNeXt's head norm), so every head
+    # sees the vector its ImageNet classifier read.
+    pooled_features: bool = False
+    # built for one input size (position embeddings: ViT, DeiT, Swin): another image size
+    # re-creates it at that size (timm's img_size=) and resamples pretrained embeddings
+    fixed_size: bool = False
+    layout: str = "NCHW"  # the Grad-CAM layer's output: "NCHW", "NHWC" (Swin) or "NLC" (tokens)
 
     @property
     def pretrained_available(self) -> bool:
@@ -56,13 +65,34 @@ def register(spec: ModelSpec) -> ModelSpec:
     return _REGISTRY.register(spec)
 
 
+TIMM_PREFIX = "timm:"  # `timm:<any timm model name>[.<pretrained tag>]`, metadata derived
+# Modern backbones: registered by name, their metadata derived from timm like any `timm:` name
+# (models/timm_specs.py); the value is the timm name with the pretrained tag whose weights load.
+TIMM_FAMILIES = {
+    "vit_small_patch16_224": "vit_small_patch16_224.augreg_in21k_ft_in1k",
+    "deit_small_patch16_224": "deit_small_patch16_224.fb_in1k",
+    "swin_tiny_patch4_window7_224": "swin_tiny_patch4_window7_224.ms_in1k",
+    "convnext_tiny": "convnext_tiny.in12k_ft_in1k",
+    "vit_small_patch14_dinov2": "vit_small_patch14_dinov2.lvd142m",
+}
+
+
 def get(name: str) -> ModelSpec:
-    """The entry, or an UnknownName (a UserError: exit 2) listing the registered models."""
-    return _REGISTRY.find(name)
+    """The entry, or an UnknownName (a UserError: exit 2) listing the registered models.
+    `timm:<name>` and the TIMM_FAMILIES names are derived from timm (imports timm)."""
+    if name.startswith(TIMM_PREFIX) or name in TIMM_FAMILIES:
+        from mribench.models.timm_specs import derive
+
+        return derive(name)
+    if name not in _REGISTRY:
+        raise UnknownName(f"unknown model {name!r}; registered models: {names()}; or "
+                          f"{TIMM_PREFIX}<any timm model name>, e.g. timm:resnet34")
+    return _REGISTRY[name]
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Registered names (the `timm:` form is open-ended and not listed)."""
+    return sorted([*_REGISTRY, *TIMM_FAMILIES])
 
 
 def _seq(prefix: str, start: int, stop: int) -> tuple[str, ...]:

@@ -7,6 +7,12 @@ partial  pretrained, the last `blocks` block groups and the head trained
 gradual  pretrained, starts like `frozen`; one more block group (from the output side) is
          unfrozen every `every` epochs
 
+Evaluation protocols (MedMNIST+'s end-to-end / linear probing / kNN), on the frozen backbone:
+linear_probe  like `frozen`, but the head is always one Linear layer on the pooled features
+              (whatever head the model declares), trained on the reused features
+knn           no training: cosine k-nearest neighbours (strategy `k`) of the pooled features of
+              the training images vote (models/neighbours.py)
+
 Frozen parts run in eval mode even while the model trains: batch-norm running statistics never
 move and dropout inside them is off, so a frozen backbone is a fixed function and its features
 can be computed once (the feature-reuse path) with exactly the result of recomputing them.
@@ -17,7 +23,9 @@ from torch import nn
 
 from mribench.config.schema import StrategyConfig
 
-PRETRAINED = ("frozen", "full", "partial", "gradual")
+PRETRAINED = ("frozen", "full", "partial", "gradual", "linear_probe", "knn")
+PROTOCOLS = ("linear_probe", "knn")  # evaluation protocols: the head is theirs, not the model's
+FROZEN = ("frozen", "linear_probe", "knn")  # no backbone parameter ever trains
 
 
 def uses_pretrained(strategy: StrategyConfig) -> bool:
@@ -28,7 +36,7 @@ def trainable_groups(strategy: StrategyConfig, n_groups: int, epoch: int = 0) ->
     """How many block groups, counted from the output side, train at `epoch` (0-based)."""
     if strategy.name in ("scratch", "full"):
         return n_groups
-    if strategy.name == "frozen":
+    if strategy.name in FROZEN:
         return 0
     if strategy.name == "partial":
         return min(strategy.blocks, n_groups)
@@ -39,7 +47,7 @@ def trainable_groups(strategy: StrategyConfig, n_groups: int, epoch: int = 0) ->
 
 def backbone_always_frozen(strategy: StrategyConfig) -> bool:
     """True when no backbone parameter ever trains during the run (feature reuse is possible)."""
-    return strategy.name == "frozen"
+    return strategy.name in FROZEN
 
 
 def set_trainable(groups: list[list[nn.Module]], n_trainable: int) -> None:

@@ -50,11 +50,12 @@ def resolve(spec: ModelSpec, explicit: str | None = None) -> WeightFile:
         return WeightFile(path, "file")
     searched = ["models[].weights in the suite: not set"]
     wdir = os.environ.get(WEIGHTS_DIR_ENV)
+    stem = file_stem(spec)
     if wdir:
         for ext in EXTENSIONS:
-            if (Path(wdir) / f"{spec.name}{ext}").is_file():
-                return WeightFile(Path(wdir) / f"{spec.name}{ext}", "weights_dir")
-        searched.append(f"${WEIGHTS_DIR_ENV}={wdir}: no {spec.name}{{{','.join(EXTENSIONS)}}}")
+            if (Path(wdir) / f"{stem}{ext}").is_file():
+                return WeightFile(Path(wdir) / f"{stem}{ext}", "weights_dir")
+        searched.append(f"${WEIGHTS_DIR_ENV}={wdir}: no {stem}{{{','.join(EXTENSIONS)}}}")
     else:
         searched.append(f"${WEIGHTS_DIR_ENV}: not set")
     if spec.pip:
@@ -73,9 +74,14 @@ def resolve(spec: ModelSpec, explicit: str | None = None) -> WeightFile:
     where = Path(wdir) if wdir else Path(f"${WEIGHTS_DIR_ENV}")
     raise WeightsNotFound(
         f"no pretrained weights for model {spec.name!r}. Searched:\n  - " + "\n  - ".join(searched)
-        + f"\nPut the {spec.source} {spec.arch!r} ImageNet state dict at {where / (spec.name + '.pth')}"
-        f" (or {spec.name}.safetensors) and set {WEIGHTS_DIR_ENV}, or name the file in the suite "
+        + f"\nPut the {spec.source} {spec.arch!r} ImageNet state dict at {where / (stem + '.pth')}"
+        f" (or {stem}.safetensors) and set {WEIGHTS_DIR_ENV}, or name the file in the suite "
         f"as models[].weights; or use strategy 'scratch'.{_download_hint(spec)}")
+
+
+def file_stem(spec: ModelSpec) -> str:
+    """The weight file's name in $BENCHMARK_WEIGHTS_DIR: the model's name, `timm:` dropped."""
+    return spec.name.removeprefix("timm:")
 
 
 def _download_hint(spec: ModelSpec) -> str:
@@ -185,20 +191,33 @@ def _fits(state: dict, target: dict, counters: set[str]) -> bool:
     return set(state) <= set(target) and not (set(target) - set(state)) - counters
 
 
-def load_into(net: nn.Module, spec: ModelSpec, path: Path) -> None:
+def load_into(net: nn.Module, spec: ModelSpec, path: Path,
+              create_kwargs: dict | None = None) -> str:
     """Load `path` into the full network strictly; the error names the file and the keys.
 
     Strict except for batch-norm step counters (`num_batches_tracked`): a file without them
-    loads and the network keeps its own (zero) counters. Any other missing key is an error."""
+    loads and the network keeps its own (zero) counters. Any other missing key is an error.
+    A timm network created for another input size (create_kwargs img_size=, fixed-size
+    architectures) gets the file through timm's own checkpoint filter, which resamples
+    position embeddings (resample_abs_pos_embed) and Swin's relative-position tables. Returns
+    what was resampled, in words ("" when every tensor loaded as it is in the file)."""
     state = read_state_dict(path)
     target = net.state_dict()
     counters = step_counters(net)
     if spec.ignore_keys:  # auxiliary classifiers of the published training recipe
         state = {k: v for k, v in state.items() if not k.startswith(spec.ignore_keys)}
+    resized = sorted(k for k in set(state) & set(target) if state[k].shape != target[k].shape)
+    note = ""
     if not _fits(state, target, counters) and spec.map_keys_by_order:
         state = _map_by_order(state, target, path, counters)
-    elif not _fits(state, target, counters) and spec.source == "timm":
-        state = _timm_converted(spec, path) or state
+    elif spec.source == "timm" and (not _fits(state, target, counters)
+                                    or (resized and create_kwargs)):
+        converted = _timm_converted(spec, path, create_kwargs or {})
+        if converted is not None and resized and create_kwargs:
+            note = (f"{', '.join(f'{k} {_shape(state[k])}->{_shape(target[k])}' for k in resized[:3])}"
+                    + (f" and {len(resized) - 3} more" if len(resized) > 3 else "")
+                    + " resampled by timm's checkpoint filter")
+        state = converted or state
     missing = sorted(set(target) - set(state) - counters)
     unexpected = sorted(set(state) - set(target))
     wrong = [k for k in set(state) & set(target) if state[k].shape != target[k].shape]
@@ -212,16 +231,22 @@ def load_into(net: nn.Module, spec: ModelSpec, path: Path) -> None:
     # the counters the file lacks keep the network's own values (torch's rule for batch norm)
     state = {**{k: target[k] for k in counters - set(state)}, **state}
     net.load_state_dict(state, strict=True)
+    return note
 
 
-def _timm_converted(spec: ModelSpec, path: Path) -> dict | None:
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(map(str, tensor.shape))
+
+
+def _timm_converted(spec: ModelSpec, path: Path, create_kwargs: dict | None = None) -> dict | None:
     """timm's own checkpoint converter for this architecture (it reads e.g. torchvision-format
-    VGG / DenseNet files); None when timm cannot use the file either."""
+    VGG / DenseNet files, and resamples position embeddings to an `img_size`); None when timm
+    cannot use the file either."""
     import timm
 
     try:
         net = timm.create_model(spec.arch, pretrained=True,
-                                pretrained_cfg_overlay=dict(file=str(path)))
+                                pretrained_cfg_overlay=dict(file=str(path)), **(create_kwargs or {}))
     except Exception:  # noqa: BLE001 - the caller reports the key mismatch itself
         return None
     return net.state_dict()

@@ -11,6 +11,12 @@ import pandas as pd
 
 from mribench import tracking
 from mribench.report import figures as report_plots
+from mribench.report.curves import (
+    curve_points,
+    display_points,
+    images_note,
+    separations,
+)
 from mribench.report.html import Section, write
 from mribench.report.tables import (
     Results,
@@ -170,8 +176,31 @@ def _external_section(rows: list[dict]) -> list[Section]:
         table=table, files=["configurations.csv"])] if table else []
 
 
+def _curve_sections(results: Results, rows: list[dict], folder: Path) -> list[Section]:
+    """One section per numeric axis of the suite: the curve, its table, where lines separate."""
+    from mribench.report.curve_figure import curve_figure
+
+    points = curve_points(results.runs, rows)
+    apart = separations(points)
+    out = []
+    for axis in sorted({p["axis"] for p in points}):
+        mine = [p for p in points if p["axis"] == axis]
+        said = [s["statement"] for s in apart if s["axis"] == axis]
+        images = images_note(axis)
+        out.append(Section(f"Curve: accuracy against {axis}", [
+            "One line per configuration; the band is its 95% interval over test images and "
+            "seeds, the same as in the configuration table." + (f" {images}" if images else "")
+            + " Two lines separate where their bands do not overlap (stricter than a 5% test "
+            "of their difference):", *said],
+            table=display_points(mine),
+            figure=_save(curve_figure(mine, axis), folder, f"curve_{safe_name(axis)}.png"),
+            files=[_csv(mine, folder, f"curve_{safe_name(axis)}.csv")]))
+    return out
+
+
 def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], meta: list[str],
-          title: str, notes: list[Section] | None = None) -> tuple[Path, Path]:
+          title: str, notes: list[Section] | None = None,
+          robustness=None) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     for old in list(folder.glob("*.png")) + list(folder.glob("*.csv")):
         old.unlink()  # a rerun must not leave figures of configurations that are gone
@@ -183,6 +212,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
         Section("Configurations", ["Mean over seeds and folds; clean test first (n = runs). "
                                    "Scores (F1, kappa, MCC, ECE) are on the clean test."],
                 table=shown, files=[_csv(rows, folder, "configurations.csv")]),
+        *_curve_sections(results, rows, folder),
         *_external_section(rows),
         *(notes or []),
         Section("How to read the intervals and p-values", READING, note=True),
@@ -226,6 +256,10 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
                                                  folder, "confusion.png"),
                                     files=[_csv(long.reset_index().rename(
                                         columns={"level_0": "config"}), folder, "confusion.csv")]))
+    if robustness is not None:  # report/robustness.py: MRI artefacts
+        from mribench.report.robustness import sections as robustness_sections
+
+        sections += robustness_sections(robustness, folder, _save, _csv)
     sections += _explanations(results, folder)
     runs = run_rows(results)
     sections.append(Section("Runs", ["Each run's accuracy with its 95% Wilson interval (which "

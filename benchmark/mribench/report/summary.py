@@ -19,6 +19,8 @@ from mribench.config.suite_file import load_suite
 from mribench.console import console, emit_table
 from mribench.data import fallback
 from mribench.matrix import expand
+from mribench.report import robustness as robust_report
+from mribench.report.curves import curve_points, display_points, separations
 from mribench.report.tables import Results, configuration_rows, display_rows, external_display_rows
 from mribench.stats.compare import paired_rows
 
@@ -60,7 +62,8 @@ def current_runs(runs: pd.DataFrame, suite, include_all: bool) -> pd.DataFrame:
 
 
 def report(suite_name: str, experiment: str | None, as_json: bool, include_all: bool = False,
-           compare: bool = False, out: str | None = None, write_files: bool = True) -> int:
+           compare: bool = False, out: str | None = None, write_files: bool = True,
+           register: str | None = None) -> int:
     suite = load_suite(suite_name)
     name = experiment or suite.experiment_name
     exp_id = tracking.experiment_id_of(name)
@@ -84,19 +87,39 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     if not include_all:
         _note_missing(rows, suite)
     pairs = paired_rows(runs, results.load)
+    # MRI artefacts (suites with a robustness block); adds the mCA to rows
+    robust = robust_report.analyse(results, rows, robust_report.reference_of(suite))
     datasets = sorted({r["dataset"] for r in rows})
+    points = curve_points(runs, rows)  # suites with axes: accuracy against each numeric axis
+    apart = separations(points)
     extra = {"experiment": name, "runs": int(len(runs)), "comparisons": pairs,
+             **({"curves": points, "separations": apart} if points else {}),
              "deviations": deviation_rows(suite.deviations),
-             "published_flags": flag_rows(suite.published)}
+             "published_flags": flag_rows(suite.published),
+             **({"robustness": {"table": robust.table, "pairs": robust.pairs}} if robust else {})}
     if write_files:
         folder = Path(out or Path("reports") / suite.name)
-        page, md = _write(folder, suite, results, rows, pairs, datasets, exp_id)
+        page, md = _write(folder, suite, results, rows, pairs, datasets, exp_id, robust)
         extra |= {"html": str(page), "markdown": str(md)}
+    if register:  # the best configuration's median-seed model, alias champion (inference/)
+        from mribench.inference.champion import register_best
+
+        extra["registered"] = register_best(register, suite.name, rows, runs)
     title = f"{name} ({', '.join(datasets)}): mean [95% CI over test images and seeds]"
     if as_json:
         emit_table(rows, title, True, extra=extra)
         return 0
     emit_table(display_rows(rows), title, False)
+    if robust:
+        emit_table(robust_report.display_table(robust), f"MRI artefacts ({robust.subset} test): "
+                   "mean accuracy over severities, mCA [95% CI], mCE vs the reference", False)
+    for axis in sorted({p["axis"] for p in points}):
+        emit_table(display_points([p for p in points if p["axis"] == axis]),
+                   f"accuracy against {axis} (mean [95% CI over test images and seeds])", False)
+        said = [{"where the 95% intervals separate": s["statement"]} for s in apart
+                if s["axis"] == axis]
+        if said:
+            emit_table(said, f"{axis}: where the curves separate", False)
     if external := external_display_rows(rows):
         emit_table(external, "external test sets (clean: without copies of train/val images)", False)
     print_paper_notes(suite)
@@ -143,7 +166,7 @@ def _split_line(dataset, split, name_it: bool) -> str:
                if dataset.dedup == "near" else ""))
 
 
-def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id):
+def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id, robust=None):
     from mribench.report.files import build
 
     meta = [f"suite {suite.name}: {suite.description}".rstrip(": "),
@@ -152,7 +175,7 @@ def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id)
             *(_split_line(d, d.split or suite.split, len(suite.datasets) > 1)
               for d in suite.datasets)]
     page, md = build(folder, results, rows, pairs, meta, f"{suite.name}: report",
-                     notes=paper_sections(suite))
+                     notes=paper_sections(suite), robustness=robust)
     parent = tracking.latest_suite_run(exp_id, suite.name)
     if parent:
         tracking.log_folder(parent, folder, "report")

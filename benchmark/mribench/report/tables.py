@@ -38,8 +38,14 @@ class Results:
             label = label_of(on_dataset)
             groups = [((f"{dataset}: " if several else "") + label(g.iloc[0]), g)
                       for _, g in on_dataset.groupby("tags.config_key")]
-            for name, group in sorted(groups, key=lambda item: item[0]):
+            # numbers in labels in numeric order: `[train_per_class=25]` before `=100`
+            for name, group in sorted(groups, key=lambda item: _natural(item[0])):
                 yield dataset, name, group.sort_values(["tags.seed", "tags.fold"])
+
+
+def _natural(label: str) -> list:
+    return [(0, float(part), "") if re.fullmatch(r"\d+(\.\d+)?", part) else (1, 0.0, part)
+            for part in re.split(r"(\d+(?:\.\d+)?)", label)]
 
 
 def _metric(runs: pd.DataFrame, name: str) -> list[float]:
@@ -195,6 +201,10 @@ def display_rows(rows: list[dict]) -> list[dict]:
         for subset, prefix in SUBSETS.items():
             if f"{prefix}_accuracy" in row:
                 out[f"{subset} acc [95% CI]"] = _with_interval(row, f"{prefix}_accuracy")
+        # MRI artefacts (report/robustness.py): clean test first, as the accuracies
+        mca = next((k for k in ("robust_clean_mca", "robust_mca") if row.get(k) is not None), None)
+        if mca:
+            out["clean mCA [95% CI]" if "clean" in mca else "mCA [95% CI]"] = _with_interval(row, mca)
         for key, title in (("leakage_gap", "gap"), ("test_clean_f1_macro", "F1 (clean)"),
                            ("test_clean_kappa", "kappa"), ("test_clean_mcc", "MCC"),
                            ("test_clean_ece", "ECE"), ("seconds_per_epoch", "s/epoch")):

@@ -19,7 +19,8 @@ from mribench.matrix import Cell, flatten
 from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mribench.report import run_figures as plots
-from mribench.run import external
+from mribench.robustness.evaluate import evaluate_robustness
+from mribench.run import external, keeping, protocols
 from mribench.stats import metrics
 from mribench.train import precision as fastpath
 from mribench.train.engine import Diverged, evaluate, fit
@@ -52,7 +53,10 @@ def prepare_once(cell: Cell, opts: RunOptions):
                       f"({a['split_group_kind']}) kept on one side"
                       + (f", {a['split_groups_separated']} separated by the official folders"
                          if a["split_groups_separated"] else "")
-                      + f"; clean test {a['n_clean_test']} of {a['n_test']}")
+                      + f"; clean test {a['n_clean_test']} of {a['n_test']}"
+                      + (f"; train {a['n_train']} of {a['n_train_available']} "
+                         f"(train_per_class {cell.dataset.train_per_class})"
+                         if "n_train_available" in a else ""))
         if prepared.skipped:  # on_bad_image: skip: say so here, not only in an artifact
             console.print(f"dataset {cell.dataset.name}: {len(prepared.skipped)} bad file(s) "
                           "skipped (on_bad_image: skip), listed in each cell run's "
@@ -103,6 +107,10 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     fastpath.place(built.model, opts.device)
     mean, std = normalisation(cell, built.spec)
     tracking.log_params(built.info)
+    if built.spec.fixed_size:  # a ViT / Swin at another size: say how it was handled
+        tracking.set_tags({"input_size_handling": built.info["input_size_handling"]})
+        console.print(f"{cell.title}: {built.info['input_size_handling']}", markup=False,
+                      highlight=False)
     precision = fastpath.Precision.of(cell.training.precision, opts.device)
     workers = fastpath.workers(cell.training.num_workers, opts.device)
     tracking.log_params({"precision_resolved": precision.name, "num_workers_resolved": workers,
@@ -110,20 +118,29 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
                          **fastpath.configure(cell.training.deterministic, opts.device)})
 
     loader = _loaders(cell, prepared, mean, std, opts.device, workers)
-    result, net, predict_loader = _train(cell, built, prepared, loader, opts, precision)
+    # knn: no training, its neighbours vote (run/protocols.py); every other strategy trains
+    train = protocols.fit_knn if cell.strategy.name == "knn" else _train
+    result, net, predict_loader = train(cell, built, prepared, loader, opts, precision)
 
-    best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
+    best = (result.history[result.best_epoch - 1] if result.best_epoch else
+            result.history[-1] if result.history else result.validation)  # knn: no epochs
     headline = {"val_loss_best": best["val_loss"], "val_acc_best": best["val_acc"]}
     if opts.evaluate_test:
         headline |= _test(net, prepared, predict_loader, opts.device, precision)
+        # MRI artefacts: the whole model (backbone too) on corrupted test images
+        headline |= evaluate_robustness(cell, built.model, prepared, mean, std, opts.device,
+                                        precision, headline)
         for ext in externals:
             headline |= external.evaluate_external(ext, prepared, net, predict_loader,
                                                    opts.device)
         if cell.explain.methods:
             _explain(cell, built, prepared, mean, std, opts.device)
+        headline |= keeping.keep_model(cell, built, prepared, net, mean, std, result)
+    keeping.close_checkpoints(cell, opts.cache_dir)
     headline["wall_seconds"] = time.perf_counter() - wall
     tracking.log_metrics({"wall_seconds": headline["wall_seconds"],
-                          **epoch_seconds(result.history, cell.training.compile),
+                          **(epoch_seconds(result.history, cell.training.compile)
+                             if result.history else {}),
                           **metrics.peak_memory(opts.device)})
     return headline
 
@@ -168,7 +185,10 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
 
         def predict_loader(samples):
             return loader("test", False, samples)
-    peeked: list[float] = []
+    # a killed run of this cell left a checkpoint: training resumes from it (run/keeping.py)
+    ckpt = keeping.open_checkpoints(cell, opts.cache_dir, cfg.epochs) if opts.evaluate_test \
+        else None
+    peeked: list[float] = ckpt.extra.setdefault("peeked", []) if ckpt else []
 
     def on_epoch(row: dict) -> None:
         if "test" in loaders:
@@ -184,8 +204,10 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
     try:
         result = fit(trained, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
                      built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
-                     on_epoch=on_epoch, on_batch=opts.on_batch, precision=precision)
+                     on_epoch=on_epoch, on_batch=opts.on_batch, precision=precision, ckpt=ckpt,
+                     keep_last=cell.artifacts.model == "last")
     except Diverged as err:
+        keeping.close_checkpoints(cell, opts.cache_dir)  # resuming would diverge the same way
         tracking.set_tags({"failure": "diverged"})
         tracking.log_metrics({"diverged_epoch": err.epoch, "diverged_lr": err.lr or 0.0,
                               **({"diverged_batch": err.batch} if err.batch else {})})
@@ -279,7 +301,9 @@ def _log_subset(prefix: str, y, probs, classes) -> float:
 def _explain(cell: Cell, built, prepared, mean, std, device) -> None:
     from mribench.data.masks import load_mask
 
-    cfg, test = cell.explain, prepared.splits["test"]
+    cfg, test = protocols.explain_config(cell, built), prepared.splits["test"]
+    if not cfg.methods:  # knn asked only for gradient methods
+        return
     files = [prepared.relative(s.path) for s in test]
     picks = explain.select_images(files, [s.label for s in test], len(prepared.classes),
                                   cfg.per_class, cfg.seed)
@@ -295,7 +319,8 @@ def _explain(cell: Cell, built, prepared, mean, std, device) -> None:
                           for group in reversed(built.group_names)]]
     labels = [s.label for s in chosen]
     result = explain.explain(built.model, layers, raw, batch[0], labels, prepared.classes, cfg,
-                             device, masks=masks, stages=stages)
+                             device, masks=masks, stages=stages,
+                             channels_last=built.spec.layout == "NHWC")
     tracking.log_metrics(result.metrics)
     for method, curve in result.curves.items():
         if len(curve) > 1:  # cascading: rho after re-initialising the top 1, 2, ... stages

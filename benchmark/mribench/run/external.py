@@ -113,13 +113,22 @@ def evaluate_external(ext: ExternalSet, prepared: PreparedData, net: torch.nn.Mo
                       predict_loader: Callable[[list[Sample]], object],
                       device: str) -> dict[str, float]:
     """Test `net` on the set, full and clean; log metrics, confusion matrices, predictions."""
-    key = ext.cfg.key
     seen = [s for split in ("train", "val") for s in prepared.splits[split]]
-    kinds, nearest, index = cross_duplicates(ext.hashes, [_hashes(s.path) for s in seen],
-                                             ext.cfg.near_bits)
-    # the model's classes fold into the evaluation labels: probabilities of merged classes add up
     probs = evaluate(net, predict_loader([Sample(s.path, 0) for s in ext.samples]),
                      torch.nn.CrossEntropyLoss(), device)["probs"]
+    return score_external(ext, probs, [_hashes(s.path) for s in seen],
+                          [prepared.relative(s.path) for s in seen],
+                          f"{len(seen)} training and validation images of {prepared.name}")
+
+
+def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, str]],
+                   seen_files: list[str], compared_with: str) -> dict[str, float]:
+    """Score the model's class probabilities on the set, whole and without the images that
+    duplicate one it has seen (`seen`: (sha256, perceptual hash) of its training and validation
+    images, named by `seen_files`); log metrics, audit, confusion matrices, predictions."""
+    key = ext.cfg.key
+    kinds, nearest, index = cross_duplicates(ext.hashes, seen, ext.cfg.near_bits)
+    # the model's classes fold into the evaluation labels: probabilities of merged classes add up
     folded = np.zeros((len(probs), len(ext.classes)))
     np.add.at(folded.T, ext.fold, probs.T)
     y = np.array([s.label for s in ext.samples])
@@ -129,8 +138,7 @@ def evaluate_external(ext: ExternalSet, prepared: PreparedData, net: torch.nn.Mo
     tracking.log_metrics({f"external_{key}_{k}": v for k, v in counts.items()})
     tracking.log_dict({"external_set": ext.cfg.name, "evaluation_classes": ext.classes,
                        "near_bits_of_256": ext.cfg.near_bits,
-                       "compared_with": f"{len(seen)} training and validation images of "
-                                        f"{prepared.name}", **counts,
+                       "compared_with": compared_with, **counts,
                        "skipped_files": len(ext.skipped)}, f"external/{key}/audit.json")
     out = {}
     for prefix, mask, name in ((f"external_{key}", np.ones(len(y), bool), "confusion_matrix"),
@@ -154,7 +162,6 @@ def evaluate_external(ext: ExternalSet, prepared: PreparedData, net: torch.nn.Mo
     frame = metrics.predictions_frame(paths, y, folded, ext.classes)
     frame["duplicate"] = kinds
     frame["nearest_seen_bits"] = nearest
-    frame["nearest_seen_file"] = [prepared.relative(seen[i].path) if i >= 0 else ""
-                                  for i in index]
+    frame["nearest_seen_file"] = [seen_files[i] if i >= 0 else "" for i in index]
     tracking.log_frame(frame, f"external/{key}/predictions.csv")
     return out

@@ -52,7 +52,10 @@ def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None) -> int:
     suite, subs = fallback.substitute(suite, data_dir)
     fallback.announce(subs)
     cells = expand(suite)
-    emit_table(matrix_rows(cells), f"{suite.name}: {len(cells)} cells (dry run)", as_json,
+    # the axes' share of the count, e.g. "axes: train_per_class 6 x image_size 2"
+    axes = " x ".join(f"{a.name} {len(a.values)}" for a in suite.axis_list)
+    emit_table(matrix_rows(cells), f"{suite.name}: {len(cells)} cells (dry run"
+               + (f"; axes: {axes}" if axes else "") + ")", as_json,
                extra={"experiment": suite.experiment_name})
     return 0
 
@@ -128,7 +131,7 @@ def _run(suite: Suite, opts: SuiteOptions, numbered: list[tuple[int, Cell]], bas
             state.rows = [done[n] for n in sorted(done)]
             progress.advance(cells_bar)
         rows = state.rows
-        summary = pd.DataFrame(rows, columns=COLUMNS)
+        summary = pd.DataFrame(rows, columns=COLUMNS + (["axes"] if suite.axes else []))
         tracking.log_frame(summary, "summary/cells.csv")
         failed = [r for r in rows if r["status"] == "FAILED"]
         tracking.log_metrics({"cells_failed": len(failed),
@@ -136,6 +139,8 @@ def _run(suite: Suite, opts: SuiteOptions, numbered: list[tuple[int, Cell]], bas
                               "cells_skipped": sum(r["status"] == "SKIPPED" for r in rows)})
     datasets = sorted({c.dataset.name for c in cells})
     shown = SHOWN if len(datasets) == 1 else SHOWN[:1] + ["dataset"] + SHOWN[1:]
+    if suite.axes:  # cells told apart by their axis values too
+        shown = shown[:shown.index("seed")] + ["axes"] + shown[shown.index("seed"):]
     emit_table(rows, f"{suite.name} on {', '.join(datasets)}", opts.as_json, columns=shown,
                extra={"experiment": suite.experiment_name, "parent_run_id": parent_id,
                       "failed": len(failed)})
@@ -180,6 +185,10 @@ def preflight(cells: list[Cell], opts: RunOptions) -> None:
     trained or logged, so a bad file, a missing folder or missing weights stop the suite with a
     clear error instead of failing cell after cell. It also fills the decoded-image cache that
     the cells then read (and downloads hub weights once, for users with a network)."""
+    from mribench.models.archs import check_patch_multiple
+
+    for name, size in sorted({(c.model.name, c.preprocess.image_size) for c in cells}):
+        check_patch_multiple(registry.get(name), size)
     needs_weights = {(c.model.name, c.model.weights) for c in cells
                      if strategies.uses_pretrained(c.strategy)}
     missing = []

@@ -83,7 +83,9 @@ def _tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: 
                       evaluate_test=False)
     preflight([cell], base)
     exp_id = tracking.setup(suite.experiment_name)
-    tunes_backbone = cell.strategy.name != "frozen"
+    if cell.strategy.name == "knn":
+        raise ValueError("strategy knn trains nothing: it has no learning rate to tune")
+    tunes_backbone = cell.strategy.name not in ("frozen", "linear_probe")  # backbone never trains
     study = open_study(f"{suite.name}/{cell.dataset.name}/{cell.model.display}/"
                        f"{cell.strategy.display}/{cell.config_key}", url)
     title = f"tune {cell.model.display}/{cell.strategy.display}"

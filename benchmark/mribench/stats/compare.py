@@ -47,7 +47,9 @@ def label_of(runs: pd.DataFrame) -> Callable[[pd.Series], str]:
     one_model = runs["tags.model"].nunique() == 1
 
     def label(run: pd.Series) -> str:  # the shortest name that still tells configurations apart
-        return run["tags.strategy"] if one_model else f"{run['tags.model']}/{run['tags.strategy']}"
+        name = run["tags.strategy"] if one_model else f"{run['tags.model']}/{run['tags.strategy']}"
+        axes = run.get("tags.axes")  # a suite's axes: `train_per_class=10, image_size=128`
+        return f"{name} [{axes}]" if isinstance(axes, str) and axes else name
     return label
 
 

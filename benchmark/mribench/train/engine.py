@@ -18,6 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from mribench.config.schema import TrainingConfig
+from mribench.train import checkpoints
+from mribench.train.checkpoints import Checkpoints
 from mribench.train.precision import Precision
 
 BatchHook = Callable[[int, int], None]  # (batches done, batches total)
@@ -75,18 +77,36 @@ def _check(first_bad: torch.Tensor, bad_loss: torch.Tensor, batches: int,
 def train_one_epoch(net: nn.Module, loader, optimizer: torch.optim.Optimizer,
                     loss_fn: nn.Module, device: str, on_batch: BatchHook | None = None,
                     precision: Precision | None = None, max_loss: float | None = None,
-                    max_loss_batches: int = 10) -> dict:
+                    max_loss_batches: int = 10, ckpt: Checkpoints | None = None,
+                    partial: Callable[[int, dict], dict] | None = None) -> dict:
     """One pass over `loader`. Loss and correct counts stay on the device and are read every
     `sync_every` batches, where divergence is also checked (the first bad batch is remembered on
     the device, so the report names it exactly). Diverged: a non-finite loss at once; a loss
-    above `max_loss` for `max_loss_batches` batches in a row, or on the epoch's mean."""
+    above `max_loss` for `max_loss_batches` batches in a row, or on the epoch's mean.
+    With `ckpt`, a deferred signal writes `partial(batches done, sums)` after the batch and
+    stops; a resumed epoch skips the `ckpt.skip` batches its checkpoint had trained."""
     precision = precision or Precision("fp32", device)
     every, n = sync_every(device), len(loader)
     zero = torch.zeros((), device=device)
     loss_sum, correct, total = zero.double(), zero.long(), 0
     first_bad, bad_loss, streak = zero.long() - 1, zero.clone(), zero.long()
+    skip = ckpt.skip if ckpt is not None else 0
+    if skip:  # resuming mid-epoch: the sums of the batches already trained
+        s = ckpt.sums
+        loss_sum, correct, total = loss_sum + s["loss_sum"], correct + s["correct"], s["total"]
+        first_bad, bad_loss = zero.long() + s["first_bad"], zero + s["bad_loss"]
+        streak = zero.long() + s["streak"]
+
+    def sums() -> dict:
+        return {"loss_sum": float(loss_sum), "correct": int(correct), "total": total,
+                "first_bad": int(first_bad), "bad_loss": float(bad_loss), "streak": int(streak)}
+
     start = time.perf_counter()
     for i, (x, y) in enumerate(loader):
+        if i < skip:
+            continue  # the same order (its generators were restored), trained before the stop
+        if skip and i == skip:
+            _resumed(ckpt)
         if len(y) < 2:
             continue  # a last batch of one image: batch-norm cannot train on it (and 1 of N)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -112,6 +132,10 @@ def train_one_epoch(net: nn.Module, loader, optimizer: torch.optim.Optimizer,
             _check(first_bad, bad_loss, n, max_loss, max_loss_batches)  # one read: the device catches up here
             if on_batch:
                 on_batch(i + 1, n)
+        if ckpt is not None and ckpt.stop_signal is not None:
+            checkpoints.stop_if_signalled(ckpt, lambda done=i + 1: partial(done, sums()))
+    if skip and ckpt.skip:  # every batch had been trained before the stop
+        _resumed(ckpt)
     _check(first_bad, bad_loss, n, max_loss, max_loss_batches)
     if on_batch and n % every:
         on_batch(n, n)
@@ -124,6 +148,12 @@ def train_one_epoch(net: nn.Module, loader, optimizer: torch.optim.Optimizer,
         raise Diverged(mean_loss, None, n, bound=max_loss, window=max_loss_batches)
     return {"loss": mean_loss, "acc": int(correct) / total, "seconds": seconds,
             "images_per_s": total / seconds}
+
+
+def _resumed(ckpt: Checkpoints) -> None:
+    """At the batch a mid-epoch checkpoint stopped at: the random state as it was then."""
+    checkpoints.set_global_rng(ckpt.rng_after_skip)
+    ckpt.skip, ckpt.sums, ckpt.rng_after_skip = 0, None, None
 
 
 def evaluate(net: nn.Module, loader, loss_fn: nn.Module, device: str,
@@ -235,12 +265,14 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    last_state: dict | None = None  # the last epoch's weights, when fit was asked to keep them
 
 
 def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[], list[dict]],
         on_epoch_start: Callable[[int], bool], train_loader: DataLoader, val_loader: DataLoader,
         cfg: TrainingConfig, device: str, on_epoch: Callable[[dict], None] | None = None,
-        on_batch: BatchHook | None = None, precision: Precision | None = None) -> FitResult:
+        on_batch: BatchHook | None = None, precision: Precision | None = None,
+        ckpt: Checkpoints | None = None, keep_last: bool = False) -> FitResult:
     """Train `net` for cfg.epochs with early stopping on validation loss.
 
     `set_train` puts the net in training mode (frozen batch-norm stays in eval), `param_groups`
@@ -248,45 +280,78 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
     is frozen), `on_epoch_start(epoch)` (0-based) returns True when the trainable set
     changed (gradual unfreezing) so the optimizer is rebuilt. The best-validation weights are
     restored before returning. A diverging loss (see `Diverged`) stops training at once and
-    propagates, naming the epoch, batch and learning rate.
+    propagates, naming the epoch, batch and learning rate. With `ckpt` (see checkpoints.py)
+    it resumes from `ckpt.saved` and writes a checkpoint every `ckpt.every` epochs.
     """
     precision = precision or Precision.of(cfg.precision, device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = make_optimizer(param_groups(), cfg)
     scheduler = make_scheduler(optimizer, cfg)
     result, best_loss, best_state, waited = FitResult(), float("inf"), None, 0
-    for epoch in range(1, cfg.epochs + 1):
-        if on_epoch_start(epoch - 1):  # strategies count epochs from 0
-            add_new_params(optimizer, scheduler, param_groups())
-        set_train()
-        lrs = {g.get("name", "head"): g["lr"] for g in optimizer.param_groups}
-        try:
-            tr = train_one_epoch(net, train_loader, optimizer, loss_fn, device, on_batch,
-                                 precision, cfg.max_loss, cfg.max_loss_batches)
-        except Diverged as err:
-            raise err.at(epoch, lrs.get("head", 0.0)) from None
-        va = evaluate(net, val_loader, loss_fn, device, precision=precision)
-        if not np.isfinite(va["loss"]):
-            raise Diverged(va["loss"], epoch=epoch, lr=lrs.get("head", 0.0))
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
-               "val_loss": va["loss"], "val_acc": va["acc"], "lr": lrs.get("head", 0.0),
-               "lr_backbone": lrs.get("backbone", 0.0), "train_seconds": tr["seconds"],
-               "eval_seconds": va["seconds"], "images_per_s": tr["images_per_s"]}
-        result.history.append(row)
-        if on_epoch:
-            on_epoch(row)
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(va["loss"])
-        elif scheduler is not None:
-            scheduler.step()
-        if va["loss"] < best_loss:
-            best_loss, result.best_epoch, waited = va["loss"], epoch, 0
-            best_state = copy.deepcopy(net.state_dict())
-        else:
-            waited += 1
-            if cfg.patience is not None and waited >= cfg.patience:
-                result.stopped_early = True
-                break
+    first = 1
+    saved = ckpt.saved if ckpt is not None else None
+    if saved is not None:
+        for done in range(saved["epoch"] + bool(saved["batch"])):  # the same trainable set
+            if on_epoch_start(done):
+                add_new_params(optimizer, scheduler, param_groups())
+        checkpoints.restore(saved, net, optimizer, scheduler, precision)
+        result = FitResult(list(saved["history"]), saved["best_epoch"])
+        best_loss, best_state, waited = saved["best_loss"], saved["best_state"], saved["waited"]
+        first = saved["epoch"] + 1
+        if saved["batch"]:
+            ckpt.skip, ckpt.sums, ckpt.rng_after_skip = saved["batch"], saved["sums"], saved["rng"]
+        checkpoints.set_rng(saved["rng_epoch_start" if saved["batch"] else "rng"], train_loader)
+
+    def state(epoch: int, batch: int = 0, **more) -> dict:
+        loop = {"history": result.history, "best_epoch": result.best_epoch, "best_loss": best_loss,
+                "best_state": best_state, "waited": waited, "batch": batch,
+                "rng": checkpoints.rng_state(train_loader), **more}
+        return checkpoints.snapshot(net, optimizer, scheduler, precision, loop, epoch)
+
+    with checkpoints.deferred_signals(ckpt):
+        for epoch in range(first, cfg.epochs + 1):
+            if on_epoch_start(epoch - 1):  # strategies count epochs from 0
+                add_new_params(optimizer, scheduler, param_groups())
+            set_train()
+            lrs = {g.get("name", "head"): g["lr"] for g in optimizer.param_groups}
+            # the random state the epoch starts from: a mid-epoch checkpoint replays its order
+            start = checkpoints.rng_state(train_loader) if ckpt is not None else None
+
+            def partial(batch: int, sums: dict, epoch=epoch, start=start) -> dict:
+                return state(epoch - 1, batch, sums=sums, rng_epoch_start=start)
+            try:
+                tr = train_one_epoch(net, train_loader, optimizer, loss_fn, device, on_batch,
+                                     precision, cfg.max_loss, cfg.max_loss_batches, ckpt, partial)
+            except Diverged as err:
+                raise err.at(epoch, lrs.get("head", 0.0)) from None
+            va = evaluate(net, val_loader, loss_fn, device, precision=precision)
+            if not np.isfinite(va["loss"]):
+                raise Diverged(va["loss"], epoch=epoch, lr=lrs.get("head", 0.0))
+            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
+                   "val_loss": va["loss"], "val_acc": va["acc"], "lr": lrs.get("head", 0.0),
+                   "lr_backbone": lrs.get("backbone", 0.0), "train_seconds": tr["seconds"],
+                   "eval_seconds": va["seconds"], "images_per_s": tr["images_per_s"]}
+            result.history.append(row)
+            if on_epoch:
+                on_epoch(row)
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(va["loss"])
+            elif scheduler is not None:
+                scheduler.step()
+            if va["loss"] < best_loss:
+                best_loss, result.best_epoch, waited = va["loss"], epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                waited += 1
+                if cfg.patience is not None and waited >= cfg.patience:
+                    result.stopped_early = True
+                    break
+            if ckpt is not None:
+                if ckpt.due(epoch):
+                    ckpt.write(state(epoch))
+                checkpoints.stop_if_signalled(ckpt, lambda epoch=epoch: state(epoch))
+    if keep_last:
+        result.last_state = copy.deepcopy(checkpoints.plain(net).state_dict())
     if best_state is not None:
         net.load_state_dict(best_state)
     return result

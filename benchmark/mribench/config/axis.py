@@ -1,0 +1,256 @@
+"""Suite `axes:` any config value as one more matrix axis.
+
+    axes:
+      datasets[*].train_per_class: [10, 25, 100, {value: all, only: {strategy: [knn]}}]
+      preprocess.image_size: [64, 128]
+
+Each key is a path into the suite (`key`, `key[i]` or `key[*]` for every item of a list, joined
+by dots), each value a list of the values it takes. The matrix crosses every combination with the
+usual axes (dataset x model x strategy x seed x fold). A combination is a *variant* of the suite:
+its values written into the suite's own data and the result validated by the same pydantic models
+as the suite itself, so a value the base config would refuse is refused here too, before
+anything runs. `only:` restricts a value to some strategies and/or models (by name or label),
+e.g. the largest training sizes to the protocols that are cheap there.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from mribench.config.strict import Strict
+
+# the blocks a cell's config comes from: what an axis may vary (seeds are an axis already)
+AXIS_ROOTS = ("datasets", "split", "preprocess", "augment", "training", "models", "strategies",
+              "explain")
+_SEGMENT = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)(\[(?P<index>\*|[0-9]+)\])?$")
+
+
+class AxisOnly(Strict):
+    strategy: list[str] | None = None  # strategy names or labels
+    model: list[str] | None = None  # model names or labels
+
+
+class AxisValue(Strict):
+    value: Any
+    only: AxisOnly | None = None
+
+
+class Axis(Strict):
+    path: str
+    values: list[AxisValue] = Field(min_length=1)
+
+    @field_validator("path")
+    @classmethod
+    def _path_syntax(cls, path: str) -> str:
+        segments = path.split(".")
+        for seg in segments:
+            if not _SEGMENT.match(seg):
+                raise ValueError(f"axis path {path!r}: {seg!r} is not `key`, `key[i]` or "
+                                 "`key[*]`")
+        root = _SEGMENT.match(segments[0])["key"]
+        if root not in AXIS_ROOTS:
+            raise ValueError(f"axis path {path!r}: must start with one of {list(AXIS_ROOTS)} "
+                             "(seeds are an axis already)")
+        if _SEGMENT.match(segments[-1])["index"] is not None or len(segments) < 2:
+            raise ValueError(f"axis path {path!r}: must end at a setting, e.g. "
+                             "training.lr or datasets[*].train_per_class")
+        return path
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        shown = [repr(v.value) for v in self.values]
+        if len(set(shown)) != len(shown):
+            raise ValueError(f"axis {self.path}: a value is listed twice ({shown})")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The setting's own name, as cells are labelled by: `train_per_class`, `lr`."""
+        return _SEGMENT.match(self.path.split(".")[-1])["key"]
+
+
+def parse_axes(value: dict[str, list[Any]]) -> list[Axis]:
+    """{path: [v, {value: v, only: ...}]} -> [Axis]; a bare value is {value: v}. An error names
+    the axis: `axes.training.lr: ...`."""
+    out = []
+    for path, values in value.items():
+        entries = [v if isinstance(v, dict) and "value" in v else {"value": v} for v in values]
+        try:
+            out.append(Axis(path=path, values=entries))
+        except ValidationError as err:
+            raise ValueError(f"axes.{path}: {_problems(err)}") from None
+    return out
+
+
+def labels(axes: list[Axis]) -> list[str]:
+    """The name each axis is shown by: its setting's name, or the whole path when two axes
+    share that name, written tag-safe (MLflow refuses `[`, `]` and `*` in tag names):
+    `datasets[0].near_bits` -> `datasets.0.near_bits`, `datasets[*].x` -> `datasets.x`."""
+    names = [a.name for a in axes]
+    return [a.name if names.count(a.name) == 1 else tag_safe(a.path) for a in axes]
+
+
+def tag_safe(path: str) -> str:
+    return re.sub(r"\[\*\]", "", re.sub(r"\[([0-9]+)\]", r".\1", path))
+
+
+class NoMatch(ValueError):
+    """An axis path that reaches no setting of the suite (a `[*]` over an empty list)."""
+
+
+def indexed_items(axes: list[Axis]) -> list[tuple[str, str]]:
+    """(axis path, list) of the axes that set one item of a list the matrix crosses
+    (`datasets[1].near_bits`, `strategies[1].k`): the cells of the other items do not take
+    their values, so every value repeats those cells."""
+    out = []
+    for a in axes:
+        m = _SEGMENT.match(a.path.split(".")[0])
+        if m["key"] in ("datasets", "models", "strategies") and m["index"] not in (None, "*"):
+            out.append((a.path, m["key"]))
+    return out
+
+
+def check_only(axes: list[Axis], strategies: set[str], models: set[str]) -> None:
+    for axis in axes:
+        for i, entry in enumerate(axis.values):
+            only = entry.only or AxisOnly()
+            for kind, named, declared in (("strategy", only.strategy, strategies),
+                                          ("model", only.model, models)):
+                unknown = sorted(set(named or []) - declared)
+                if unknown:
+                    raise ValueError(f"axes.{axis.path}[{i}].only.{kind} names {unknown}, which "
+                                     f"the suite does not declare (declared: {sorted(declared)})")
+
+
+def base_valid(suite) -> bool:
+    """Whether the suite is valid without its axes: when it is not, its own validators say
+    where (an axis value is not to blame)."""
+    try:
+        type(suite).model_validate(suite.model_dump(exclude={"axes"}))
+    except ValidationError:
+        return False
+    return True
+
+
+def check(suite) -> None:
+    """Each axis value alone, written into the suite and validated: an error names the axis
+    entry (`axes.training.lr[2]`) and the setting that refused it. Then every combination."""
+    base = suite.model_dump(exclude={"axes"})
+    for axis in suite.axis_list:
+        for i, entry in enumerate(axis.values):
+            data = copy.deepcopy(base)
+            try:
+                _write(data, axis.path, entry.value)
+                type(suite).model_validate(data)
+            except ValidationError as err:
+                raise ValueError(f"axes.{axis.path}[{i}] = {entry.value!r}: "
+                                 + _problems(err)) from None
+            except NoMatch as err:
+                raise ValueError(f"axes.{axis.path}: matches no setting ({err})") from None
+            except ValueError as err:
+                raise ValueError(f"axes.{axis.path}[{i}]: {err}") from None
+    variants(suite)
+
+
+def variants(suite) -> list[tuple[tuple[tuple[str, Any], ...], tuple[AxisValue, ...], Any]]:
+    """Every combination of axis values: (((label, value), ...), the entries, the suite with
+    those values written in), each variant validated like the suite itself."""
+    axes = suite.axis_list
+    names = labels(axes)
+    base = suite.model_dump(exclude={"axes"})
+    out = []
+    for combo in itertools.product(*(a.values for a in axes)):
+        data = copy.deepcopy(base)
+        # suite-level blocks first: a dataset's unset block starts from the suite's (_INHERITED),
+        # so that must already hold this variant's values
+        for axis, entry in sorted(zip(axes, combo), key=lambda pair: pair[0].path.startswith(
+                "datasets")):
+            _write(data, axis.path, entry.value)
+        try:
+            variant = type(suite).model_validate(data)
+        except ValidationError as err:
+            raise ValueError(_describe(err, axes, combo)) from None
+        out.append((tuple(zip(names, (e.value for e in combo))), combo, variant))
+    return out
+
+
+def allowed(entries: tuple[AxisValue, ...], strategy, model) -> bool:
+    """Whether a cell of this strategy and model takes these axis values (their `only:`)."""
+    for entry in entries:
+        if entry.only is None:
+            continue
+        if entry.only.strategy is not None and not (
+                {strategy.name, strategy.display} & set(entry.only.strategy)):
+            return False
+        if entry.only.model is not None and not ({model.name, model.display}
+                                                 & set(entry.only.model)):
+            return False
+    return True
+
+
+# a dataset's own block that, when unset, is the suite's: an axis on a setting inside it starts
+# from the suite's block, not from the block's defaults (`datasets[*].split.val_fraction` must
+# keep the suite's holdout protocol, `datasets[*].robustness.severities` its artefacts)
+_INHERITED = {("datasets", "split"): "split", ("datasets", "robustness"): "robustness"}
+
+
+def _write(data: dict, path: str, value: Any) -> None:
+    """Put `value` at `path` in the suite's data (every item for `[*]`)."""
+    nodes = [data]
+    *parents, leaf = path.split(".")
+    above = None  # the key of the block or list the nodes are in
+    for seg in parents:
+        m = _SEGMENT.match(seg)
+        key, index = m["key"], m["index"]
+        nxt = []
+        for node in nodes:
+            if index is None:
+                child = node.get(key)
+                if child is None:
+                    inherited = data.get(_INHERITED.get((above, key), ""))
+                    child = node[key] = copy.deepcopy(inherited) if isinstance(
+                        inherited, dict) else {}
+                if not isinstance(child, dict):
+                    raise ValueError(f"{key} is not a block of settings")
+                nxt.append(child)
+                continue
+            items = node.get(key)
+            if not isinstance(items, list):
+                raise ValueError(f"{key} is not a list")
+            if index == "*":
+                nxt += [item for item in items if isinstance(item, dict)]
+            elif int(index) < len(items):
+                nxt.append(items[int(index)])
+            else:
+                raise ValueError(f"{key} has {len(items)} item(s), no [{index}]")
+        if not nxt:  # e.g. `[*]` over an empty list: the axis would change nothing
+            raise NoMatch(f"{key} has no items" if index == "*" else f"{key} is empty")
+        nodes, above = nxt, key
+    for node in nodes:
+        node[leaf] = copy.deepcopy(value)
+
+
+def _describe(err: ValidationError, axes: list[Axis], combo) -> str:
+    """One line: the axis values, the YAML path that refused them and why."""
+    values = ", ".join(f"{a.path} = {e.value!r}" for a, e in zip(axes, combo))
+    return f"axes ({values}): {_problems(err)}"
+
+
+def _problems(err: ValidationError) -> str:
+    problems: dict[str, list[str]] = {}
+    for e in err.errors():
+        # pydantic's frames for the members of a union (`constrained-int`, `literal['all']`)
+        # are not YAML keys: their messages are alternatives for one key
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]
+                        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(p))
+                        or isinstance(p, int)).lstrip(".")
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "no such setting"
+        problems.setdefault(where, []).append(msg)
+    return "; ".join(f"{w}: {' or '.join(m)}" if w else " or ".join(m)
+                     for w, m in problems.items())

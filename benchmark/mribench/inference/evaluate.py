@@ -1,0 +1,53 @@
+"""`mribench evaluate`: a logged model on a set it has not seen, logged as a nested run under
+the model's run, with the external-set machinery (run/external.py): label and prediction maps,
+and the duplicate audit against the model's own training and validation images (their hashes
+travel inside the model: models/packaged.py)."""
+from __future__ import annotations
+
+from mribench.console import emit_table
+from mribench.inference.locate import fetch
+
+SHOWN = ("n", "accuracy", "balanced_accuracy", "f1_macro", "kappa", "mcc", "ece")
+
+
+def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
+             as_json: bool = False) -> int:
+    from mribench import tracking
+    from mribench.data import images
+    from mribench.models.packaged import read_seen
+    from mribench.run import external
+    from mribench.tracking import logged_model
+
+    predictor, run_id = fetch(uri, device)
+    ext = external.prepare_external(cfg, predictor.pre, predictor.classes, data_dir)
+    rows = images.pixels_for([s.path for s in ext.samples], predictor.pre)  # decoded once, cached
+    probs = predictor.probabilities([store.read(sha) for store, sha in rows])
+    seen = read_seen(predictor.folder)
+    exp_id = logged_model.experiment_of(run_id)
+    title = f"evaluate on {cfg.name}"
+    tags = {"role": "evaluation", "evaluated_model": uri, "external_set": cfg.name,
+            "model_run_key": predictor.meta["run_key"]}
+    child = tracking.create_run(exp_id, title, tags, parent_run_id=run_id)
+    with tracking.cell_run(title, tags, role="evaluation", run_id=child):
+        tracking.log_params({"model_uri": uri, "external_set": cfg.name,
+                             "label_map": cfg.label_map, "prediction_map": cfg.prediction_map,
+                             "near_bits": cfg.near_bits, "classes": ext.classes})
+        external.score_external(ext, probs, [(r["sha256"], r["phash"]) for r in seen],
+                                [r["file"] for r in seen],
+                                f"{len(seen)} training and validation images of the model's "
+                                f"cell ({predictor.meta['cell']}, run {run_id})")
+    logged = logged_model.run_metrics(child)
+    out = []
+    for subset, prefix in (("whole", f"external_{cfg.key}"), ("clean", f"external_clean_{cfg.key}")):
+        if f"{prefix}_accuracy" not in logged:
+            continue  # every image duplicated one the model had seen
+        n = logged[f"external_{cfg.key}_n" if subset == "whole" else f"external_{cfg.key}_n_clean"]
+        out.append({"subset": subset, "n": int(n),
+                    **{k: logged[f"{prefix}_{k}"] for k in SHOWN[1:] if f"{prefix}_{k}" in logged}})
+    counts = {k: int(logged[f"external_{cfg.key}_{k}"])
+              for k in ("n_exact_duplicates", "n_near_duplicates")}
+    emit_table(out, f"{predictor.meta['cell']} on {cfg.name} ({counts['n_exact_duplicates']} exact "
+               f"and {counts['n_near_duplicates']} near copies of its training/validation images "
+               "left out of clean)", as_json,
+               extra={"model": uri, "model_run_id": run_id, "evaluation_run_id": child, **counts})
+    return 0

@@ -1,0 +1,92 @@
+"""Which logged model a command means: a run id, a runs:/ or models:/ URI, or a suite's cell."""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from mribench.errors import UserError
+
+
+class ModelNotFound(UserError):
+    """No logged model answers to what the user named; the message says what exists."""
+
+
+def model_uri(model: str | None, suite: str | None = None, model_name: str | None = None,
+              strategy: str | None = None, seed: int | None = None,
+              dataset: str | None = None) -> str:
+    """The URI of the model named by MODEL, or by --suite/--model/--strategy/--seed."""
+    if suite:
+        return cell_model(suite, model_name, strategy, seed, dataset)
+    if not model:
+        raise ModelNotFound("name a model: a run id, runs:/<run id>/model, models:/<name>@<alias> "
+                            "(or /<version>), or --suite S --model M --strategy X --seed N")
+    if model.startswith(("runs:/", "models:/")):
+        return model
+    if re.fullmatch(r"[0-9a-f]{32}", model):
+        return f"runs:/{model}/model"
+    if re.fullmatch(r"m-[0-9a-f]{32}", model):
+        return f"models:/{model}"
+    raise ModelNotFound(f"model {model!r} is not a run id, a runs:/ or models:/ URI; or name a "
+                        "suite cell with --suite S --model M --strategy X --seed N")
+
+
+def cell_model(suite_name: str, model: str | None, strategy: str | None, seed: int | None,
+               dataset: str | None) -> str:
+    """The newest finished run of the suite's cell (the suite as it is now: its run_key)."""
+    from mribench import tracking
+    from mribench.config.suite_file import load_suite
+    from mribench.data import fallback
+    from mribench.matrix import expand
+
+    suite = load_suite(suite_name)
+    if model is None or strategy is None:
+        raise ModelNotFound("--suite needs --model and --strategy (and --seed when the suite has "
+                            "several seeds)")
+    cells = [c for version in fallback.alternatives(suite) for c in expand(version)
+             if model in (c.model.display, c.model.name)
+             and strategy in (c.strategy.display, c.strategy.name)
+             and (seed is None or c.seed == seed)
+             and (dataset is None or c.dataset.name == dataset)]
+    if not cells:
+        raise ModelNotFound(f"suite {suite.name!r} has no cell with model {model!r}, strategy "
+                            f"{strategy!r}" + (f", seed {seed}" if seed is not None else "")
+                            + f"; its models: {[m.display for m in suite.models]}, strategies: "
+                            f"{[s.display for s in suite.strategies]}, seeds: {suite.seeds}")
+    exp_id = tracking.experiment_id_of(suite.experiment_name)
+    runs = [] if exp_id is None else [r for c in cells for r in tracking.runs_of_key(exp_id, c.run_key)
+                                      if r.status == "FINISHED"]
+    if not runs:
+        raise ModelNotFound(f"suite {suite.name!r}: cell {cells[0].title} has no finished run in "
+                            f"experiment {suite.experiment_name!r} at {tracking.tracking_uri()}; "
+                            "run the suite first")
+    keys = {r.tags.get("run_key") for r in runs}
+    if len(keys) > 1:
+        titles = ", ".join(c.title for c in cells)
+        raise ModelNotFound(f"suite {suite.name!r}: {len(keys)} cells match ({titles}); name one "
+                            "with --seed (and --dataset)")
+    return f"runs:/{max(runs, key=lambda r: r.start_time).run_id}/model"
+
+
+def fetch(uri: str, device: str = "cpu"):
+    """(Predictor, run id of the model) for the model at `uri`, downloaded to a temporary
+    folder; one line when no such model exists."""
+    import os
+
+    from mribench import tracking
+    from mribench.models.packaged import Predictor
+    from mribench.tracking import logged_model
+
+    tracking.experiment_id_of("Default")  # points MLflow at the store, one line if unusable
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # a bar per file otherwise
+    tmp = tempfile.mkdtemp(prefix="mribench-model-")
+    try:
+        package = logged_model.download_package(uri, tmp)
+        run_id = logged_model.run_of_model(uri)
+    except Exception as err:  # MLflow's "not found" errors come in several types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ModelNotFound(f"no logged model at {uri} in {tracking.tracking_uri()}: {first}") \
+            from None
+    if not Path(package, "manifest.json").is_file():
+        raise ModelNotFound(f"{uri} is not a model logged by mribench (no package inside)")
+    return Predictor(package, device=device), run_id
