@@ -282,16 +282,18 @@ def zoo_reference() -> str:
 
     from mribench.models import registry
     from mribench.models.archs import create_network
+    from mribench.models.packaged import logged_size_mb
 
     rows = ["| model | family | source: architecture | parameters | float32 weights (MB) | "
-            "weights | default CAM layer | input size | block groups |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "logged model (MiB) | weights | default CAM layer | input size | block groups |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for name in registry.names():
         spec = registry.get(name)
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             params = sum(p.numel() for p in create_network(spec).parameters())
+            logged = logged_size_mb(name)
         rows.append(f"| `{name}` | {_family(spec)} | {spec.source}: `{spec.arch}` | {params:,} | "
-                    f"{params * 4 / 1e6:.1f} | {_weights(spec)} | `{spec.gradcam}` | "
+                    f"{params * 4 / 1e6:.1f} | {logged:.1f} | {_weights(spec)} | `{spec.gradcam}` | "
                     f"{spec.input_size} | {len(spec.groups)} |")
     return "\n".join([
         HEADER.format(src="benchmark/mribench/models/registry.py").rstrip() + "\n",
@@ -299,7 +301,10 @@ def zoo_reference() -> str:
         "Every registered model, generated from the registry (`benchmark/mribench/models/"
         "registry.py`). Parameters are those of the architecture with its ImageNet classifier, "
         "counted on PyTorch's `meta` device (no weights loaded); the float32 size is 4 bytes per "
-        "parameter (1 MB = 10^6 bytes). A suite's head replaces the classifier, so "
+        "parameter (1 MB = 10^6 bytes). The logged model is what each cell of a suite stores "
+        "in MLflow (`artifacts.model: best` or `last`): the float32 state dict with a linear "
+        "4-class head, in MiB (2^20 bytes); a 111-cell suite stores 111 of them. A suite's "
+        "head replaces the classifier, so "
         "`mribench models describe MODEL --head H --strategy S --num-classes K` gives the "
         "trained model's counts. Weights are looked for in this order: the suite's "
         "`models[].weights` file, `$BENCHMARK_WEIGHTS_DIR/<model>.pth|.safetensors`, the pip "
