@@ -77,7 +77,7 @@ def cmd_tune(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("suite", help="run a suite (bare name from suites/ or a YAML path)")
-    p.add_argument("suite")
+    p.add_argument("suite", help="a shipped suite's name (e.g. smoke) or a path to a YAML file")
     p.add_argument("--dry-run", action="store_true", help="print the cell matrix and exit")
     p.add_argument("--epochs", default=None, help="override training.epochs")
     p.add_argument("--data-dir", default=None, help="where datasets live (else "
@@ -101,27 +101,31 @@ def register(sub) -> None:
 
     p = sub.add_parser("tune", help="Optuna search over the learning rates of one "
                        "(dataset, model, strategy) of a suite, scored on validation loss")
-    p.add_argument("suite")
-    p.add_argument("--model", required=True)
-    p.add_argument("--strategy", required=True)
+    p.add_argument("suite", help="a shipped suite's name or a path to a YAML file")
+    p.add_argument("--model", required=True, help="a model of the suite (its name or label)")
+    p.add_argument("--strategy", required=True, help="a strategy of the suite")
     p.add_argument("--dataset", default=None, help="default: the suite's first dataset")
     p.add_argument("--trials", type=int, default=20, help="finished trials the study should "
                    "hold in total (a rerun on the same storage runs only the rest)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default "
                    "sqlite:///optuna.db); reuse it to resume or share a study")
     p.add_argument("--lr-range", type=float, nargs=2, default=(1e-5, 1e-2),
-                   metavar=("LOW", "HIGH"))
-    for flag in ("--epochs", "--data-dir", "--cache-dir", "--experiment"):
-        p.add_argument(flag, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+                   metavar=("LOW", "HIGH"), help="log-uniform range of the learning rate(s)")
+    for flag, what in (("--epochs", "override training.epochs"),
+                       ("--data-dir", "where datasets live (else BENCHMARK_DATA_DIR)"),
+                       ("--cache-dir", "decoded-image cache directory"),
+                       ("--experiment", "override the MLflow experiment name")):
+        p.add_argument(flag, default=None, help=what)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any suite key")
+    p.add_argument("--json", action="store_true", help="print the trials as JSON on stdout")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="compare a suite's runs from MLflow: table with 95%% "
                        "intervals on stdout; HTML page, Markdown, figures and CSVs to a folder")
-    p.add_argument("suite")
-    p.add_argument("--experiment", default=None)
+    p.add_argument("suite", help="a shipped suite's name or a path to a YAML file")
+    p.add_argument("--experiment", default=None, help="read this MLflow experiment instead of "
+                   "the suite's")
     p.add_argument("--all", action="store_true",
                    help="include cells of older versions of the suite (other run_keys)")
     p.add_argument("--compare", action="store_true",
@@ -134,5 +138,5 @@ def register(sub) -> None:
     p.add_argument("--register", default=None, metavar="NAME", help="register the best "
                    "configuration's model (its median-accuracy seed) in the MLflow Model Registry "
                    "as NAME with alias champion: then `mribench predict models:/NAME@champion`")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print every table as JSON on stdout")
     p.set_defaults(func=cmd_report)
