@@ -120,7 +120,7 @@ _EXECUTION_ONLY = {"num_workers", "compile", "checkpoint_every"}
 # before them (CPU runs trained in fp32, which is what `auto` picks there): left out of the hash
 # at that value, so runs finished before the key existed still count as finished.
 _ADDED_LATER = {"precision": "auto", "deterministic": False, "max_loss": 100.0,
-                "max_loss_batches": 10}
+                "max_loss_batches": 10, "layer_decay": None}
 
 
 def _digest(resolved: dict[str, Any]) -> str:

@@ -39,6 +39,17 @@ def test_knn_ties_go_to_the_first_training_image_and_k_is_capped():
     assert k_phrase(head.k, head.k_used) == "k=1"
 
 
+def test_a_fitted_knn_head_loads_into_a_fresh_one_and_votes_the_same():
+    """A logged knn model is rebuilt empty and then loaded: the index takes the saved shapes."""
+    rng = np.random.default_rng(1)
+    train, test = torch.from_numpy(rng.normal(size=(30, 6))), torch.from_numpy(rng.normal(size=(9, 6)))
+    fitted = KnnHead(num_classes=4, k=5).fit(train, torch.from_numpy(rng.integers(0, 4, 30)))
+    fresh = KnnHead(num_classes=4, k=5)
+    fresh.load_state_dict(fitted.state_dict())
+    assert fresh.bank.shape == (30, 6) and fresh.k_used == 5
+    assert torch.equal(fresh.probabilities(test), fitted.probabilities(test))
+
+
 def test_knn_head_refuses_to_vote_before_it_has_training_features():
     with pytest.raises(RuntimeError, match="before fit"):
         KnnHead(3, 5)(torch.ones(2, 4))

@@ -94,6 +94,27 @@ def test_knn_cell_has_no_epochs_and_says_what_it_skipped(suite_run):
     assert knn.data.params["weight_source"] == "hub:test_resnet.r160_in1k"
 
 
+def test_knn_cell_logs_a_model_that_repeats_its_test_predictions(suite_run, tmp_path):
+    """The knn cell's logged model is its backbone and its fitted neighbour index: loaded back,
+    it gives the cell's own predictions.csv."""
+    import mlflow
+    import pandas as pd
+
+    from mribench.data.registry import SAMPLE_DIR
+
+    client, runs, _ = suite_run
+    knn = runs[("test_resnet", "knn")]
+    assert knn.data.metrics["model_size_mb"] > 0
+    mlflow.set_tracking_uri(client.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{knn.info.run_id}/model")
+    logged = pd.read_csv(client.download_artifacts(knn.info.run_id, "metrics/predictions.csv",
+                                                   str(tmp_path)))
+    ours = model.predict(pd.DataFrame({"path": [str(SAMPLE_DIR / f) for f in logged["file"]]}))
+    assert list(ours["predicted"]) == list(logged["pred"])
+    probs = [c for c in logged.columns if c.startswith("prob_")]
+    assert abs(ours[probs].to_numpy() - logged[probs].to_numpy()).max() < 1e-6
+
+
 def test_linear_probe_trains_one_linear_layer_on_reused_features(suite_run):
     _, runs, _ = suite_run
     probe = runs[("test_resnet", "linear_probe")]

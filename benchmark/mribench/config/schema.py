@@ -181,6 +181,10 @@ class TrainingConfig(Strict):
         1e-3, description="Learning rate of the head (and of everything unless backbone_lr is given).")
     backbone_lr: Annotated[float, Field(gt=0, le=10)] | None = Field(
         None, description="Learning rate of the backbone; null: the same as lr.")
+    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="Layer-wise learning-rate decay over the model's block groups: the top "
+        "group trains at the backbone's rate (backbone_lr, else lr), each group below it at "
+        "layer_decay times the rate of the one above; the head at lr. null: one backbone rate.")
     weight_decay: Annotated[float, Field(ge=0)] = Field(0.0, description="Weight decay.")
     momentum: Annotated[float, Field(ge=0, lt=1)] = Field(0.9, description="sgd only: momentum.")
     scheduler: Literal["none", "cosine", "step", "plateau"] = Field(

@@ -64,13 +64,23 @@ class BuiltModel:
 
         return resolve_layer(self, spec)
 
-    def param_groups(self, lr: float, backbone_lr: float | None = None) -> list[dict]:
-        """Optimizer parameter groups holding only trainable parameters."""
+    def param_groups(self, lr: float, backbone_lr: float | None = None,
+                     layer_decay: float | None = None) -> list[dict]:
+        """Optimizer parameter groups holding only trainable parameters. With layer_decay, one
+        group per block group: the top one at the backbone's rate, each lower one at
+        layer_decay times the rate above it (the block groups cover the whole backbone)."""
         out = []
-        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
-        if backbone:
-            out.append({"name": "backbone", "params": backbone,
-                        "lr": lr if backbone_lr is None else backbone_lr})
+        rate = lr if backbone_lr is None else backbone_lr
+        if layer_decay is None:
+            backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+            if backbone:
+                out.append({"name": "backbone", "params": backbone, "lr": rate})
+        else:
+            for depth, group in enumerate(reversed(self.groups)):
+                params = [p for m in group for p in m.parameters() if p.requires_grad]
+                if params:
+                    out.append({"name": f"backbone.{len(self.groups) - 1 - depth}",
+                                "params": params, "lr": rate * layer_decay ** depth})
         head = [p for p in self.head.parameters() if p.requires_grad]
         out.append({"name": "head", "params": head, "lr": lr})
         return out

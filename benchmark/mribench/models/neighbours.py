@@ -30,6 +30,15 @@ class KnnHead(nn.Module):
         self.register_buffer("bank", torch.zeros(0, 0))
         self.register_buffer("labels", torch.zeros(0, dtype=torch.long))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a fitted head's index has the shape of its training features ([N, F], N labels); a
+        # fresh head (a logged model being rebuilt) takes the shapes it is given
+        for name in ("bank", "labels"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def k_used(self) -> int:
         """k, or the number of training images when there are fewer."""

@@ -202,7 +202,7 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
     # torch.compile wraps (shares the parameters of) the module: explanations use the plain one
     trained = torch.compile(net) if cfg.compile else net
     try:
-        result = fit(trained, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr),
+        result = fit(trained, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr, cfg.layer_decay),
                      built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
                      on_epoch=on_epoch, on_batch=opts.on_batch, precision=precision, ckpt=ckpt,
                      keep_last=cell.artifacts.model == "last")

@@ -50,7 +50,7 @@ def keep_model(cell, built, prepared, net, mean, std, result) -> dict[str, float
     """Log the whole network (backbone + trained head) as the run's model, with what it needs to
     classify raw images; `artifacts.model` says which weights (best: the ones just tested)."""
     kept = cell.artifacts.model
-    if kept == "none" or cell.strategy.name == "knn":  # knn: neighbours vote, no trained head
+    if kept == "none":  # a knn cell's model is its backbone and its fitted neighbour index
         return {}
     from PIL import Image
 
