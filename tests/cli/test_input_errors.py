@@ -31,6 +31,7 @@ def _cache(tmp_path, monkeypatch):
 
 
 def test_unwritable_tracking_store(tmp_path, data_dir, _cache, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # MLflow makes a `file:` artifact folder in the working directory
     db = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
     tracking.setup("made-before")  # an existing store, then opened read-only (works as root)
