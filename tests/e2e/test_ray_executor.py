@@ -30,9 +30,10 @@ pytestmark = pytest.mark.services  # starts real servers (see pyproject markers)
 
 ADMIN = ("admin", "admin-" + os.urandom(8).hex())
 WORKER = ("worker", "worker-" + os.urandom(8).hex())
-# the smoke suite, smaller: one epoch, no explanations
-SMALL = {"training.epochs": 1, "explain.methods": []}
-SMALL_ARGS = ["--epochs", "1", "--set", "explain.methods=[]"]
+# the smoke suite, smaller: one epoch, no explanations, no logged model (what these tests check
+# is where cells run and land; logging a model per cell through the server costs seconds each)
+SMALL = {"training.epochs": 1, "explain.methods": [], "artifacts.model": "none"}
+SMALL_ARGS = ["--epochs", "1", "--set", "explain.methods=[]", "--set", "artifacts.model=none"]
 
 
 def _request(url: str, path: str, user: tuple[str, str] | None = None, body: dict | None = None):

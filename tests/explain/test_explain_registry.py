@@ -59,7 +59,8 @@ def reference_gradcam(model, layer, inputs, size, layout="NCHW") -> np.ndarray:
 @pytest.mark.parametrize("name", registry.names())
 def test_gradcam_on_every_architecture(name, mri):
     spec = registry.get(name)
-    size = max(64, spec.min_size)  # inception_v3 needs 75 px
+    patch = spec.extra.get("patch_size") or 1  # a ViT takes a multiple of its patch
+    size = -(-max(64, spec.min_size) // patch) * patch  # inception_v3 needs 75 px
     torch.manual_seed(0)
     built = build(ModelConfig(name=name), StrategyConfig(name="scratch"), num_classes=4,
                   in_chans=3, image_size=size)

@@ -83,7 +83,9 @@ def test_killed_tune_resumes_to_the_requested_total_with_distinct_trials(tmp_pat
 
     from invocations import ROOT, env_for, runs_of, tiny_suite
 
-    suite = tiny_suite(tmp_path, seeds=[0], epochs=4)
+    # enough epochs that trial 1 is seen running (a 4-epoch trial took 0.3 s on an idle machine,
+    # between two polls)
+    suite = tiny_suite(tmp_path, seeds=[0], epochs=30)
     env = env_for(tmp_path, data_dir)
     cmd = [sys.executable, "-m", "mribench", "tune", str(suite), "--model", "test_resnet",
            "--strategy", "scratch", "--trials", "3",
