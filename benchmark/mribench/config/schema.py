@@ -9,39 +9,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mribench.config.artifacts import ArtifactsConfig
 from mribench.config.axis import Axis, check_only, parse_axes
 from mribench.config.axis import base_valid as axis_base_valid
 from mribench.config.axis import check as check_axes
+from mribench.config.explain import EXPLAIN_METHODS, MODEL_EXPLAIN_KEYS, ExplainConfig  # noqa: F401
 from mribench.config.external import ExternalConfig, known_or_declared
+from mribench.config.network import KNN_DEFAULT_K, HeadConfig, StrategyConfig  # noqa: F401
 from mribench.config.published import Deviation, PublishedResult, check_published
 from mribench.config.resources import ResourcesConfig
 from mribench.config.robustness import RobustnessConfig, check_reference
 from mribench.config.strict import Strict
-from mribench.errors import UserError
+from mribench.config.training import TrainingConfig  # noqa: F401
+from mribench.config.types import (  # noqa: F401  (re-exported: callers import them from here)
+    MAX_EXPERIMENT,
+    Fraction,
+    Hashable,
+    PosInt,
+    StrictPosInt,
+    SuiteError,
+    TrainFraction,
+)
 
 # the suites shipped with the package (a link to the repository's suites/ folder, copied into
 # the wheel), so a bare suite name works from any directory
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"  # mribench/suites
 
-PosInt = Annotated[int, Field(gt=0)]
-StrictPosInt = Annotated[StrictInt, Field(gt=0)]
-MAX_EXPERIMENT = 500  # characters in an MLflow experiment name
-Fraction = Annotated[float, Field(gt=0, lt=1)]
-TrainFraction = Annotated[float, Field(gt=0, le=1)]  # 1.0: the whole class (read as `all`)
-
-
-class SuiteError(UserError):
-    """A suite file that cannot be used; the message names the file and the key."""
-
-
-class Hashable(Strict):
-    """A frozen block with list or dict fields, used as a cache key: hashed by its content."""
-
-    def __hash__(self) -> int:
-        return hash(self.model_dump_json())
 
 class SplitConfig(Strict):
     protocol: Literal["official", "holdout", "kfold"] = Field(
@@ -172,149 +167,6 @@ class AugmentConfig(Strict):
     def active(self) -> bool:
         return bool(self.rotation or self.hflip or self.vflip or self.brightness)
 
-class TrainingConfig(Strict):
-    epochs: PosInt = Field(10, description="Maximum number of training epochs.")
-    batch_size: Annotated[int, Field(ge=2)] = Field(
-        32, description="Training batch size (at least 2: batch-norm cannot train on one image).")
-    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Optimizer.")
-    lr: Annotated[float, Field(gt=0, le=10)] = Field(
-        1e-3, description="Learning rate of the head (and of everything unless backbone_lr is given).")
-    backbone_lr: Annotated[float, Field(gt=0, le=10)] | None = Field(
-        None, description="Learning rate of the backbone; null: the same as lr.")
-    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = Field(
-        None, description="Layer-wise learning-rate decay over the model's block groups: the top "
-        "group trains at the backbone's rate (backbone_lr, else lr), each group below it at "
-        "layer_decay times the rate of the one above; the head at lr. null: one backbone rate.")
-    weight_decay: Annotated[float, Field(ge=0)] = Field(0.0, description="Weight decay.")
-    momentum: Annotated[float, Field(ge=0, lt=1)] = Field(0.9, description="sgd only: momentum.")
-    scheduler: Literal["none", "cosine", "step", "plateau"] = Field(
-        "none", description="Learning-rate schedule.")
-    step_size: PosInt = Field(10, description="step only: epochs between learning-rate drops.")
-    gamma: Fraction = Field(0.1, description="step and plateau: factor of each learning-rate drop.")
-    patience: PosInt | None = Field(
-        None, description="Early stopping on validation loss after this many epochs without "
-        "improvement; null: off.")
-    # Study B's "best accuracy": also evaluate the test split every epoch and log the best value
-    # as test_best_epoch_accuracy_peeking. It peeks at the test set, so it is never the headline.
-    peek_test: bool = Field(
-        False, description="Also evaluate the test split every epoch and log the best value as "
-        "test_best_epoch_accuracy_peeking (Study B's 'best accuracy'); never the headline.")
-    # loader worker processes; auto: one per spare core on CUDA (at most 8), none on CPU
-    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        "auto", description="Loader worker processes; auto: one per spare core on CUDA (at most 8), "
-        "none on CPU.")
-    # auto: bf16 autocast on CUDA devices that support it, fp16 + gradient scaler on older
-    # ones, fp32 on CPU. Evaluation upcasts logits to float64; explanations run in fp32.
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA devices that support it, fp16 with a gradient "
-        "scaler on older ones, fp32 on CPU.")
-    # true: deterministic CUDA kernels, no cuDNN autotuning (bit-identical GPU reruns, slower)
-    deterministic: bool = Field(
-        False, description="Deterministic CUDA kernels, no cuDNN autotuning: bit-identical GPU reruns, "
-        "slower.")
-    compile: bool = Field(False, description="Wrap the trained module in torch.compile.")
-    # Divergence: a non-finite loss stops the cell as FAILED at once. A large loss is judged over
-    # a window, so a published configuration whose first batches spike and then recover (Study
-    # B's VGG16 trained whole with Adam 1e-3: 760 at batch 2) is not stopped: the cell fails when
-    # the loss stays above `max_loss` for `max_loss_batches` consecutive batches, or when an
-    # epoch's mean loss is above it (null: non-finite only). Cross-entropy starts near
-    # ln(classes); 100 means the right class gets a probability below e^-100 on average.
-    max_loss: Annotated[float, Field(gt=0)] | None = Field(
-        100.0, description="A cell fails as diverged when the batch loss stays above this for "
-        "max_loss_batches consecutive batches or an epoch's mean is above it; null: only a non-finite "
-        "loss stops it.")
-    max_loss_batches: Annotated[int, Field(ge=1)] = Field(
-        10, description="Consecutive batches above max_loss that stop a cell.")
-    # frozen backbone without augmentation: compute its features once and train the head on
-    # them (default). false recomputes the backbone every epoch, as the studies' Keras/PyTorch
-    # scripts did, so seconds per epoch compare with theirs (Study B); the results are the same.
-    feature_reuse: bool = Field(
-        True, description="Frozen backbone without augmentation: compute its features once and train "
-        "the head on them; false recomputes the backbone every epoch, as the studies' scripts did.")
-    checkpoint_every: Annotated[int, Field(ge=0)] = Field(
-        1, description="Epochs between checkpoints of the training state, from which a killed cell "
-        "resumes (SIGTERM also writes one); 0: none.")
-
-class HeadConfig(Hashable):  # layers is a list: hashed by content
-    # linear: replace the final layer (Study B); gap_mlp: GAP -> Dense(hidden) -> ReLU -> Dense(k)
-    # (Study A, Study D with dropout); flatten_mlp: flatten -> dense -> dropout -> batch-norm ->
-    # dense (Study C); conv_gap_mlp: conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout ->
-    # dense; layers: any list of head layers, then Linear(k) (Study C's fine-tuned VGG16)
-    type: Literal["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp", "layers"] = Field(
-        "linear", description="linear: replace the final layer; gap_mlp: GAP -> Dense(hidden) -> ReLU "
-        "-> [dropout ->] Dense(k); flatten_mlp: flatten -> dense -> dropout -> batch-norm -> dense; "
-        "conv_gap_mlp: 3x3 conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout -> dense; layers: "
-        "the list in layers, then Dense(k).")
-    hidden: PosInt = Field(1024, description="Hidden units of an MLP head.")
-    dropout: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="Dropout rate of the head.")
-    conv_channels: PosInt = Field(512, description="conv_gap_mlp: filters of the extra 3x3 convolution.")
-    conv_dropout: Annotated[float, Field(ge=0, lt=1)] = Field(
-        0.0, description="conv_gap_mlp: dropout after the convolution.")
-    # type layers: e.g. [gap, batchnorm, {dropout: 0.23}, {dense: 510}, relu, batchnorm,
-    # {dropout: 0.3}] (see models/heads.py parse_layers)
-    layers: list[str | dict[str, int | float]] = Field(
-        default_factory=list, description="type layers: head layers in order, e.g. [gap, batchnorm, "
-        "{dropout: 0.23}, {dense: 510}, relu].")
-    # linear only: keep the dropout the library's own classifier has around the replaced last
-    # FC (VGG16 0.5 after fc6 and fc7, GoogLeNet / MobileNetV2 0.2), as Study B did
-    keep_dropout: bool = Field(
-        False, description="linear only: keep the dropout the library's own classifier has around the "
-        "replaced last layer (VGG16 0.5, GoogLeNet and MobileNetV2 0.2).")
-
-    @field_validator("layers")
-    @classmethod
-    def _layers_valid(cls, value):
-        if value:
-            from mribench.models.heads import parse_layers
-
-            parse_layers(value)  # the error names layers[i]
-        return value
-
-    @model_validator(mode="after")
-    def _keys_fit_the_type(self):
-        if (self.type == "layers") != bool(self.layers):
-            raise ValueError("layers: give a non-empty list exactly when type is layers")
-        if self.type == "layers" and self.dropout:
-            raise ValueError("a layers head takes its dropout as {dropout: p} items in layers")
-        if self.keep_dropout and self.type != "linear":
-            raise ValueError("keep_dropout keeps the library's classifier around a replaced "
-                             f"last FC: it needs head type linear, not {self.type!r}")
-        if self.keep_dropout and self.dropout:
-            raise ValueError("give either dropout or keep_dropout for a linear head, not both")
-        return self
-
-KNN_DEFAULT_K = 20
-
-
-class StrategyConfig(Strict):
-    name: Literal["scratch", "frozen", "full", "partial", "gradual", "linear_probe", "knn"] = Field(
-        description="scratch: random init; frozen: pretrained backbone frozen, batch-norm statistics "
-        "included; full: everything fine-tuned; partial: the last `blocks` block groups trained; "
-        "gradual: one more block group unfrozen every `every` epochs. Evaluation protocols on the "
-        "frozen pretrained backbone's pooled features: linear_probe (one Linear layer, whatever "
-        "the model's head) and knn (cosine k-nearest neighbours, no training).")
-    label: str | None = Field(None, description="Display name, e.g. Study A's tf1.")
-    blocks: PosInt = Field(1, description="partial: last N block groups trained.")
-    every: PosInt = Field(1, description="gradual: unfreeze one more block group every N epochs.")
-    # left out of the dump (so of every run_key) when unset, as it is for all other strategies
-    k: PosInt | None = Field(None, exclude_if=lambda v: v is None, description=(
-        f"knn: neighbours that vote, by cosine similarity of pooled features (default "
-        f"{KNN_DEFAULT_K}); only for knn."))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _k_for_knn(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") == "knn" and data.get("k") is None:
-            return {**data, "k": KNN_DEFAULT_K}
-        if isinstance(data, dict) and data.get("k") is not None and data.get("name") != "knn":
-            raise ValueError(f"k (neighbours) is a parameter of strategy knn, not of "
-                             f"{data.get('name')!r}")
-        return data
-
-    @property
-    def display(self) -> str:
-        return self.label or self.name
-
 class ModelConfig(Strict):
     name: str = Field(description="A registered model (see the model zoo reference).")
     label: str | None = Field(None, description="Display name, e.g. the paper's.")
@@ -367,50 +219,6 @@ class ModelConfig(Strict):
     def display(self) -> str:
         return self.label or self.name
 
-
-EXPLAIN_METHODS = ("gradcam", "hirescam", "gradcampp", "layercam", "lime")
-# Which module a CAM explains: the registry's per-architecture choice ("default"), the last block
-# whose output keeps at least 1/N of the input side ("stride:N", the same idea for every
-# architecture), or a module path as the architecture names it ("blocks.4", "layer3").
-LayerSpec = Annotated[str, Field(pattern=r"^(default|stride:[1-9][0-9]*|[A-Za-z_][A-Za-z0-9_]*"
-                                         r"(\.[A-Za-z0-9_]+)*)$")]
-MODEL_EXPLAIN_KEYS = ("gradcam_layer", "layercam_layer")  # what a model may override
-
-
-class ExplainConfig(Strict):
-    # CAM family from pytorch-grad-cam (gradcampp = Grad-CAM++) and LIME
-    methods: list[Literal[EXPLAIN_METHODS]] = Field(
-        default_factory=list, description="Explanation methods: the CAM family of pytorch-grad-cam "
-        "(gradcampp = Grad-CAM++) and LIME.")
-    per_class: PosInt = Field(
-        1, description="Test images explained per class, picked by file identity: the same in every "
-        "cell.")
-    lime_samples: PosInt = Field(200, description="LIME: perturbed samples per image.")
-    lime_features: PosInt = Field(10, description="LIME: top-k superpixels shown.")
-    lime_segments: PosInt = Field(64, description="LIME: SLIC superpixels asked for inside the brain mask.")
-    # what a hidden superpixel becomes: the scan's own background value (median outside the
-    # brain mask), or a blurred copy of the image
-    lime_hide: Literal["background", "blur"] = Field(
-        "background", description="LIME: what a hidden superpixel becomes: the scan's own background "
-        "value (median outside the brain mask) or a blurred copy of the image.")
-    gradcam_layer: LayerSpec = Field(
-        "default", description="Layer of gradcam, hirescam and gradcampp: default (the registry's), "
-        "stride:N (the last block keeping at least 1/N of the input side) or a module path.")
-    layercam_layer: LayerSpec = Field("stride:8", description="Layer of layercam, as gradcam_layer.")
-    faithfulness: bool = Field(True, description="Log deletion / insertion AUC and ROAD per method.")
-    # model-randomisation check (Adebayo et al. 2018): every method again on a copy of the model
-    # with re-initialised weights, all at once (full) or block by block from the top (cascading)
-    randomisation: Literal["none", "full", "cascading"] = Field(
-        "full", description="Model-randomisation check: every method again on a copy of the model with "
-        "re-initialised weights, all at once (full) or block by block from the top (cascading).")
-    # flags: maps that keep this rank correlation after randomisation; less heat than this
-    # fraction inside the brain mask
-    max_random_spearman: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.5, description="Flag a method whose maps keep this rank correlation after randomisation.")
-    min_in_mask: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.8, description="Flag a cell whose maps put less than this fraction of their heat inside the "
-        "brain mask.")
-    seed: int = Field(0, description="Seed of the choice of explained images.")
 
 class Suite(Strict):
     # the default experiment, 'benchmark-<name>', must fit MLflow's bound too

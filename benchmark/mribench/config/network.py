@@ -1,0 +1,90 @@
+"""What a model entry builds: its head (`models[].head`) and the transfer strategies."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mribench.config.strict import Strict
+from mribench.config.types import Hashable, PosInt
+
+
+class HeadConfig(Hashable):  # layers is a list: hashed by content
+    # linear: replace the final layer (Study B); gap_mlp: GAP -> Dense(hidden) -> ReLU -> Dense(k)
+    # (Study A, Study D with dropout); flatten_mlp: flatten -> dense -> dropout -> batch-norm ->
+    # dense (Study C); conv_gap_mlp: conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout ->
+    # dense; layers: any list of head layers, then Linear(k) (Study C's fine-tuned VGG16)
+    type: Literal["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp", "layers"] = Field(
+        "linear", description="linear: replace the final layer; gap_mlp: GAP -> Dense(hidden) -> ReLU "
+        "-> [dropout ->] Dense(k); flatten_mlp: flatten -> dense -> dropout -> batch-norm -> dense; "
+        "conv_gap_mlp: 3x3 conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout -> dense; layers: "
+        "the list in layers, then Dense(k).")
+    hidden: PosInt = Field(1024, description="Hidden units of an MLP head.")
+    dropout: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="Dropout rate of the head.")
+    conv_channels: PosInt = Field(512, description="conv_gap_mlp: filters of the extra 3x3 convolution.")
+    conv_dropout: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="conv_gap_mlp: dropout after the convolution.")
+    # type layers: e.g. [gap, batchnorm, {dropout: 0.23}, {dense: 510}, relu, batchnorm,
+    # {dropout: 0.3}] (see models/heads.py parse_layers)
+    layers: list[str | dict[str, int | float]] = Field(
+        default_factory=list, description="type layers: head layers in order, e.g. [gap, batchnorm, "
+        "{dropout: 0.23}, {dense: 510}, relu].")
+    # linear only: keep the dropout the library's own classifier has around the replaced last
+    # FC (VGG16 0.5 after fc6 and fc7, GoogLeNet / MobileNetV2 0.2), as Study B did
+    keep_dropout: bool = Field(
+        False, description="linear only: keep the dropout the library's own classifier has around the "
+        "replaced last layer (VGG16 0.5, GoogLeNet and MobileNetV2 0.2).")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_valid(cls, value):
+        if value:
+            from mribench.models.heads import parse_layers
+
+            parse_layers(value)  # the error names layers[i]
+        return value
+
+    @model_validator(mode="after")
+    def _keys_fit_the_type(self):
+        if (self.type == "layers") != bool(self.layers):
+            raise ValueError("layers: give a non-empty list exactly when type is layers")
+        if self.type == "layers" and self.dropout:
+            raise ValueError("a layers head takes its dropout as {dropout: p} items in layers")
+        if self.keep_dropout and self.type != "linear":
+            raise ValueError("keep_dropout keeps the library's classifier around a replaced "
+                             f"last FC: it needs head type linear, not {self.type!r}")
+        if self.keep_dropout and self.dropout:
+            raise ValueError("give either dropout or keep_dropout for a linear head, not both")
+        return self
+
+KNN_DEFAULT_K = 20
+
+
+class StrategyConfig(Strict):
+    name: Literal["scratch", "frozen", "full", "partial", "gradual", "linear_probe", "knn"] = Field(
+        description="scratch: random init; frozen: pretrained backbone frozen, batch-norm statistics "
+        "included; full: everything fine-tuned; partial: the last `blocks` block groups trained; "
+        "gradual: one more block group unfrozen every `every` epochs. Evaluation protocols on the "
+        "frozen pretrained backbone's pooled features: linear_probe (one Linear layer, whatever "
+        "the model's head) and knn (cosine k-nearest neighbours, no training).")
+    label: str | None = Field(None, description="Display name, e.g. Study A's tf1.")
+    blocks: PosInt = Field(1, description="partial: last N block groups trained.")
+    every: PosInt = Field(1, description="gradual: unfreeze one more block group every N epochs.")
+    # left out of the dump (so of every run_key) when unset, as it is for all other strategies
+    k: PosInt | None = Field(None, exclude_if=lambda v: v is None, description=(
+        f"knn: neighbours that vote, by cosine similarity of pooled features (default "
+        f"{KNN_DEFAULT_K}); only for knn."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _k_for_knn(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") == "knn" and data.get("k") is None:
+            return {**data, "k": KNN_DEFAULT_K}
+        if isinstance(data, dict) and data.get("k") is not None and data.get("name") != "knn":
+            raise ValueError(f"k (neighbours) is a parameter of strategy knn, not of "
+                             f"{data.get('name')!r}")
+        return data
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
