@@ -32,6 +32,7 @@ def test_binary_by_hand():
         "f1_macro": (2 / 3 + 4 / 7) / 2, "f1_weighted": (5 * 2 / 3 + 3 * 4 / 7) / 8,
         # micro: every image has one label, so P = R = F1 = accuracy (Study A's "precision")
         "precision_micro": 5 / 8, "recall_micro": 5 / 8, "f1_micro": 5 / 8,
+        "macro_classes": 2,  # both classes have images: the macro averages run over both
         # p_o = 5/8, p_e = 3/8*4/8 + 5/8*4/8 = 1/2
         "kappa": (5 / 8 - 1 / 2) / (1 - 1 / 2),
         # 13 of the 15 (positive, negative) score pairs are ordered correctly

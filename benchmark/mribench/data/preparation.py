@@ -33,6 +33,9 @@ class PreparedData:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     audit: dict | None = None
     sha256: dict[Path, str] = field(default_factory=dict, repr=False)
+    # one duplicate-group id per test image (same order as splits["test"]): copies of one image
+    # share it, an image with no copy is its own group; intervals resample groups
+    test_groups: list[str] = field(default_factory=list)
 
     def relative(self, path: Path) -> str:
         """The path relative to the dataset root: the same on every machine that has the set."""
@@ -165,7 +168,7 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     used = {**parts, "train": take_per_class(parts["train"], labels, kept_together,
                                              ds.train_per_class, seed)}
     splits = {name: [sample[i] for i in idx] for name, idx in used.items()}
-    clean = None
+    clean, leaked = None, set()
     if ds.dedup != "none":
         leaked = result.leaked_test(ds.dedup)
         clean = [sample[i] for i in parts["test"] if i not in leaked]
@@ -175,5 +178,39 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
                **({"n_train_available": len(parts["train"])}
                   if ds.train_per_class is not None else {}),
                **group_log(parts, kept_together)}
+    test_groups = duplicate_groups(result.groups, group_kind(ds.dedup), parts["test"],
+                                   [str(r.path.relative_to(scan.root)) if r.path.is_relative_to(
+                                       scan.root) else str(r.path) for r in records])
+    summary |= {"test_group_kind": group_kind(ds.dedup), "n_test_groups": len(set(test_groups)),
+                **({"n_clean_test_groups": len({g for g, i in zip(test_groups, parts["test"])
+                                                if i not in leaked})}
+                   if clean is not None else {})}
     return PreparedData(name=ds.name, root=scan.root, classes=classes, splits=splits, clean_test=clean,
-                        skipped=skipped, audit=summary, sha256={r.path: r.sha for r in records})
+                        skipped=skipped, audit=summary, sha256={r.path: r.sha for r in records},
+                        test_groups=test_groups)
+
+
+def group_kind(dedup: str) -> str:
+    """Which duplicate groups cluster the test images: the dataset's declared dedup kind;
+    with dedup none the exact copies (byte-identical files are the same image whatever the
+    setting)."""
+    return "exact" if dedup == "none" else dedup
+
+
+def duplicate_groups(groups: dict[str, list[list[int]]], kind: str, test: list[int],
+                     names: list[str]) -> list[str]:
+    """A group id per test record (in `test` order): the name of the first test file of its
+    duplicate group of `kind` (any kind the audit found: exact, near, and what is added), or
+    its own name when it has no copy. Groups connect through train/val copies too; ids are
+    file names, so two runs on the same split pair them on any machine."""
+    if kind not in groups:
+        raise ValueError(f"duplicate groups of kind {kind!r} were not computed "
+                         f"(have: {', '.join(groups)})")
+    in_test = set(test)
+    first = {}
+    for group in groups[kind]:
+        members = sorted((names[i] for i in group if i in in_test))
+        for i in group:
+            if i in in_test:
+                first[i] = members[0]
+    return [first.get(i, names[i]) for i in test]

@@ -20,7 +20,7 @@ from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mribench.report import run_figures as plots
 from mribench.robustness.evaluate import evaluate_robustness
-from mribench.run import external, keeping, protocols
+from mribench.run import composition, external, keeping, protocols
 from mribench.stats import metrics
 from mribench.train import precision as fastpath
 from mribench.train.engine import Diverged, evaluate, fit
@@ -56,7 +56,10 @@ def prepare_once(cell: Cell, opts: RunOptions):
                       + f"; clean test {a['n_clean_test']} of {a['n_test']}"
                       + (f"; train {a['n_train']} of {a['n_train_available']} "
                          f"(train_per_class {cell.dataset.train_per_class})"
-                         if "n_train_available" in a else ""))
+                         if "n_train_available" in a else "")
+                      + f"; {composition.split_note(prepared)}", markup=False, highlight=False)
+        for line in composition.warnings(prepared, cell.dataset.name):
+            console.print(f"warning: {line}", style="yellow", markup=False, highlight=False)
         if prepared.skipped:  # on_bad_image: skip: say so here, not only in an artifact
             console.print(f"dataset {cell.dataset.name}: {len(prepared.skipped)} bad file(s) "
                           "skipped (on_bad_image: skip), listed in each cell run's "
@@ -242,6 +245,8 @@ def _log_data(prepared, with_test: bool) -> None:
         if with_test:  # a tuning trial logs nothing about the test split
             tracking.log_metrics({"test_leaked_near": prepared.audit["near_test_files_leaked"],
                                   "test_leaked_exact": prepared.audit["exact_test_files_leaked"]})
+    if with_test:  # images per class, duplicate groups and baselines of each scored subset
+        tracking.log_dict(composition.describe(prepared), "data/composition.json")
     if prepared.skipped:
         tracking.log_text("path,reason\n" + "\n".join(f"{p},{r}" for p, r in prepared.skipped),
                           "data/skipped_files.csv")
@@ -267,8 +272,10 @@ def _test(model, prepared, predict_loader, device, precision) -> dict[str, float
     tracking.log_metrics({"test_loss": ev["loss"]})
     paths = [prepared.relative(s.path) for s in samples]  # pairs across machines
     tracking.log_frame(metrics.predictions_frame(paths, y, probs, prepared.classes,
-                                                 None if clean is None else clean.tolist()),
+                                                 None if clean is None else clean.tolist(),
+                                                 prepared.test_groups or None),
                        "metrics/predictions.csv")
+    tracking.log_metrics(composition.logged_metrics(prepared))
     return out
 
 
@@ -278,7 +285,8 @@ def _log_subset(prefix: str, y, probs, classes) -> float:
     scores = metrics.compute(y, probs, classes)
     pred = probs.argmax(1)
     low, high = stats.wilson(int((pred == y).sum()), len(y))
-    tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()}
+    # undefined values (recall/F1 of a class the subset has no image of) are not logged
+    tracking.log_metrics({f"{prefix}_{k}": v for k, v in metrics.defined(scores).items()}
                          | {f"{prefix}_accuracy_wilson_low": low,
                             f"{prefix}_accuracy_wilson_high": high, f"{prefix}_n": len(y)})
     suffix = prefix.removeprefix("test")

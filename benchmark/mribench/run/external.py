@@ -30,7 +30,7 @@ from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
 from mribench.files import file_sha256
 from mribench.report import run_figures as plots
-from mribench.stats import metrics
+from mribench.stats import composition, metrics
 from mribench.train.engine import evaluate
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,9 @@ def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, st
             scores = metrics.compute(y[mask], folded[mask], ext.classes)
         for w in caught:
             log.debug("%s: %s", prefix, w.message)
-        tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()})
+        # undefined values (a class the set has no image of) are left out, not logged as 0
+        tracking.log_metrics({f"{prefix}_{k}": v for k, v in metrics.defined(scores).items()}
+                             | composition.logged(prefix, composition.counts(y[mask], ext.classes)))
         out[f"{prefix}_accuracy"] = scores["accuracy"]
         cm = metrics.confusion(y[mask], folded[mask].argmax(1), ext.classes)
         tracking.log_frame(cm, f"external/{key}/{name}.csv", index=True)

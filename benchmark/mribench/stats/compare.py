@@ -32,8 +32,12 @@ def correctness(frame: pd.DataFrame | None, subset: str) -> pd.DataFrame | None:
         return None
     if subset == "clean":
         frame = frame[frame["clean"].astype(str).str.lower() == "true"]
+    # duplicate group (copies of one test image share it); predictions of older versions have
+    # none: each image is then its own group
+    group = frame["group"].astype(str) if "group" in frame else frame["file"].astype(str)
     return pd.DataFrame({"file": frame["file"].astype(str), "true": frame["true"].astype(str),
-                         "correct": (frame["true"] == frame["pred"]).astype(float)})
+                         "correct": (frame["true"] == frame["pred"]).astype(float),
+                         "group": group.to_numpy()})
 
 
 def seed_matrix(parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
@@ -93,22 +97,26 @@ def compare_pair(runs_a: pd.DataFrame, runs_b: pd.DataFrame, load: Loader, subse
            "accuracy_b": float(np.mean(acc_b))}
     if protocol != "official" and len(frames) >= 2:
         return {**row, **_resampled(frames, acc_a, acc_b, protocol, train_size)}
-    a, b = _tables(frames)
-    r = configurations.compare_configurations(a, b)
+    a, b, groups = _tables(frames)
+    r = configurations.compare_configurations(a, b, groups=groups)
     return {**row, "test": r["method"], "covers": r["covers"], "images": r["images"],
+            "groups": r["groups"],
             "seeds": r["seeds"][0], "discordant": int((a.mean(0) != b.mean(0)).sum()),
             "difference": r["difference"], "ci95": list(r["ci95"]), "p_value": r["p_value"],
             "se": r["se"], "df": r["df"], "detectable": r["detectable"]}
 
 
-def _tables(frames: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """[seeds, images] correctness of a and of b on the images every shared seed scored."""
+def _tables(frames: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[seeds, images] correctness of a and of b on the images every shared seed scored, and
+    each image's duplicate group (the same groups are resampled for a and b)."""
     def table(column: str) -> pd.DataFrame:
         return seed_matrix([(f["seed"], f["frame"].assign(value=f["frame"][column]))
                             for f in frames])
     a, b = table("correct_a"), table("correct_b")
     scored = a.columns[a.notna().all() & b.notna().all()]
-    return a[scored].to_numpy(), b[scored].to_numpy()
+    group_of = pd.concat([f["frame"][["file", "group_a"]] for f in frames]) \
+        .drop_duplicates("file").set_index("file")["group_a"]
+    return a[scored].to_numpy(), b[scored].to_numpy(), group_of.loc[scored].to_numpy()
 
 
 def _resampled(frames, acc_a, acc_b, protocol: str, train_size: float) -> dict:

@@ -55,6 +55,7 @@ import numpy as np
 from scipy import stats as sps
 
 from mribench.stats import paired
+from mribench.stats.intervals import group_codes
 
 METHOD_CROSSED = "t over test images and seeds (variance components, Satterthwaite df)"
 METHOD_ONE_SEED = "exact sign-flip over test images (these trained models only)"
@@ -63,7 +64,7 @@ COVERS_ONE_SEED = "test images only (1 seed)"
 
 
 def compare_configurations(a, b, *, alpha: float = 0.05, power: float = 0.8,
-                           margin: float | None = None) -> dict:
+                           margin: float | None = None, groups=None) -> dict:
     """Test that configurations a and b are equally accurate, from [seeds x images] tables of
     0/1 correctness on the same test images (rows seeds, columns images, same column order;
     a 1-D array is one seed). The seeds of a and b need not be paired nor equally many.
@@ -79,6 +80,13 @@ def compare_configurations(a, b, *, alpha: float = 0.05, power: float = 0.8,
     detectable are NaN, the interval is the point, and p is 1 if the difference is 0, else 0.
     On the one-seed path p is the exact sign-flip's while the interval, se and detectable are
     the t over images (df = images - 1); at the 5% boundary the two can disagree slightly.
+
+    `groups` (one id per image column: copies of one image share an id) makes the image term
+    cluster-robust: the same groups count for a and b, the variance of the mean difference is
+    estimated from the groups' summed differences (the sandwich estimator of a cluster
+    bootstrap, G / (G - 1) sum_g (T_g - n_g D)^2 / n^2), its degrees of freedom are G - 1, and
+    the one-seed sign-flip flips whole groups. With every image its own group this is the
+    image-level test exactly.
     """
     a, b = _table(a, "a"), _table(b, "b")
     if a.shape[1] != b.shape[1]:
@@ -92,18 +100,23 @@ def compare_configurations(a, b, *, alpha: float = 0.05, power: float = 0.8,
     (s_a, n), s_b = a.shape, b.shape[0]
     if n < 2:
         raise ValueError(f"compare_configurations: need at least 2 test images, got {n}")
-    base = {"seeds": (int(s_a), int(s_b)), "images": int(n),
+    code, n_groups = group_codes(groups, n)
+    if n_groups < 2:
+        raise ValueError(f"compare_configurations: need at least 2 duplicate groups, got "
+                         f"{n_groups} (of {n} images)")
+    base = {"seeds": (int(s_a), int(s_b)), "images": int(n), "groups": int(n_groups),
             "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean())}
     if min(s_a, s_b) < 2:
         d = a.mean(axis=0) - b.mean(axis=0)
-        v_img = float(d.var(ddof=1) / n)
-        difference, variance, df = float(d.mean()), v_img, float(n - 1)
+        v_img = float(_image_variance(d, code, n_groups))
+        difference, variance, df = float(d.mean()), v_img, float(n_groups - 1)
         parts = {"images": v_img, "seeds_a": 0.0, "seeds_b": 0.0}
-        # exact: every difference is a multiple of 1 / lcm(S_a, S_b)
-        p_value = paired.sign_flip(d, math.lcm(int(s_a), int(s_b)))["p_value"]
+        # exact: every difference (and a group's sum of them) is a multiple of 1 / lcm(S_a, S_b)
+        summed = np.bincount(code, weights=d, minlength=n_groups)
+        p_value = paired.sign_flip(summed, math.lcm(int(s_a), int(s_b)))["p_value"]
         method, covers = METHOD_ONE_SEED, COVERS_ONE_SEED
     else:
-        vc = _variance_components(a, b)
+        vc = _variance_components(a, b, None if groups is None else code)
         difference, variance, df = (float(vc[k]) for k in ("difference", "variance", "df"))
         parts = {"images": float(vc["var_images"]), "seeds_a": float(vc["var_seeds_a"]),
                  "seeds_b": float(vc["var_seeds_b"])}
@@ -148,9 +161,21 @@ def _two_way(x: np.ndarray):
     return cols, ms_seed, ms_resid
 
 
-def _variance_components(a: np.ndarray, b: np.ndarray) -> dict:
+def _image_variance(d: np.ndarray, code: np.ndarray, n_groups: int) -> np.ndarray:
+    """Variance of mean(d) over [..., n] per-image differences, images clustered by `code`:
+    G / (G - 1) sum_g (T_g - n_g mean)^2 / n^2; with singleton groups var(d, ddof=1) / n."""
+    n = d.shape[-1]
+    onehot = np.zeros((n, n_groups))
+    onehot[np.arange(n), code] = 1.0
+    mean = d.mean(axis=-1, keepdims=True)
+    resid = (d - mean) @ onehot  # T_g - n_g * mean
+    return n_groups / (n_groups - 1) * (resid ** 2).sum(axis=-1) / n ** 2
+
+
+def _variance_components(a: np.ndarray, b: np.ndarray, code: np.ndarray | None = None) -> dict:
     """Difference, its variance estimate and Satterthwaite df, for [..., S_a, n] and
-    [..., S_b, n] tables (leading axes: independent replicates, computed at once). S >= 2."""
+    [..., S_b, n] tables (leading axes: independent replicates, computed at once). S >= 2.
+    `code`: group codes of the n images (None: each image its own group)."""
     s_a, n = a.shape[-2:]
     s_b = b.shape[-2]
     if s_a < 2 or s_b < 2 or n < 2 or b.shape[-1] != n:
@@ -159,14 +184,18 @@ def _variance_components(a: np.ndarray, b: np.ndarray) -> dict:
     cols_a, seed_a, res_a = _two_way(a)
     cols_b, seed_b, res_b = _two_way(b)
     d = cols_a - cols_b
-    var_images = d.var(axis=-1, ddof=1) / n
+    if code is None:
+        var_images, img_df = d.var(axis=-1, ddof=1) / n, n - 1
+    else:
+        n_groups = int(code.max()) + 1
+        var_images, img_df = _image_variance(d, code, n_groups), n_groups - 1
     # per-configuration seed term sv2_c / S_c = (MS_seed - MS_resid) / (n S_c), truncated at 0
     keep_a, keep_b = seed_a > res_a, seed_b > res_b
     var_seeds_a = np.where(keep_a, (seed_a - res_a) / (n * s_a), 0.0)
     var_seeds_b = np.where(keep_b, (seed_b - res_b) / (n * s_b), 0.0)
     variance = var_images + var_seeds_a + var_seeds_b
     # Satterthwaite: df = (sum g_j MS_j)^2 / sum (g_j MS_j)^2 / df_j over the mean squares used
-    denom = var_images ** 2 / (n - 1)
+    denom = var_images ** 2 / img_df
     for keep, ms_seed, ms_res, s in ((keep_a, seed_a, res_a, s_a), (keep_b, seed_b, res_b, s_b)):
         denom = denom + np.where(keep, (ms_seed / (n * s)) ** 2 / (s - 1)
                                  + (ms_res / (n * s)) ** 2 / ((s - 1) * (n - 1)), 0.0)

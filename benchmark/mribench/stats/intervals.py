@@ -55,7 +55,7 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def two_level_bootstrap(values: np.ndarray, n_boot: int = BOOTSTRAP_SAMPLES,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, groups=None) -> dict:
     """Mean and 95% percentile interval of a [seeds, images] matrix of per-image scores
     (correctness 0/1, or a paired difference of two configurations' correctness).
 
@@ -67,6 +67,11 @@ def two_level_bootstrap(values: np.ndarray, n_boot: int = BOOTSTRAP_SAMPLES,
     one level only. For a crossed design this interval is slightly conservative (the seed-by-image
     interaction enters both levels, cf. Owen's pigeonhole bootstrap); the coverage simulation in
     tests/test_stats.py measures it.
+
+    `groups` (one id per image column) makes it a cluster bootstrap: copies of one image are
+    one draw, drawn with all their images, since a copy is not new evidence. The mean of a draw
+    is then a ratio (images drawn vary in number). Without groups every image is its own group.
+    tests/stats/test_cluster_bootstrap.py measures the coverage under clustered duplicates.
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0:
@@ -74,27 +79,43 @@ def two_level_bootstrap(values: np.ndarray, n_boot: int = BOOTSTRAP_SAMPLES,
                          f"shape {v.shape}")
     rng = np.random.default_rng(seed)
     n_seeds, n_images = v.shape
+    code, n_groups = group_codes(groups, n_images)
     scored = ~np.isnan(v)
     if not scored.any(axis=1).all():
         raise ValueError("two_level_bootstrap: a seed scored no image")
     seed_means = np.array([row[ok].mean() for row, ok in zip(v, scored)])
     if scored.all():
-        seeds = _counts(rng, n_boot, n_seeds)  # how often each seed / image is drawn, [B, S]
-        images = _counts(rng, n_boot, n_images)
-        samples = ((seeds @ v) * images).sum(axis=1) / (n_seeds * n_images)
+        seeds = _counts(rng, n_boot, n_seeds)  # how often each seed / group is drawn, [B, S]
+        images = _counts(rng, n_boot, n_groups)[:, code]  # each image as often as its group
+        samples = ((seeds @ v) * images).sum(axis=1) / (n_seeds * images.sum(axis=1))
     else:
         picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
         samples = np.zeros(n_boot)
         for s in range(n_seeds):
-            own = v[s, scored[s]]
+            own, own_code = v[s, scored[s]], code[scored[s]]
+            kept, own_code = np.unique(own_code, return_inverse=True)
+            size = np.bincount(own_code, minlength=len(kept)).astype(np.float64)
+            total = np.bincount(own_code, weights=own, minlength=len(kept))
             for j in range(n_seeds):
                 rows = np.nonzero(picks[:, j] == s)[0]
-                draws = rng.integers(0, len(own), size=(len(rows), len(own)))
-                samples[rows] += own[draws].mean(axis=1)
+                drawn = _counts(rng, len(rows), len(kept))
+                samples[rows] += (drawn @ total) / (drawn @ size)
         samples /= n_seeds
     low, high = np.percentile(samples, [2.5, 97.5])
     return {"mean": float(seed_means.mean()), "ci95_low": float(low), "ci95_high": float(high),
-            "seeds": n_seeds, "images": int(scored.any(axis=0).sum())}
+            "seeds": n_seeds, "images": int(scored.any(axis=0).sum()),
+            "groups": int(len(np.unique(code[scored.any(axis=0)])))}
+
+
+def group_codes(groups, n: int) -> tuple[np.ndarray, int]:
+    """Integer codes 0..G-1 of n images' group ids (None: each image its own group)."""
+    if groups is None:
+        return np.arange(n), n
+    ids = np.asarray(groups)
+    if ids.shape != (n,):
+        raise ValueError(f"groups: expected one group id per image ({n}), got shape {ids.shape}")
+    _, code = np.unique(ids.astype(str), return_inverse=True)
+    return code, int(code.max()) + 1
 
 
 def _counts(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:

@@ -45,7 +45,10 @@ def _check(y_true: np.ndarray, classes: list[str], probs: np.ndarray | None = No
 
 
 def compute(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float]:
-    """All test metrics for one run, from true labels [N] and class probabilities [N, K]."""
+    """All test metrics for one run, from true labels [N] and class probabilities [N, K].
+
+    Values that are undefined on this subset (recall and F1 of a class it has no image of) are
+    NaN: pass the result through `defined` before logging, so they are left out, not zero."""
     probs = np.asarray(probs, dtype=np.float64)
     y_true, k = _check(y_true, classes, probs)
     y_pred = probs.argmax(axis=1)
@@ -58,17 +61,32 @@ def compute(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[s
         "log_loss": skm.log_loss(y_true, probs, labels=labels),
         "ece": expected_calibration_error(y_true, probs),
     }
-    for avg in ("macro", "weighted", "micro"):  # micro P = R = F1 = accuracy (Study A)
+    # A class with no image in the subset has no recall and no F1 (undefined, not 0): its
+    # per-class values are NaN and the macro averages run over the classes present only,
+    # with their count logged as macro_classes.
+    support = np.bincount(y_true, minlength=k)
+    present = [c for c in labels if support[c] > 0]
+    for avg, over in (("macro", present), ("weighted", labels), ("micro", labels)):
+        # micro P = R = F1 = accuracy (Study A)
         p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=avg, zero_division=0)
+            y_true, y_pred, labels=over, average=avg, zero_division=0)
         out.update({f"precision_{avg}": p, f"recall_{avg}": r, f"f1_{avg}": f})
+    out["macro_classes"] = len(present)
     p, r, f, s = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, average=None, zero_division=0)
+    predicted = np.bincount(y_pred, minlength=k)
     for i, name in enumerate(map(safe_name, classes)):
-        out.update({f"precision_{name}": p[i], f"recall_{name}": r[i], f"f1_{name}": f[i],
-                    f"support_{name}": s[i]})
+        absent = s[i] == 0
+        out.update({f"precision_{name}": np.nan if absent and predicted[i] == 0 else p[i],
+                    f"recall_{name}": np.nan if absent else r[i],
+                    f"f1_{name}": np.nan if absent else f[i], f"support_{name}": s[i]})
     out.update(_auc(y_true, probs, classes))
     return {key: float(value) for key, value in out.items()}
+
+
+def defined(values: dict[str, float]) -> dict[str, float]:
+    """The values that are defined (not NaN): what may be logged or averaged."""
+    return {k: v for k, v in values.items() if not (isinstance(v, float) and np.isnan(v))}
 
 
 ECE_BINS = 15
@@ -118,13 +136,49 @@ def _auc(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str,
 
 
 def report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> tuple[dict, str]:
-    """scikit-learn's classification report, as a JSON-able dict and as text."""
+    """scikit-learn's classification report, as a JSON-able dict and as text. A class with no
+    image in the subset has recall and F1 null ("n/a" in the text), and the macro average runs
+    over the classes present (its `classes` entry says how many)."""
     y_pred = np.asarray(y_pred).astype(int)
     y_true, k = _check(y_true, classes, y_pred=y_pred)
     kwargs = dict(labels=list(range(k)), target_names=list(classes), zero_division=0, digits=4)
-    as_dict = skm.classification_report(y_true, y_pred, output_dict=True, **kwargs)
-    as_text = skm.classification_report(y_true, y_pred, **kwargs)
-    return _plain(as_dict), as_text
+    as_dict = _plain(skm.classification_report(y_true, y_pred, output_dict=True, **kwargs))
+    support = np.bincount(y_true, minlength=k)
+    present = [c for c in range(k) if support[c] > 0]
+    if len(present) < k:
+        predicted = np.bincount(y_pred, minlength=k)
+        for c in range(k):
+            if support[c] == 0:
+                row = as_dict[classes[c]]
+                row.update({"recall": None, "f1-score": None,
+                            **({"precision": None} if predicted[c] == 0 else {})})
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=present, average="macro", zero_division=0)
+        as_dict["macro avg"].update({"precision": float(p), "recall": float(r),
+                                     "f1-score": float(f)})
+    as_dict["macro avg"]["classes"] = len(present)
+    return as_dict, _report_text(as_dict, classes)
+
+
+def _report_text(as_dict: dict, classes: list[str]) -> str:
+    """The report as a fixed-width table, n/a where a value is undefined."""
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4f}"
+    width = max(len(c) for c in [*classes, "weighted avg"])
+    lines = [f"{'':>{width}} {'precision':>10} {'recall':>10} {'f1-score':>10} {'support':>8}", ""]
+    for name in [*classes, "macro avg", "weighted avg"]:
+        row = as_dict[name]
+        if name == "macro avg":
+            lines.append("")
+        lines.append(f"{name:>{width}} {fmt(row['precision']):>10} {fmt(row['recall']):>10} "
+                     f"{fmt(row['f1-score']):>10} {int(row['support']):>8}")
+    total = int(as_dict["weighted avg"]["support"])
+    lines.insert(len(classes) + 2, f"{'accuracy':>{width}} {'':>10} {'':>10} "
+                 f"{fmt(as_dict['accuracy']):>10} {total:>8}")
+    macro = as_dict["macro avg"]["classes"]
+    if macro < len(classes):
+        lines.append(f"(macro avg over the {macro} classes present of {len(classes)})")
+    return "\n".join(lines) + "\n"
 
 
 def _plain(value):
@@ -144,9 +198,11 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.
 
 
 def predictions_frame(paths: list[str], y_true: np.ndarray, probs: np.ndarray,
-                      classes: list[str], clean: list[bool] | None = None) -> pd.DataFrame:
+                      classes: list[str], clean: list[bool] | None = None,
+                      groups: list[str] | None = None) -> pd.DataFrame:
     """One row per test image: file, true and predicted class names, every class probability,
-    and (when the dataset was deduplicated) whether the image belongs to the clean test subset.
+    (when the dataset was deduplicated) whether the image belongs to the clean test subset, and
+    (when given) its duplicate group.
 
     Keyed by file so two runs on the same split can be paired (see compare.py).
     """
@@ -161,6 +217,10 @@ def predictions_frame(paths: list[str], y_true: np.ndarray, probs: np.ndarray,
         if len(clean) != len(y_true):
             raise ValueError(f"clean: {len(clean)} flags for {len(y_true)} images")
         frame["clean"] = [bool(c) for c in clean]
+    if groups is not None:  # duplicate group: copies of one image share it (cluster bootstrap)
+        if len(groups) != len(y_true):
+            raise ValueError(f"groups: {len(groups)} group ids for {len(y_true)} images")
+        frame["group"] = [str(g) for g in groups]
     for i, name in enumerate(classes):
         frame[f"prob_{safe_name(name)}"] = probs[:, i]
     return frame
