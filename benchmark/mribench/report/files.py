@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mribench import tracking
+from mribench.report import composition as subset_mix
 from mribench.report import figures as report_plots
 from mribench.report.curves import (
     curve_points,
@@ -93,7 +94,9 @@ def _run_display(run: dict) -> dict:
         # runs logged before Wilson intervals existed (report --all) show the accuracy alone
         interval = "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
         out[f"{subset} acc [Wilson 95%]"] = f"{run[f'{prefix}_accuracy']:.3f}{interval}"
-        out[f"{subset} images"] = run.get(f"{prefix}_n")
+        groups = run.get(f"{prefix}_groups")
+        out[f"{subset} images"] = (f"{run.get(f'{prefix}_n')} in {groups} groups"
+                                   if groups is not None else run.get(f"{prefix}_n"))
     out["run"] = run["run_id"][:8]
     return out
 
@@ -176,6 +179,21 @@ def _external_section(rows: list[dict]) -> list[Section]:
         table=table, files=["configurations.csv"])] if table else []
 
 
+def _composition_section(rows: list[dict], folder: Path) -> list[Section]:
+    """Images per class, duplicate groups and baselines of every scored subset, and warnings."""
+    table = subset_mix.composition_rows(rows)
+    if not table:
+        return []
+    return [Section("What each test subset holds", [
+        "Images per class and duplicate groups (copies of one image form one group; intervals "
+        "and paired tests resample groups). Majority baseline: the accuracy of always "
+        "predicting the subset's most frequent class; chance baseline: the expected accuracy "
+        "of guessing with the subset's class frequencies. An accuracy means something only "
+        "above both. A class with no image in a subset has recall and F1 n/a there, left out "
+        "of the macro averages.", *(f"Warning: {w}" for w in subset_mix.warnings(rows))],
+        table=table, files=[_csv(table, folder, "composition.csv")])]
+
+
 def _curve_sections(results: Results, rows: list[dict], folder: Path) -> list[Section]:
     """One section per numeric axis of the suite: the curve, its table, where lines separate."""
     from mribench.report.curve_figure import curve_figure
@@ -212,6 +230,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
         Section("Configurations", ["Mean over seeds and folds; clean test first (n = runs). "
                                    "Scores (F1, kappa, MCC, ECE) are on the clean test."],
                 table=shown, files=[_csv(rows, folder, "configurations.csv")]),
+        *_composition_section(rows, folder),
         *_curve_sections(results, rows, folder),
         *_external_section(rows),
         *(notes or []),

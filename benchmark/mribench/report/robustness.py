@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mribench import stats, tracking
-from mribench.stats.compare import correctness, seed_matrix
+from mribench.stats.compare import correctness, group_vector, seed_matrix
 from mribench.stats.configurations import compare_configurations
 
 ARTIFACT = "robustness/predictions.csv"
@@ -53,14 +53,19 @@ def _correct(frame: pd.DataFrame, subset: str) -> pd.DataFrame:
     """artefact, severity, file, correct (0/1) on the subset."""
     if subset == "clean":
         frame = frame[frame["clean"].astype(str).str.lower() == "true"]
+    # duplicate group of the test image (older runs have none: each image its own group)
+    group = frame["group"] if "group" in frame else frame["file"]
     return pd.DataFrame({"artefact": frame["artefact"], "severity": frame["severity"].astype(int),
-                         "file": frame["file"].astype(str),
+                         "file": frame["file"].astype(str), "group": group.astype(str),
                          "correct": (frame["true"] == frame["pred"]).astype(float)})
 
 
 def _interval(parts) -> dict:
-    boot = stats.two_level_bootstrap(_matrix(parts).to_numpy())
-    return {"mean": boot["mean"], "ci95": [boot["ci95_low"], boot["ci95_high"]]}
+    """Two-level bootstrap resampling seeds and duplicate groups of test images."""
+    table = _matrix(parts)
+    boot = stats.two_level_bootstrap(table.to_numpy(), groups=group_vector(parts, table.columns))
+    return {"mean": boot["mean"], "ci95": [boot["ci95_low"], boot["ci95_high"]],
+            "images": boot["images"], "groups": boot["groups"]}
 
 
 def analyse(results, rows: list[dict], reference: dict | None) -> Robustness | None:
@@ -84,12 +89,13 @@ def analyse(results, rows: list[dict], reference: dict | None) -> Robustness | N
             if which == "clean" and subset != "clean":
                 continue
             parts = [(r["tags.seed"], _correct(loaded[r["run_id"]], which)
-                      .groupby("file", as_index=False)["correct"].mean()
+                      .groupby(["file", "group"], as_index=False)["correct"].mean()
                       .rename(columns={"correct": "value"})) for r in runs]
             if all(len(p) for _, p in parts) and name in row_of:
                 mca = _interval(parts)
                 key = "robust_clean_mca" if which == "clean" else "robust_mca"
-                row_of[name] |= {key: mca["mean"], f"{key}_ci95": mca["ci95"]}
+                row_of[name] |= {key: mca["mean"], f"{key}_ci95": mca["ci95"],
+                                 f"{key}_images": mca["images"], f"{key}_groups": mca["groups"]}
         long = [(r["tags.seed"], _correct(loaded[r["run_id"]], subset)) for r in runs]
         base = [(r["tags.seed"], correctness(results.load(r["run_id"]), subset)) for r in runs]
         by_config[name] = {"dataset": dataset, "long": long, "row": row_of.get(name, {}),
@@ -168,6 +174,7 @@ def _table(out: Robustness, by_config: dict, reference: dict | None) -> list[dic
         key = "robust_clean_mca" if out.subset == "clean" else "robust_mca"
         row["mca"] = c["row"].get(key)
         row["mca_ci95"] = c["row"].get(f"{key}_ci95")
+        row["images"], row["groups"] = c["row"].get(f"{key}_images"), c["row"].get(f"{key}_groups")
         if ces:
             row["mce"] = float(np.mean(ces))
         if rel:
@@ -195,13 +202,14 @@ def _pairs(out: Robustness, by_config: dict) -> list[dict]:
                 files = sorted(set(mats[0].columns) & set(mats[1].columns))
                 row = {"a": a, "b": b, "artefact": artefact, "severity": k}
                 try:
+                    groups = group_vector([(s, f) for s, f in by_config[a]["long"]], files)
                     test = compare_configurations(mats[0][files].to_numpy(),
-                                                  mats[1][files].to_numpy())
+                                                  mats[1][files].to_numpy(), groups=groups)
                 except ValueError as err:  # e.g. seeds that scored different images (hold-out)
                     pairs.append(row | {"error": str(err)})
                     continue
                 pairs.append(row | {key: test[key] for key in (
-                    "covers", "images", "accuracy_a", "accuracy_b", "difference", "ci95",
+                    "covers", "images", "groups", "accuracy_a", "accuracy_b", "difference", "ci95",
                     "p_value", "detectable")})
     tested = [p for p in pairs if "p_value" in p]
     for p, adjusted in zip(tested, stats.holm([p["p_value"] for p in tested])):
@@ -222,6 +230,8 @@ def display_table(robust: Robustness) -> list[dict]:
         ci = row.get("mca_ci95")
         out["mCA [95% CI]"] = (f"{_fmt(row.get('mca'))} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci
                                else _fmt(row.get("mca")))
+        if row.get("images") is not None:
+            out["images"] = f"{row['images']} in {row['groups']} groups"
         if "mce" in row:
             out["mCE"] = _fmt(row["mce"])
             n = row.get("relative_mce_artefacts")
@@ -238,7 +248,7 @@ def display_pairs(robust: Robustness) -> list[dict]:
         if "error" in p:
             shown.append(out | {"note": p["error"]})
             continue
-        out |= {"covers": p["covers"], "images": p["images"],
+        out |= {"covers": p["covers"], "images": f"{p['images']} in {p['groups']} groups",
                 "accuracy_a": _fmt(p["accuracy_a"]), "accuracy_b": _fmt(p["accuracy_b"]),
                 "difference": _fmt(p["difference"], True),
                 "ci95": f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]",

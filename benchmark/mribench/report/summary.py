@@ -19,12 +19,13 @@ from mribench.config.suite_file import load_suite
 from mribench.console import console, emit_table
 from mribench.data import fallback
 from mribench.matrix import expand
+from mribench.report import composition as subset_mix
 from mribench.report import robustness as robust_report
 from mribench.report.curves import curve_points, display_points, separations
 from mribench.report.tables import Results, configuration_rows, display_rows, external_display_rows
 from mribench.stats.compare import paired_rows
 
-PAIR_COLUMNS = ["subset", "a", "b", "test", "covers", "repeats", "images", "accuracy_a",
+PAIR_COLUMNS = ["subset", "a", "b", "test", "covers", "repeats", "images", "groups", "accuracy_a",
                 "accuracy_b", "difference", "ci95", "p_value", "p_holm", "detectable"]
 
 
@@ -92,7 +93,10 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     datasets = sorted({r["dataset"] for r in rows})
     points = curve_points(runs, rows)  # suites with axes: accuracy against each numeric axis
     apart = separations(points)
+    mixes = subset_mix.composition_rows(rows)
+    mix_warnings = subset_mix.warnings(rows)
     extra = {"experiment": name, "runs": int(len(runs)), "comparisons": pairs,
+             "composition": mixes, "composition_warnings": mix_warnings,
              **({"curves": points, "separations": apart} if points else {}),
              "deviations": deviation_rows(suite.deviations),
              "published_flags": flag_rows(suite.published),
@@ -110,6 +114,11 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
         emit_table(rows, title, True, extra=extra)
         return 0
     emit_table(display_rows(rows), title, False)
+    if mixes:
+        emit_table(mixes, "what each test subset holds: images, duplicate groups, images per "
+                   "class and the baselines an accuracy must beat", False)
+    for line in mix_warnings:
+        console.print(f"warning: {line}", style="yellow", markup=False, highlight=False)
     if robust:
         emit_table(robust_report.display_table(robust), f"MRI artefacts ({robust.subset} test): "
                    "mean accuracy over severities, mCA [95% CI], mCE vs the reference", False)

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from mribench import stats
-from mribench.stats.compare import correctness, label_of, seed_matrix
+from mribench.report.composition import display_columns, subset_summary
+from mribench.stats.compare import correctness, group_vector, label_of, seed_matrix
 
 SUBSETS = {"clean": "test_clean", "full": "test"}  # subset -> metric prefix as logged
 SCORES = ["balanced_accuracy", "f1_macro", "kappa", "mcc", "ece"]
@@ -73,13 +74,14 @@ def _accuracy(results: Results, runs: pd.DataFrame, subset: str) -> dict:
         if frame is None:
             return out  # a run without predictions: only the seed spread can be given
         parts.append((run["tags.seed"], frame.assign(value=frame["correct"])))
-    matrix = seed_matrix(parts).to_numpy()
-    if matrix.size == 0:  # no image in the subset (every test image leaked)
+    table = seed_matrix(parts)
+    if table.size == 0:  # no image in the subset (every test image leaked)
         return out
-    boot = stats.two_level_bootstrap(matrix)
+    # copies of one test image are resampled together (a cluster bootstrap)
+    boot = stats.two_level_bootstrap(table.to_numpy(), groups=group_vector(parts, table.columns))
     out.update({f"{prefix}_accuracy": boot["mean"],
                 f"{prefix}_accuracy_ci95": [boot["ci95_low"], boot["ci95_high"]],
-                f"{prefix}_images": boot["images"]})
+                f"{prefix}_images": boot["images"], f"{prefix}_groups": boot["groups"]})
     return out
 
 
@@ -92,6 +94,8 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
                "strategy": first["tags.strategy"], "n": len(runs),
                "seeds": int(runs["tags.seed"].nunique()), "config_key": first["tags.config_key"]}
         for subset, prefix in SUBSETS.items():
+            # composition first: the bootstrap's image and group counts take precedence
+            row |= subset_summary(runs, prefix, classes_of(runs))
             row |= _accuracy(results, runs, subset)
             for score in SCORES:
                 value = _mean(_metric(runs, f"{prefix}_{score}"))
@@ -138,10 +142,12 @@ def run_rows(results: Results) -> list[dict]:
             row = {"dataset": dataset, "config": name, "seed": run["tags.seed"],
                    "fold": run["tags.fold"], "run_id": run["run_id"]}
             for prefix in SUBSETS.values():
-                for key in ("accuracy", "accuracy_wilson_low", "accuracy_wilson_high", "n"):
+                for key in ("accuracy", "accuracy_wilson_low", "accuracy_wilson_high", "n",
+                            "groups"):
                     value = run.get(f"metrics.{prefix}_{key}")
                     if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                        row[f"{prefix}_{key}"] = int(value) if key == "n" else float(value)
+                        row[f"{prefix}_{key}"] = int(value) if key in ("n", "groups") \
+                            else float(value)
             rows.append(row)
     return rows
 
@@ -201,6 +207,7 @@ def display_rows(rows: list[dict]) -> list[dict]:
         for subset, prefix in SUBSETS.items():
             if f"{prefix}_accuracy" in row:
                 out[f"{subset} acc [95% CI]"] = _with_interval(row, f"{prefix}_accuracy")
+                out |= display_columns(row, prefix)
         # MRI artefacts (report/robustness.py): clean test first, as the accuracies
         mca = next((k for k in ("robust_clean_mca", "robust_mca") if row.get(k) is not None), None)
         if mca:

@@ -64,7 +64,8 @@ def evaluate_robustness(cell, model, prepared, mean, std, device: str, precision
                 scores = metrics.compute(y[mask], ev["probs"][mask], prepared.classes)
                 logged |= {f"{PREFIXES[name]}_{artefact}_s{k}_{m}": scores[m] for m in PER_CELL}
             frame = metrics.predictions_frame(paths, ev["targets"], ev["probs"], prepared.classes,
-                                              None if clean is None else clean.tolist())
+                                              None if clean is None else clean.tolist(),
+                                              prepared.test_groups or None)
             frames.append(frame.assign(artefact=artefact, severity=k))
     for name in subsets:
         logged |= summary(logged, PREFIXES[name], cfg.artefacts, cfg.severities,

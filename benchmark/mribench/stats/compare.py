@@ -47,6 +47,12 @@ def seed_matrix(parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     return long.pivot_table(index="seed", columns="file", values="value", aggfunc="mean")
 
 
+def group_vector(parts: list[tuple[str, pd.DataFrame]], files) -> np.ndarray:
+    """The duplicate group of each of `files`, from (seed, frame with file and group) parts."""
+    both = pd.concat([f[["file", "group"]] for _, f in parts]).drop_duplicates("file")
+    return both.set_index("file")["group"].loc[list(files)].to_numpy()
+
+
 def label_of(runs: pd.DataFrame) -> Callable[[pd.Series], str]:
     one_model = runs["tags.model"].nunique() == 1
 

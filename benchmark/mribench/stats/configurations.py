@@ -181,24 +181,33 @@ def _variance_components(a: np.ndarray, b: np.ndarray, code: np.ndarray | None =
     if s_a < 2 or s_b < 2 or n < 2 or b.shape[-1] != n:
         raise ValueError(f"_variance_components: need >= 2 seeds each and the same >= 2 images, "
                          f"got {a.shape[-2:]} and {b.shape[-2:]}")
-    cols_a, seed_a, res_a = _two_way(a)
-    cols_b, seed_b, res_b = _two_way(b)
-    d = cols_a - cols_b
+    d = a.mean(axis=-2) - b.mean(axis=-2)
     if code is None:
-        var_images, img_df = d.var(axis=-1, ddof=1) / n, n - 1
+        var_images, m = d.var(axis=-1, ddof=1) / n, n
+        _, seed_a, res_a = _two_way(a)
+        _, seed_b, res_b = _two_way(b)
     else:
-        n_groups = int(code.max()) + 1
-        var_images, img_df = _image_variance(d, code, n_groups), n_groups - 1
-    # per-configuration seed term sv2_c / S_c = (MS_seed - MS_resid) / (n S_c), truncated at 0
+        # copies of one image: the image term over groups, and the seed ANOVA on the group
+        # means (a seed's shift moves every group mean alike; on images, copies would make the
+        # seeds' row means noisier and count the seed-by-image noise twice)
+        m = int(code.max()) + 1
+        var_images = _image_variance(d, code, m)
+        onehot = np.zeros((n, m))
+        onehot[np.arange(n), code] = 1.0
+        onehot /= onehot.sum(axis=0)
+        _, seed_a, res_a = _two_way(a @ onehot)
+        _, seed_b, res_b = _two_way(b @ onehot)
+    # per-configuration seed term sv2_c / S_c = (MS_seed - MS_resid) / (m S_c), truncated at 0
+    # (m: images, or groups of copies)
     keep_a, keep_b = seed_a > res_a, seed_b > res_b
-    var_seeds_a = np.where(keep_a, (seed_a - res_a) / (n * s_a), 0.0)
-    var_seeds_b = np.where(keep_b, (seed_b - res_b) / (n * s_b), 0.0)
+    var_seeds_a = np.where(keep_a, (seed_a - res_a) / (m * s_a), 0.0)
+    var_seeds_b = np.where(keep_b, (seed_b - res_b) / (m * s_b), 0.0)
     variance = var_images + var_seeds_a + var_seeds_b
     # Satterthwaite: df = (sum g_j MS_j)^2 / sum (g_j MS_j)^2 / df_j over the mean squares used
-    denom = var_images ** 2 / img_df
+    denom = var_images ** 2 / (m - 1)
     for keep, ms_seed, ms_res, s in ((keep_a, seed_a, res_a, s_a), (keep_b, seed_b, res_b, s_b)):
-        denom = denom + np.where(keep, (ms_seed / (n * s)) ** 2 / (s - 1)
-                                 + (ms_res / (n * s)) ** 2 / ((s - 1) * (n - 1)), 0.0)
+        denom = denom + np.where(keep, (ms_seed / (m * s)) ** 2 / (s - 1)
+                                 + (ms_res / (m * s)) ** 2 / ((s - 1) * (m - 1)), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(variance > 0, variance ** 2 / denom, np.nan)
     return {"difference": d.mean(axis=-1), "var_images": var_images,

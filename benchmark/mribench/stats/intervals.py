@@ -114,7 +114,7 @@ def group_codes(groups, n: int) -> tuple[np.ndarray, int]:
     ids = np.asarray(groups)
     if ids.shape != (n,):
         raise ValueError(f"groups: expected one group id per image ({n}), got shape {ids.shape}")
-    _, code = np.unique(ids.astype(str), return_inverse=True)
+    _, code = np.unique(ids, return_inverse=True)
     return code, int(code.max()) + 1
 
 
