@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -164,3 +165,20 @@ def test_page_loads_in_headless_chromium_with_no_broken_image(built, tmp_path):
     found = re.search(r'data-probe="images=(\d+) broken=(\d+)"', done.stdout)
     assert found, done.stderr[-2000:]
     assert int(found.group(1)) >= 8 and found.group(2) == "0"
+
+
+def test_page_shows_each_subsets_mix_baselines_and_groups(built):
+    page = Page()
+    page.feed((built["out"] / "index.html").read_text())
+    header, *rows = page.tables[0]
+    for row in rows:
+        cells = dict(zip(header, row))
+        assert re.fullmatch(r"\d+ in \d+ groups", cells["clean images"])
+        assert re.fullmatch(r"0\.250 / 0\.250", cells["clean majority / chance"])  # 5 per class
+        assert re.fullmatch(r"(\w+ (\d\.\d{3}|n/a)(, )?){4}", cells["clean recall"])
+        assert float(cells["clean bal acc"]) >= 0
+    mix = pd.read_csv(built["out"] / "composition.csv")
+    assert set(mix["subset"]) == {"clean", "full"}
+    assert (mix[["n glioma", "n meningioma", "n notumor", "n pituitary"]] == 5).all().all()
+    assert (mix["groups"] <= mix["images"]).all()
+    assert "What each test subset holds" in (built["out"] / "index.html").read_text()

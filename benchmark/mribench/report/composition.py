@@ -102,4 +102,17 @@ def warnings(rows: list[dict]) -> list[str]:
         line = composition.warning(f"{row['dataset']} {row['subset']} test", per_class)
         if line and line not in lines:
             lines.append(line)
+    for row in rows:  # external sets: whole and clean part, from their support metrics
+        sets: dict[str, dict[str, int]] = {}
+        for key, value in row.items():
+            if key.startswith("external_") and "_support_" in key and value is not None:
+                part, cls = key.split("_support_", 1)
+                sets.setdefault(part, {})[cls] = int(round(value))
+        for part, per_class in sorted(sets.items()):
+            name = part.removeprefix("external_").replace("clean_", "", 1)
+            where = f"{row['dataset']} external {name}" + (
+                " clean part" if part.startswith("external_clean_") else "")
+            line = composition.warning(where, per_class)
+            if line and line not in lines:
+                lines.append(line)
     return lines

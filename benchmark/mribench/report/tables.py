@@ -117,6 +117,9 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
                 row[f"ours_{metric}_seed_ci95"] = [spread["ci95_low"], spread["ci95_high"]]
         for metric in external_metrics(results.runs):  # external test sets (external.py)
             row[metric] = _mean(_metric(runs, metric))
+        for metric in (c[len("metrics."):] for c in results.runs.columns
+                       if c.startswith("metrics.external_") and "_support_" in c):
+            row[metric] = _mean(_metric(runs, metric))  # images per class of each external set
         rows.append(row)
     return rows
 
@@ -124,7 +127,8 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
 # external test sets: accuracy on the whole set and on its clean part, and how many of its
 # images duplicate a training or validation image
 EXTERNAL = re.compile(r"^external_(clean_)?[A-Za-z0-9_.-]+?_(accuracy|balanced_accuracy|n|"
-                      r"n_clean|n_exact_duplicates|n_near_duplicates)$")
+                      r"n_clean|n_exact_duplicates|n_near_duplicates|majority_baseline|"
+                      r"chance_baseline)$")
 
 
 def external_metrics(runs: pd.DataFrame) -> list[str]:
@@ -161,7 +165,9 @@ def recall_table(results: Results, subset: str) -> pd.DataFrame:
     prefix = SUBSETS[subset]
     table = {}
     for _, name, runs in results.configs():
-        table[name] = {c: _mean(_metric(runs, f"{prefix}_recall_{safe_name(c)}"))
+        # a class with no image in the subset has no recall (older runs logged 0 for it)
+        table[name] = {c: None if _mean(_metric(runs, f"{prefix}_support_{safe_name(c)}")) == 0
+                       else _mean(_metric(runs, f"{prefix}_recall_{safe_name(c)}"))
                        for c in classes_of(runs)}
     return pd.DataFrame(table).T.astype(float)
 
@@ -251,9 +257,21 @@ def external_display_rows(rows: list[dict]) -> list[dict]:
                 "clean images": value(f"external_{name}_n_clean", lambda v: f"{v:.0f}"),
                 "acc (whole)": value(f"external_{name}_accuracy"),
                 "acc (clean)": value(f"external_clean_{name}_accuracy"),
+                "mix (clean)": _external_mix(row, f"external_clean_{name}"),
+                "majority / chance (clean)": "-" if row.get(
+                    f"external_clean_{name}_majority_baseline") is None else
+                f"{row[f'external_clean_{name}_majority_baseline']:.3f} / "
+                f"{row[f'external_clean_{name}_chance_baseline']:.3f}",
                 "balanced acc (whole)": value(f"external_{name}_balanced_accuracy"),
                 "balanced acc (clean)": value(f"external_clean_{name}_balanced_accuracy")})
     return shown
+
+
+def _external_mix(row: dict, prefix: str) -> str:
+    """`a 12, b 0, c 30`: images per class of an external set's part, from its support metrics."""
+    counts = {k.removeprefix(f"{prefix}_support_"): v for k, v in row.items()
+              if k.startswith(f"{prefix}_support_") and v is not None}
+    return ", ".join(f"{c} {n:.0f}" for c, n in sorted(counts.items())) or "-"
 
 
 def _with_interval(row: dict, key: str, mark: bool = True) -> str:
