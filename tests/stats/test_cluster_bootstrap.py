@@ -5,6 +5,7 @@ narrow and tests that reject too often; resampling groups (a cluster bootstrap) 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mribench.stats import compare_configurations, two_level_bootstrap
@@ -88,3 +89,29 @@ def test_group_variance_with_singleton_groups_is_the_image_variance():
         assert np.allclose(plain[key], alone[key])
     r = compare_configurations(a, b, groups=np.arange(50) // 5)
     assert r["groups"] == 10 and r["images"] == 50
+
+
+def test_report_comparisons_read_the_groups_from_the_predictions():
+    from mribench.stats.compare import paired_rows
+
+    runs = pd.DataFrame([{"run_id": f"{c}{s}", "status": "FINISHED", "tags.dataset": "d",
+                          "tags.config_key": c, "tags.model": c, "tags.strategy": "full",
+                          "tags.seed": str(s), "tags.fold": "-", "params.split.protocol": "official",
+                          "params.n_train": "80", "params.n_val": "20"}
+                         for c in ("A", "B") for s in (0, 1)])
+    group = np.arange(40) // 4  # ten images, four copies each
+
+    def predictions(run_id: str) -> pd.DataFrame:
+        true = np.array([0, 1] * 20)
+        wrong = (group % 3 == 0) if run_id.startswith("B") else np.zeros(40, bool)
+        return pd.DataFrame({"file": [f"img{i}.jpg" for i in range(40)], "true": true,
+                             "pred": np.where(wrong, 1 - true, true), "clean": True,
+                             "group": [f"g{g}" for g in group]})
+
+    full = next(r for r in paired_rows(runs, predictions) if r["subset"] == "full")
+    assert (full["images"], full["groups"]) == (40, 10)
+    b = np.repeat((group % 3 == 0)[None] == 0, 2, axis=0).astype(float)
+    direct = compare_configurations(np.ones((2, 40)), b, groups=group)
+    assert full["p_value"] == pytest.approx(direct["p_value"])
+    # over images the same copies would look like 40 independent images: a smaller p
+    assert compare_configurations(np.ones((2, 40)), b)["p_value"] < full["p_value"]

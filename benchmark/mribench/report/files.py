@@ -80,6 +80,11 @@ def _save(fig, folder: Path, name: str) -> str:
 
 def _csv(frame: pd.DataFrame | list[dict], folder: Path, name: str, index: bool = False) -> str:
     frame = pd.DataFrame(frame) if isinstance(frame, list) else frame
+    for col in frame.columns:  # images per class: one column per class, not a dict in one cell
+        if frame[col].map(lambda v: isinstance(v, dict)).any():
+            parts = pd.DataFrame(frame[col].map(lambda v: v if isinstance(v, dict) else {})
+                                 .tolist(), index=frame.index)
+            frame = frame.drop(columns=col).join(parts.add_prefix(f"{col}_"))
     for col in frame.columns:  # intervals as two columns, not a Python list in one cell
         if frame[col].map(lambda v: isinstance(v, list)).any():
             frame[[f"{col}_low", f"{col}_high"]] = pd.DataFrame(
