@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import resource
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,7 @@ def compute(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[s
     labels = list(range(k))
     out: dict[str, float] = {
         "accuracy": skm.accuracy_score(y_true, y_pred),
-        "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
+        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
         "kappa": skm.cohen_kappa_score(y_true, y_pred, labels=labels),
         "mcc": skm.matthews_corrcoef(y_true, y_pred),
         "log_loss": skm.log_loss(y_true, probs, labels=labels),
@@ -82,6 +83,14 @@ def compute(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[s
                     f"f1_{name}": np.nan if absent else f[i], f"support_{name}": s[i]})
     out.update(_auc(y_true, probs, classes))
     return {key: float(value) for key, value in out.items()}
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present. scikit-learn warns when a prediction names a class
+    with no image; the composition warning (stats/composition.py) says so once, not per run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return skm.balanced_accuracy_score(y_true, y_pred)
 
 
 def defined(values: dict[str, float]) -> dict[str, float]:
