@@ -157,9 +157,9 @@ def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, st
             # y_true"): expected, and nothing a user can act on; kept off the console
             warnings.simplefilter("always")
             scores = metrics.compute(y[mask], folded[mask], ext.classes)
+            scores |= calibrated.scores(y[mask], folded[mask], folded_cal[mask], ext.classes)
         for w in caught:
             log.debug("%s: %s", prefix, w.message)
-            scores |= calibrated.scores(y[mask], folded[mask], folded_cal[mask], ext.classes)
         tracking.log_metrics({f"{prefix}_{k}": v for k, v in scores.items()})
         out[f"{prefix}_accuracy"] = scores["accuracy"]
         cm = metrics.confusion(y[mask], folded[mask].argmax(1), ext.classes)

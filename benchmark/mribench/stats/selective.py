@@ -85,11 +85,13 @@ def kept(n: int, coverage: float) -> int:
     return max(1, math.ceil(round(coverage * n, 9)))
 
 
-def summary(conf: np.ndarray, wrong: np.ndarray) -> dict[str, np.ndarray]:
-    """Per row: aurc, eaurc and accuracy_at_coverage_80 / _90 (accuracy of the kept images)."""
+def summary(conf: np.ndarray, wrong: np.ndarray, r: np.ndarray | None = None
+            ) -> dict[str, np.ndarray]:
+    """Per row: aurc, eaurc and accuracy_at_coverage_80 / _90 (accuracy of the kept images);
+    `r`: the rows' risks when already computed."""
     wrong = np.atleast_2d(wrong).astype(np.float64)
     n = wrong.shape[1]
-    r = risks(conf, wrong)
+    r = risks(conf, wrong) if r is None else r
     area = r.mean(axis=1)
     out = {"aurc": area, "eaurc": area - optimal_aurc(n, wrong.sum(axis=1))}
     for c in COVERAGES:
@@ -112,3 +114,46 @@ def metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
     ent = summary(confidence(probs, "entropy"), wrong)
     out |= {"aurc_entropy": float(ent["aurc"][0]), "eaurc_entropy": float(ent["eaurc"][0])}
     return out
+
+
+def two_level(units: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_boot: int = 1000,
+              seed: int = 0, grid=GRID) -> dict[str, dict]:
+    """The report's seed-aware intervals for selective prediction: the summary figures and the
+    risk at each coverage of `grid`, each with a 95% percentile interval over test images and
+    runs resampled together (stats.two_level_bootstrap's design, for statistics that are not
+    means of per-image values).
+
+    `units`: one (files, confidence, wrong) per run. Where every run scored the same files (one
+    fixed test set, several seeds) one image draw serves all runs, since an image that is hard
+    is hard for every seed; otherwise (k-fold, hold-out) each run draws its own images. Runs are
+    drawn with replacement; the point estimate is the mean over runs of each run's figure.
+    """
+    if not units:
+        raise ValueError("two_level: no run to resample")
+    rng = np.random.default_rng(seed)
+    aligned = []
+    reference = np.asarray(units[0][0])
+    crossed = all(len(f) == len(reference) and set(f) == set(reference) for f, _, _ in units)
+    for files, conf, wrong in units:
+        order = np.argsort(np.asarray(files)) if crossed else np.arange(len(files))
+        aligned.append((np.asarray(conf, dtype=np.float64)[order],
+                        np.asarray(wrong, dtype=np.float64)[order]))
+    shared = rng.integers(0, len(reference), size=(n_boot, len(reference))) if crossed else None
+
+    def figures(conf, wrong) -> np.ndarray:  # [rows, summary keys + grid]
+        r = risks(conf, wrong)  # ranked once for every figure
+        cols = [kept(r.shape[1], c) - 1 for c in grid]
+        return np.column_stack([*summary(conf, wrong, r).values(), r[:, cols]])
+
+    keys = [*summary(np.zeros(2), np.zeros(2)).keys(), *(f"risk_at_{c:g}" for c in grid)]
+    point = np.mean([figures(c[None], w[None])[0] for c, w in aligned], axis=0)
+    per_unit = []
+    for conf, wrong in aligned:
+        idx = shared if crossed else rng.integers(0, len(conf), size=(n_boot, len(conf)))
+        per_unit.append(figures(conf[idx], wrong[idx]))  # [B, keys]
+    per_unit = np.stack(per_unit)  # [units, B, keys]
+    picks = rng.integers(0, len(units), size=(n_boot, len(units)))
+    samples = per_unit[picks, np.arange(n_boot)[:, None]].mean(axis=1)  # [B, keys]
+    low, high = np.percentile(samples, [2.5, 97.5], axis=0)
+    return {k: {"mean": float(point[i]), "ci95": [float(low[i]), float(high[i])]}
+            for i, k in enumerate(keys)} | {"_design": {"runs": len(units), "crossed": crossed}}
