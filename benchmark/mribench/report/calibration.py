@@ -107,7 +107,8 @@ def analyse(results, rows: list[dict], n_boot: int = 1000) -> Calibration | None
                                "ci95": point["ci95"]})
         out.reliability[name] = {"raw": _reliability(frames, "prob_"),
                                  "calibrated": _reliability(frames, CAL)}
-        out.robustness += _under_artefacts(name, runs, subset, n_boot)
+        # every image under every severity: five times the rows, half the resamples
+        out.robustness += _under_artefacts(name, runs, subset, max(200, n_boot // 2))
     return out if out.table else None
 
 

@@ -150,7 +150,9 @@ def two_level(units: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_boot: in
     per_unit = []
     for conf, wrong in aligned:
         idx = shared if crossed else rng.integers(0, len(conf), size=(n_boot, len(conf)))
-        per_unit.append(figures(conf[idx], wrong[idx]))  # [B, keys]
+        # in chunks of resamples: a full test set under every severity is ~6500 images a row
+        per_unit.append(np.concatenate([figures(conf[rows], wrong[rows])
+                                        for rows in np.array_split(idx, max(1, n_boot // 200))]))
     per_unit = np.stack(per_unit)  # [units, B, keys]
     picks = rng.integers(0, len(units), size=(n_boot, len(units)))
     samples = per_unit[picks, np.arange(n_boot)[:, None]].mean(axis=1)  # [B, keys]
