@@ -94,6 +94,38 @@ def test_artifacts_exist(smoke_runs):
             assert path in files, (path, sorted(files))
 
 
+def test_every_cell_logs_calibration_before_and_after_and_selective_prediction(smoke_runs):
+    """Each cell fits a temperature on its validation split and logs the probability metrics
+    before and after it, and the risk-coverage figures, on the full and clean test; its
+    predictions carry the calibrated probabilities beside the raw ones."""
+    import pandas as pd
+
+    client = smoke_runs["client"]
+    runs = cell_runs(smoke_runs["runs_after_first"])
+    assert runs
+    for run in runs:
+        m = run.data.metrics
+        assert m["temperature"] > 0
+        # the fit minimised the validation NLL: never above the NLL at T = 1
+        assert m["val_log_loss_calibrated"] <= m["val_log_loss_uncalibrated"] + 1e-9
+        for prefix in ("test", "test_clean"):
+            for name in ("ece", "brier", "log_loss"):
+                assert 0 <= m[f"{prefix}_{name}"] and 0 <= m[f"{prefix}_calibrated_{name}"]
+            assert 0 <= m[f"{prefix}_eaurc"] <= m[f"{prefix}_aurc"] <= 1
+            for c in (80, 90):
+                assert 0 <= m[f"{prefix}_accuracy_at_coverage_{c}"] <= 1
+            assert f"{prefix}_aurc_entropy" in m
+        files = {f.path for d in ("metrics", "plots")
+                 for f in client.list_artifacts(run.info.run_id, d)}
+        assert {"metrics/reliability_calibrated.csv", "plots/reliability_calibrated.png",
+                "plots/reliability_clean_calibrated.png"} <= files
+        frame = pd.read_csv(client.download_artifacts(run.info.run_id, "metrics/predictions.csv"))
+        raw = frame.filter(regex="^prob_").to_numpy()
+        cal = frame.filter(regex="^calibrated_prob_").to_numpy()
+        assert cal.shape == raw.shape and abs(cal.sum(axis=1) - 1).max() < 1e-9
+        assert (cal.argmax(1) == raw.argmax(1)).all()  # the prediction never changes
+
+
 def test_explanations_are_checked_and_show_the_same_files(smoke_runs):
     """Every explained cell logs where the heat falls and the randomisation check, and its
     per-image maps; both models explain the same test files."""

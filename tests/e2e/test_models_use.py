@@ -69,8 +69,17 @@ print(out.to_json(orient="records"))
     assert done.returncode == 0, done.stderr[-3000:]
     ours = pd.DataFrame(json.loads(done.stdout.strip().splitlines()[-1]))
     assert list(ours["predicted"]) == list(logged["pred"])
+    # calibrated by default (the cell's temperature travels with the model)
     for c in CLASSES:
-        assert (ours[f"prob_{c}"] - logged[f"prob_{c}"]).abs().max() < 1e-6
+        assert (ours[f"prob_{c}"] - logged[f"calibrated_prob_{c}"]).abs().max() < 1e-6
+    assert run.data.metrics["temperature"] != pytest.approx(1.0)
+    raw = subprocess.run([sys.executable, "-c", code.replace(
+        '"path": files}))', '"path": files}), params={"raw_probabilities": True})'),
+        json.dumps(files)], env=env, cwd=tmp, capture_output=True, text=True, timeout=300)
+    assert raw.returncode == 0, raw.stderr[-3000:]
+    raw = pd.DataFrame(json.loads(raw.stdout.strip().splitlines()[-1]))
+    for c in CLASSES:
+        assert (raw[f"prob_{c}"] - logged[f"prob_{c}"]).abs().max() < 1e-6
 
 
 def test_predict_reads_folders_and_manifests_and_report_registers_the_champion(cell):
@@ -98,6 +107,37 @@ def test_predict_reads_folders_and_manifests_and_report_registers_the_champion(c
     assert bad.returncode == 2 and "nowhere.png: no such file or folder" in bad.stderr
 
 
+def test_predict_abstain_below_refers_the_images_under_the_threshold(cell):
+    """A hand-built case: eight test images whose calibrated highest probabilities are known
+    from the cell's own predictions; a threshold between the 3rd and 4th lowest refers the
+    three least confident, from the console script outside the repository."""
+    tmp, env, run = cell
+    logged = pd.read_csv(MlflowClient(env["MLFLOW_TRACKING_URI"]).download_artifacts(
+        run.info.run_id, "metrics/predictions.csv", str(tmp)))
+    cal = logged[[f"calibrated_prob_{c}" for c in CLASSES]].max(axis=1)
+    pick = logged.assign(top=cal).drop_duplicates("top").sort_values("top").head(8)
+    threshold = float((pick["top"].iloc[2] + pick["top"].iloc[3]) / 2)
+    expected = {str(SAMPLE_DIR / f) for f in pick["file"].iloc[:3]}
+    paths = [str(SAMPLE_DIR / f) for f in pick["file"]]
+    done = mribench(["predict", run.info.run_id, *paths, "--abstain-below", f"{threshold:.12f}",
+                     "--json"], env, tmp)
+    out = json.loads(done.stdout)
+    assert {r["path"] for r in out["rows"] if r["refer"]} == expected
+    assert out["referred"] == 3 and out["decided"] == 5 and out["probabilities"] == "calibrated"
+    assert "3 of 8 image(s) referred" in done.stderr
+    # raw probabilities: the network's softmax, as in the cell's prob_ columns
+    raw = json.loads(mribench(["predict", run.info.run_id, *paths, "--raw-probabilities",
+                               "--json"], env, tmp).stdout)
+    want = pick.set_index(pick["file"].map(lambda f: str(SAMPLE_DIR / f)))
+    assert raw["probabilities"] == "raw"
+    assert all(abs(r[f"prob_{c}"] - want.loc[r["path"], f"prob_{c}"]) < 1e-6
+               for r in raw["rows"] for c in CLASSES)
+    bad = subprocess.run([shutil.which("mribench"), "predict", run.info.run_id, paths[0],
+                          "--abstain-below", "1.5"], cwd=tmp, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "--abstain-below: a probability in (0, 1]" in bad.stderr
+
+
 def test_evaluate_on_another_set_audits_copies_of_training_images(cell):
     tmp, env, run = cell
     # two training images per class copied in (exact duplicates), plus two test images each
@@ -118,6 +158,10 @@ def test_evaluate_on_another_set_audits_copies_of_training_images(cell):
     child = client.get_run(done["evaluation_run_id"])
     assert child.data.tags["mlflow.parentRunId"] == run.info.run_id
     assert child.data.metrics["external_hospital_n_exact_duplicates"] == 8
+    # scored raw and with the model's temperature, and ranked for selective prediction
+    assert {"external_hospital_ece", "external_hospital_calibrated_ece",
+            "external_hospital_aurc", "external_clean_hospital_accuracy_at_coverage_90"} <= \
+        set(child.data.metrics)
     preds = pd.read_csv(client.download_artifacts(child.info.run_id,
                                                   "external/hospital/predictions.csv", str(tmp)))
     assert set(preds.loc[preds["file"].str.contains("copy-"), "duplicate"]) == {"exact"}
@@ -160,4 +204,4 @@ def test_a_served_model_answers_with_the_probabilities_of_a_posted_image(cell):
     row = logged[logged["file"] == f"Testing/glioma/{image.name}"].iloc[0]
     (served,) = answer["predictions"]
     assert served["predicted"] == row["pred"]
-    assert all(abs(served[f"prob_{c}"] - row[f"prob_{c}"]) < 1e-6 for c in CLASSES)
+    assert all(abs(served[f"prob_{c}"] - row[f"calibrated_prob_{c}"]) < 1e-6 for c in CLASSES)

@@ -137,6 +137,55 @@ def test_page_table_equals_the_runs_metrics(built):
         assert row["trainable"].replace(",", "") in trainable
 
 
+def _section(page_html: str, title: str) -> str:
+    """The HTML between the h2 that starts with `title` and the next h2."""
+    part = page_html.split(f"<h2>{title}", 1)
+    assert len(part) == 2, f"no section {title!r}"
+    return part[1].split("<h2>", 1)[0]
+
+
+def test_page_shows_calibration_reliability_and_risk_coverage(built, capsys):
+    html_text = (built["out"] / "index.html").read_text()
+    table = Page()
+    table.feed(_section(html_text, "Calibration and selective prediction (clean test)"))
+    header, *rows = table.tables[0]
+    shown = {r[0]: dict(zip(header, r)) for r in rows}
+    by_config: dict[str, list] = {}
+    for run in built["runs"]:
+        by_config.setdefault(f"{run.data.tags['model']}/{run.data.tags['strategy']}", []).append(run)
+    assert set(shown) == set(by_config)
+    for name, runs in by_config.items():
+        def mean(key, runs=runs):
+            return sum(r.data.metrics[key] for r in runs) / len(runs)
+        before, after = map(float, shown[name]["ECE raw -> calibrated"].split(" -> "))
+        assert before == pytest.approx(mean("test_clean_ece"), abs=5e-4)
+        assert after == pytest.approx(mean("test_clean_calibrated_ece"), abs=5e-4)
+        assert float(shown[name]["T"]) == pytest.approx(mean("temperature"), rel=1e-2)
+        # the seed-aware point estimate is the runs' mean of what each cell logged
+        aurc, low, high = map(float, re.findall(r"\d+\.\d+", shown[name]["AURC [95% CI]"]))
+        assert aurc == pytest.approx(mean("test_clean_aurc"), abs=5e-4) and low <= aurc <= high
+        acc = float(shown[name]["acc @ 90% coverage"].split()[0])
+        assert acc == pytest.approx(mean("test_clean_accuracy_at_coverage_90"), abs=5e-4)
+    for title in ("Risk against coverage", "Reliability before and after calibration"):
+        images = Page()
+        images.feed(_section(html_text, title))
+        (src,) = images.images
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+    for name in ("calibration.csv", "risk_coverage.csv", "reliability.csv",
+                 "risk_coverage.png", "reliability_before_after.png"):
+        assert (built["out"] / name).is_file(), name
+    # and in --json
+    tmp = built["out"].parent
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        capsys.readouterr()
+        assert report(str(tmp / "tiny.yaml"), None, as_json=True, write_files=False) == 0
+    cal = json.loads(capsys.readouterr().out)["calibration"]
+    assert {r["config"] for r in cal["table"]} == set(by_config)
+    assert len(cal["risk_coverage"]) == 20 * len(by_config)
+    assert all(r["ci95"][0] <= r["risk"] <= r["ci95"][1] for r in cal["risk_coverage"])
+
+
 def test_page_is_self_contained_and_every_image_decodes(built):
     page = Page()
     page.feed((built["out"] / "index.html").read_text())

@@ -112,7 +112,10 @@ def test_knn_cell_logs_a_model_that_repeats_its_test_predictions(suite_run, tmp_
     ours = model.predict(pd.DataFrame({"path": [str(SAMPLE_DIR / f) for f in logged["file"]]}))
     assert list(ours["predicted"]) == list(logged["pred"])
     probs = [c for c in logged.columns if c.startswith("prob_")]
-    assert abs(ours[probs].to_numpy() - logged[probs].to_numpy()).max() < 1e-6
+    # calibrated by default: a knn cell's temperature is a power of its vote fractions
+    assert abs(ours[probs].to_numpy() - logged[[f"calibrated_{c}" for c in probs]].to_numpy()
+               ).max() < 1e-6
+    assert 0 < knn.data.metrics["temperature"] and "test_calibrated_ece" in knn.data.metrics
 
 
 def test_linear_probe_trains_one_linear_layer_on_reused_features(suite_run):

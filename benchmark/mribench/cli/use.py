@@ -41,7 +41,8 @@ def cmd_predict(args) -> int:
     if not targets:
         raise ValueError("predict: name at least one image, folder or CSV manifest after the model")
     return predict(_uri(args, model), targets, _device(args.device), blank_to_none(args.csv),
-                   args.json, args.explain, blank_to_none(args.out))
+                   args.json, args.explain, blank_to_none(args.out), args.raw_probabilities,
+                   args.abstain_below)
 
 
 def cmd_evaluate(args) -> int:
@@ -85,6 +86,12 @@ def register(sub) -> None:
     p.add_argument("--explain", choices=("gradcam", "lime"), default=None,
                    help="also write one overlay image per input (needs --out)")
     p.add_argument("--out", default=None, metavar="DIR", help="folder for --explain overlays")
+    p.add_argument("--raw-probabilities", action="store_true", help="the network's raw softmax "
+                   "instead of the calibrated probabilities (temperature fitted on the cell's "
+                   "validation split)")
+    p.add_argument("--abstain-below", type=float, default=None, metavar="P",
+                   help="add a `refer` column: True where the highest class probability is "
+                   "below P (0 < P <= 1); the summary counts the referred images")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="test a logged model on a set it has not seen, with the "

@@ -21,7 +21,8 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
     predictor, run_id = fetch(uri, device)
     ext = external.prepare_external(cfg, predictor.pre, predictor.classes, data_dir)
     rows = images.pixels_for([s.path for s in ext.samples], predictor.pre)  # decoded once, cached
-    probs = predictor.probabilities([store.read(sha) for store, sha in rows])
+    # raw: score_external scores them raw and calibrated with the model's temperature
+    probs = predictor.probabilities([store.read(sha) for store, sha in rows], raw=True)
     seen = read_seen(predictor.folder)
     exp_id = logged_model.experiment_of(run_id)
     title = f"evaluate on {cfg.name}"
@@ -35,7 +36,8 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
         external.score_external(ext, probs, [(r["sha256"], r["phash"]) for r in seen],
                                 [r["file"] for r in seen],
                                 f"{len(seen)} training and validation images of the model's "
-                                f"cell ({predictor.meta['cell']}, run {run_id})")
+                                f"cell ({predictor.meta['cell']}, run {run_id})",
+                                predictor.temperature or 1.0)
     logged = logged_model.run_metrics(child)
     out = []
     for subset, prefix in (("whole", f"external_{cfg.key}"), ("clean", f"external_clean_{cfg.key}")):

@@ -1,31 +1,55 @@
-"""`mribench predict`: a logged model's class probabilities for new images, and explanations."""
+"""`mribench predict`: a logged model's class probabilities for new images, and explanations.
+
+Probabilities are calibrated by default: divided by the temperature fitted on the cell's
+validation split (run/calibrated.py), which the logged model carries; `--raw-probabilities`
+gives the network's raw softmax. `--abstain-below P` adds a `refer` column: True where the
+highest class probability is below P (decide when confident, refer the rest), and the summary
+says how many images were referred."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from mribench.console import console, emit_table
 from mribench.data.samples import DataError
+from mribench.errors import UserError
 from mribench.inference.inputs import collect
 from mribench.inference.locate import fetch
 
 
 def predict(uri: str, paths: list[str], device: str = "cpu", csv_out: str | None = None,
-            as_json: bool = False, explain: str | None = None, out: str | None = None) -> int:
+            as_json: bool = False, explain: str | None = None, out: str | None = None,
+            raw: bool = False, abstain_below: float | None = None) -> int:
     from mribench.stats.metrics import safe_name
 
     if explain and not out:
         raise DataError("--explain writes overlay images: give the folder with --out DIR")
+    if abstain_below is not None and not 0 < abstain_below <= 1:
+        raise UserError(f"--abstain-below: a probability in (0, 1], got {abstain_below:g}")
     items = collect(paths)  # bad paths fail before the model is downloaded
     predictor, run_id = fetch(uri, device)
     pixels = [read(predictor, path) for path, _ in items]
-    probs = predictor.probabilities(pixels)
+    probs = predictor.probabilities(pixels, raw=raw)
     classes = predictor.classes
+    kind = "raw" if raw or not predictor.calibrated else "calibrated"
+    if not raw and not predictor.calibrated:
+        console.print("this model carries no temperature (logged before calibration, or its "
+                      "last-epoch weights): its probabilities are raw", style="yellow")
     labelled = any(label is not None for _, label in items)
     rows = []
     for (path, label), p in zip(items, probs):
         row = {"path": str(path), **({"label": label or ""} if labelled else {}),
                "predicted": classes[int(p.argmax())]}
-        rows.append(row | {f"prob_{safe_name(c)}": float(v) for c, v in zip(classes, p)})
+        row |= {f"prob_{safe_name(c)}": float(v) for c, v in zip(classes, p)}
+        if abstain_below is not None:
+            row["refer"] = bool(p.max() < abstain_below)
+        rows.append(row)
+    summary = {"probabilities": kind, "temperature": predictor.temperature}
+    if abstain_below is not None:
+        referred = sum(r["refer"] for r in rows)
+        summary |= {"abstain_below": abstain_below, "referred": referred, "decided":
+                    len(rows) - referred}
+        console.print(f"{referred} of {len(rows)} image(s) referred: their highest {kind} "
+                      f"class probability is below {abstain_below:g}")
     if explain:
         written = explain_images(predictor, items, pixels, probs, explain, Path(out), device)
         console.print(f"{explain} overlays of {len(written)} image(s) written to {out}")
@@ -38,7 +62,7 @@ def predict(uri: str, paths: list[str], device: str = "cpu", csv_out: str | None
         if not as_json:
             return 0
     emit_table(rows, f"{predictor.meta['cell']} ({uri}): {len(rows)} image(s)", as_json,
-               extra={"model": uri, "run_id": run_id, "classes": classes})
+               extra={"model": uri, "run_id": run_id, "classes": classes, **summary})
     return 0
 
 

@@ -43,6 +43,16 @@ def manifest(cell, built, classes: list[str], mean, std, kept: str) -> dict:
     }
 
 
+def calibration_entry(temperature: float | None) -> dict:
+    """The manifest's `calibration`: the temperature `Predictor` divides the logits by (fitted
+    on the cell's validation split), or none (raw probabilities: the last epoch's weights)."""
+    if temperature is None:
+        return {"temperature": None, "calibration": "none: the temperature was fitted for the "
+                "best-validation weights, not these (artifacts.model: last)"}
+    return {"temperature": float(temperature),
+            "calibration": "temperature scaling fitted on the cell's validation split"}
+
+
 def save(folder: Path, network: torch.nn.Module, meta: dict, seen: list[dict]) -> int:
     """Write a package; returns the weight file's size in bytes."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,6 +103,8 @@ class Predictor:
         self.mean = _stats(norm["mean"], self.pre.channels)
         self.std = _stats(norm["std"], self.pre.channels)
         self.to_input = ToInput(None, self.mean, self.std)
+        # packages from before calibration, or of last-epoch weights, have no temperature
+        self.temperature = (self.meta.get("calibration") or {}).get("temperature")
 
     def pixels(self, image) -> np.ndarray:
         """uint8 [H, W, C] at the cell's size and channels from a path, file bytes or an array
@@ -117,22 +129,32 @@ class Predictor:
         batch = torch.from_numpy(np.stack(pixels)).to(self.device)
         return self.to_input(batch, torch.zeros(len(pixels), 4))
 
+    @property
+    def calibrated(self) -> bool:
+        return self.temperature is not None
+
     @torch.inference_mode()
-    def probabilities(self, pixels: list[np.ndarray]) -> np.ndarray:
-        """Class probabilities [N, classes], float64 softmax of the logits as `evaluate` does."""
+    def probabilities(self, pixels: list[np.ndarray], raw: bool = False) -> np.ndarray:
+        """Class probabilities [N, classes], float64 softmax of the logits as `evaluate` does,
+        divided by the package's temperature first unless `raw` (or it has none)."""
+        from mribench.stats.calibration import scale
+
         out = []
         for start in range(0, len(pixels), self.batch_size):
             logits = self.network(self.inputs(pixels[start:start + self.batch_size]))
             out.append(torch.softmax(logits.double(), 1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+        return probs if raw or not self.calibrated or not len(probs) else \
+            scale(probs, self.temperature)
 
-    def frame(self, images: list) -> "object":
-        """A pandas frame: predicted class and prob_<class> per image, in input order."""
+    def frame(self, images: list, raw: bool = False) -> "object":
+        """A pandas frame: predicted class and prob_<class> per image, in input order
+        (calibrated probabilities unless `raw`)."""
         import pandas as pd
 
         from mribench.stats.metrics import safe_name
 
-        probs = self.probabilities([self.pixels(i) for i in images])
+        probs = self.probabilities([self.pixels(i) for i in images], raw=raw)
         names = np.asarray(self.classes, dtype=object)
         frame = pd.DataFrame({"predicted": names[probs.argmax(1)] if len(probs) else []})
         for i, name in enumerate(self.classes):

@@ -228,7 +228,7 @@ def _curve_sections(results: Results, rows: list[dict], folder: Path) -> list[Se
 
 def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], meta: list[str],
           title: str, notes: list[Section] | None = None,
-          robustness=None) -> tuple[Path, Path]:
+          robustness=None, calibration=None) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     for old in list(folder.glob("*.png")) + list(folder.glob("*.csv")):
         old.unlink()  # a rerun must not leave figures of configurations that are gone
@@ -288,6 +288,10 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
                                                  folder, "confusion.png"),
                                     files=[_csv(long.reset_index().rename(
                                         columns={"level_0": "config"}), folder, "confusion.csv")]))
+    if calibration is not None:  # report/calibration.py: calibration, selective prediction
+        from mribench.report.calibration import sections as calibration_sections
+
+        sections += calibration_sections(calibration, folder, _save, _csv)
     if robustness is not None:  # report/robustness.py: MRI artefacts
         from mribench.report.robustness import sections as robustness_sections
 

@@ -20,6 +20,7 @@ from mribench.console import console, emit_table
 from mribench.data import fallback
 from mribench.matrix import expand
 from mribench.report import composition as subset_mix
+from mribench.report import calibration as calibration_report
 from mribench.report import robustness as robust_report
 from mribench.report.curves import curve_points, display_points, separations
 from mribench.report.tables import Results, configuration_rows, display_rows, external_display_rows
@@ -90,6 +91,8 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     pairs = paired_rows(runs, results.load)
     # MRI artefacts (suites with a robustness block); adds the mCA to rows
     robust = robust_report.analyse(results, rows, robust_report.reference_of(suite))
+    # temperature scaling and selective prediction (runs that carry calibrated probabilities)
+    calibrated = calibration_report.analyse(results, rows)
     datasets = sorted({r["dataset"] for r in rows})
     points = curve_points(runs, rows)  # suites with axes: accuracy against each numeric axis
     apart = separations(points)
@@ -100,10 +103,12 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
              **({"curves": points, "separations": apart} if points else {}),
              "deviations": deviation_rows(suite.deviations),
              "published_flags": flag_rows(suite.published),
-             **({"robustness": {"table": robust.table, "pairs": robust.pairs}} if robust else {})}
+             **({"robustness": {"table": robust.table, "pairs": robust.pairs}} if robust else {}),
+             **({"calibration": calibration_report.as_json(calibrated)} if calibrated else {})}
     if write_files:
         folder = Path(out or Path("reports") / suite.name)
-        page, md = _write(folder, suite, results, rows, pairs, datasets, exp_id, robust)
+        page, md = _write(folder, suite, results, rows, pairs, datasets, exp_id, robust,
+                          calibrated)
         extra |= {"html": str(page), "markdown": str(md)}
     if register:  # the best configuration's median-seed model, alias champion (inference/)
         from mribench.inference.champion import register_best
@@ -122,6 +127,11 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     if robust:
         emit_table(robust_report.display_table(robust), f"MRI artefacts ({robust.subset} test): "
                    "mean accuracy over severities, mCA [95% CI], mCE vs the reference", False)
+    if calibrated:
+        emit_table(calibration_report.display_table(calibrated),
+                   f"calibration and selective prediction ({calibrated.subset} test): ECE before "
+                   "and after temperature scaling, AURC and accuracy at fixed coverage "
+                   "[95% CI over test images and seeds]", False)
     for axis in sorted({p["axis"] for p in points}):
         emit_table(display_points([p for p in points if p["axis"] == axis]),
                    f"accuracy against {axis} (mean [95% CI over test images and seeds])", False)
@@ -175,7 +185,8 @@ def _split_line(dataset, split, name_it: bool) -> str:
                if dataset.dedup == "near" else ""))
 
 
-def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id, robust=None):
+def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id, robust=None,
+           calibrated=None):
     from mribench.report.files import build
 
     meta = [f"suite {suite.name}: {suite.description}".rstrip(": "),
@@ -184,7 +195,7 @@ def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id,
             *(_split_line(d, d.split or suite.split, len(suite.datasets) > 1)
               for d in suite.datasets)]
     page, md = build(folder, results, rows, pairs, meta, f"{suite.name}: report",
-                     notes=paper_sections(suite), robustness=robust)
+                     notes=paper_sections(suite), robustness=robust, calibration=calibrated)
     parent = tracking.latest_suite_run(exp_id, suite.name)
     if parent:
         tracking.log_folder(parent, folder, "report")

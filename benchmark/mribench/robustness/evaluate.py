@@ -6,6 +6,9 @@ the stored features are of clean images, and a corruption acts before the backbo
 Metric names (MLflow), with P = `robust` for the full test split and `robust_clean` for its
 clean subset (no exact/near copy in train/val, as `test_clean_*`):
     P_<artefact>_s<k>_accuracy, _balanced_accuracy, _ece   one artefact at severity k
+    P_<artefact>_s<k>_calibrated_ece, _aurc, _eaurc, _accuracy_at_coverage_90
+                                the cell's temperature applied (run/calibrated.py): does the
+                                model know when an artefact has fooled it?
     P_<artefact>_accuracy       mean accuracy over the declared severities
     P_<artefact>_relative_drop  1 - P_<artefact>_accuracy / uncorrupted accuracy
     P_mca                       mean corruption accuracy: mean over artefacts and severities
@@ -25,13 +28,18 @@ from mribench.robustness.cache import corrupted_rows
 from mribench.stats import metrics
 
 PREFIXES = {"test": "robust", "test_clean": "robust_clean"}  # uncorrupted prefix -> ours
-PER_CELL = ("accuracy", "balanced_accuracy", "ece")
+PER_CELL = ("accuracy", "balanced_accuracy", "ece", "calibrated_ece", "aurc", "eaurc",
+            "accuracy_at_coverage_90")
 
 
 def evaluate_robustness(cell, model, prepared, mean, std, device: str, precision,
-                        uncorrupted: dict[str, float]) -> dict[str, float]:
+                        uncorrupted: dict[str, float], temperature: float = 1.0) -> dict[str, float]:
     """Log the robustness metrics and predictions of one trained cell; returns the mCA values.
-    `uncorrupted` holds the cell's test_accuracy (and test_clean_accuracy) from _test."""
+    `uncorrupted` holds the cell's test_accuracy (and test_clean_accuracy) from _test;
+    `temperature` the cell's, fitted on its (uncorrupted) validation split."""
+    from mribench.run.calibrated import scores as calibrated_scores
+    from mribench.run.calibrated import with_calibrated
+    from mribench.stats.calibration import scale
     from mribench.train.engine import evaluate
     from mribench.train.precision import channels_last
 
@@ -60,12 +68,16 @@ def evaluate_robustness(cell, model, prepared, mean, std, device: str, precision
             loader.dataset.rows = corrupted_rows([s.path for s in samples], cell.preprocess,
                                                  artefact, k)
             ev = evaluate(model, loader, torch.nn.CrossEntropyLoss(), device, precision=precision)
+            scaled = scale(ev["probs"], temperature)
             for name, mask in subsets.items():
                 scores = metrics.compute(y[mask], ev["probs"][mask], prepared.classes)
+                scores |= calibrated_scores(y[mask], ev["probs"][mask], scaled[mask],
+                                            prepared.classes)
                 logged |= {f"{PREFIXES[name]}_{artefact}_s{k}_{m}": scores[m] for m in PER_CELL}
             frame = metrics.predictions_frame(paths, ev["targets"], ev["probs"], prepared.classes,
                                               None if clean is None else clean.tolist(),
                                               prepared.test_groups or None)
+            frame = with_calibrated(frame, scaled, prepared.classes)
             frames.append(frame.assign(artefact=artefact, severity=k))
     for name in subsets:
         logged |= summary(logged, PREFIXES[name], cfg.artefacts, cfg.severities,

@@ -20,8 +20,8 @@ from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mribench.report import run_figures as plots
 from mribench.robustness.evaluate import evaluate_robustness
-from mribench.run import composition, external, keeping, protocols
-from mribench.stats import metrics
+from mribench.run import calibrated, composition, external, keeping, protocols
+from mribench.stats import calibration, metrics
 from mribench.train import precision as fastpath
 from mribench.train.engine import Diverged, evaluate, fit
 from mribench.train.features import FeatureStore, feature_stage
@@ -129,16 +129,19 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
             result.history[-1] if result.history else result.validation)  # knn: no epochs
     headline = {"val_loss_best": best["val_loss"], "val_acc_best": best["val_acc"]}
     if opts.evaluate_test:
-        headline |= _test(net, prepared, predict_loader, opts.device, precision)
+        # post-hoc temperature scaling, fitted on the validation split (run/calibrated.py)
+        temperature = calibrated.fit(net, prepared, predict_loader, opts.device, precision)
+        headline |= _test(net, prepared, predict_loader, opts.device, precision, temperature)
         # MRI artefacts: the whole model (backbone too) on corrupted test images
         headline |= evaluate_robustness(cell, built.model, prepared, mean, std, opts.device,
-                                        precision, headline)
+                                        precision, headline, temperature)
         for ext in externals:
             headline |= external.evaluate_external(ext, prepared, net, predict_loader,
-                                                   opts.device)
+                                                   opts.device, temperature)
         if cell.explain.methods:
             _explain(cell, built, prepared, mean, std, opts.device)
-        headline |= keeping.keep_model(cell, built, prepared, net, mean, std, result)
+        headline |= keeping.keep_model(cell, built, prepared, net, mean, std, result,
+                                       temperature)
     keeping.close_checkpoints(cell, opts.cache_dir)
     headline["wall_seconds"] = time.perf_counter() - wall
     tracking.log_metrics({"wall_seconds": headline["wall_seconds"],
@@ -252,7 +255,8 @@ def _log_data(prepared, with_test: bool) -> None:
                           "data/skipped_files.csv")
 
 
-def _test(model, prepared, predict_loader, device, precision) -> dict[str, float]:
+def _test(model, prepared, predict_loader, device, precision,
+          temperature: float = 1.0) -> dict[str, float]:
     """Test metrics of the restored best-validation checkpoint on the full test split and on its
     clean subset (no exact/near copy in train or val), from one pass over the test images."""
     samples = prepared.splits["test"]
@@ -269,11 +273,14 @@ def _test(model, prepared, predict_loader, device, precision) -> dict[str, float
     out = {}
     for prefix, mask in subsets.items():
         out[f"{prefix}_accuracy"] = _log_subset(prefix, y[mask], probs[mask], prepared.classes)
+        calibrated.log_subset(prefix, y[mask], probs[mask], temperature, prepared.classes)
     tracking.log_metrics({"test_loss": ev["loss"]})
     paths = [prepared.relative(s.path) for s in samples]  # pairs across machines
-    tracking.log_frame(metrics.predictions_frame(paths, y, probs, prepared.classes,
-                                                 None if clean is None else clean.tolist(),
-                                                 prepared.test_groups or None),
+    frame = metrics.predictions_frame(paths, y, probs, prepared.classes,
+                                      None if clean is None else clean.tolist(),
+                                      prepared.test_groups or None)
+    tracking.log_frame(calibrated.with_calibrated(
+        frame, calibration.scale(probs, temperature), prepared.classes),
                        "metrics/predictions.csv")
     tracking.log_metrics(composition.logged_metrics(prepared))
     return out

@@ -30,7 +30,8 @@ from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
 from mribench.files import file_sha256
 from mribench.report import run_figures as plots
-from mribench.stats import composition, metrics
+from mribench.run import calibrated
+from mribench.stats import calibration, composition, metrics
 from mribench.train.engine import evaluate
 
 log = logging.getLogger(__name__)
@@ -111,18 +112,21 @@ def _hashes(path) -> tuple[str, str]:
 
 def evaluate_external(ext: ExternalSet, prepared: PreparedData, net: torch.nn.Module,
                       predict_loader: Callable[[list[Sample]], object],
-                      device: str) -> dict[str, float]:
-    """Test `net` on the set, full and clean; log metrics, confusion matrices, predictions."""
+                      device: str, temperature: float = 1.0) -> dict[str, float]:
+    """Test `net` on the set, full and clean; log metrics, confusion matrices, predictions
+    (`temperature`: the cell's, for the calibrated figures of run/calibrated.py)."""
     seen = [s for split in ("train", "val") for s in prepared.splits[split]]
     probs = evaluate(net, predict_loader([Sample(s.path, 0) for s in ext.samples]),
                      torch.nn.CrossEntropyLoss(), device)["probs"]
     return score_external(ext, probs, [_hashes(s.path) for s in seen],
                           [prepared.relative(s.path) for s in seen],
-                          f"{len(seen)} training and validation images of {prepared.name}")
+                          f"{len(seen)} training and validation images of {prepared.name}",
+                          temperature)
 
 
 def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, str]],
-                   seen_files: list[str], compared_with: str) -> dict[str, float]:
+                   seen_files: list[str], compared_with: str,
+                   temperature: float = 1.0) -> dict[str, float]:
     """Score the model's class probabilities on the set, whole and without the images that
     duplicate one it has seen (`seen`: (sha256, perceptual hash) of its training and validation
     images, named by `seen_files`); log metrics, audit, confusion matrices, predictions."""
@@ -131,6 +135,9 @@ def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, st
     # the model's classes fold into the evaluation labels: probabilities of merged classes add up
     folded = np.zeros((len(probs), len(ext.classes)))
     np.add.at(folded.T, ext.fold, probs.T)
+    # calibrated: the model's classes scaled first, then folded the same way
+    folded_cal = np.zeros_like(folded)
+    np.add.at(folded_cal.T, ext.fold, calibration.scale(probs, temperature).T)
     y = np.array([s.label for s in ext.samples])
     clean = np.array([k == "" for k in kinds])
     counts = {"n": len(y), "n_exact_duplicates": kinds.count("exact"),
@@ -150,6 +157,7 @@ def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, st
             # y_true"): expected, and nothing a user can act on; kept off the console
             warnings.simplefilter("always")
             scores = metrics.compute(y[mask], folded[mask], ext.classes)
+            scores |= calibrated.scores(y[mask], folded[mask], folded_cal[mask], ext.classes)
         for w in caught:
             log.debug("%s: %s", prefix, w.message)
         # undefined values (a class the set has no image of) are left out, not logged as 0
@@ -162,6 +170,7 @@ def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, st
                             f"external/{key}/{name}.png")
     paths = [ext.relative(s.path) for s in ext.samples]
     frame = metrics.predictions_frame(paths, y, folded, ext.classes)
+    frame = calibrated.with_calibrated(frame, folded_cal, ext.classes)
     frame["duplicate"] = kinds
     frame["nearest_seen_bits"] = nearest
     frame["nearest_seen_file"] = [seen_files[i] if i >= 0 else "" for i in index]

@@ -46,9 +46,12 @@ def close_checkpoints(cell, cache_dir: str | None) -> None:
         Checkpoints(checkpoint_root(cell, cache_dir) / cell.run_key, cell.run_key, 0).remove()
 
 
-def keep_model(cell, built, prepared, net, mean, std, result) -> dict[str, float]:
+def keep_model(cell, built, prepared, net, mean, std, result,
+               temperature: float = 1.0) -> dict[str, float]:
     """Log the whole network (backbone + trained head) as the run's model, with what it needs to
-    classify raw images; `artifacts.model` says which weights (best: the ones just tested)."""
+    classify raw images; `artifacts.model` says which weights (best: the ones just tested).
+    The cell's temperature travels with the best weights it was fitted for; the last epoch's
+    weights were not calibrated, so their package carries none (its probabilities are raw)."""
     kept = cell.artifacts.model
     if kept == "none":  # a knn cell's model is its backbone and its fitted neighbour index
         return {}
@@ -64,6 +67,7 @@ def keep_model(cell, built, prepared, net, mean, std, result) -> dict[str, float
         plain(net).load_state_dict(result.last_state)
     try:
         meta = packaged.manifest(cell, built, prepared.classes, mean, std, kept)
+        meta["calibration"] = packaged.calibration_entry(temperature if kept == "best" else None)
         seen = [{"split": split, "file": prepared.relative(s.path),
                  "sha256": prepared.sha256.get(s.path, ""),
                  "phash": images.inspect(s.path, prepared.sha256[s.path])
@@ -76,7 +80,8 @@ def keep_model(cell, built, prepared, net, mean, std, result) -> dict[str, float
             size = packaged.save(Path(tmp) / "package", built.model, meta, seen)
             info = logged_model.log_model(Path(tmp) / "package", example.getvalue(),
                                           prepared.classes, {"run_key": cell.run_key,
-                                                             "weights_kept": kept})
+                                                             "weights_kept": kept,
+                                                             **meta["calibration"]})
     finally:
         if best is not None:  # whatever runs after this sees the tested weights again
             plain(net).load_state_dict(best)

@@ -4,7 +4,10 @@ The pyfunc model wraps a package folder (models/packaged.py) and carries its own
 `mlflow.pyfunc.load_model(uri).predict(frame)` takes a frame with an `image` column (file bytes,
 base64 in JSON for `mlflow models serve`; in Python also a uint8 array or a path) or a `path`
 column (a file readable where the model runs), and returns the predicted class and one
-`prob_<class>` column per class. The model is logged from code (tracking/model_code.py, nothing
+`prob_<class>` column per class. The probabilities are calibrated by default (divided by the
+cell's temperature, fitted on its validation split: run/calibrated.py); the inference parameter
+`raw_probabilities=True` (`predict(frame, params={"raw_probabilities": True})`) gives the
+network's raw softmax instead. The model is logged from code (tracking/model_code.py, nothing
 pickled); `mribench` must be installed where it is loaded or served (`--env-manager local`).
 """
 from __future__ import annotations
@@ -18,7 +21,7 @@ import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 NAME = "model"  # the logged model's name in its run: runs:/<run id>/model
 
@@ -33,7 +36,8 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         self.predictor = Predictor(context.artifacts["package"], device=device)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.predictor.frame(images_of(model_input))
+        raw = bool((params or {}).get("raw_probabilities", False))
+        return self.predictor.frame(images_of(model_input), raw=raw)
 
 
 def images_of(model_input) -> list:
@@ -68,7 +72,8 @@ def signature(classes: list[str]) -> ModelSignature:
                      ColSpec("string", "path", required=False)])
     outputs = Schema([ColSpec("string", "predicted"),
                       *(ColSpec("double", f"prob_{safe_name(c)}") for c in classes)])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    params = ParamSchema([ParamSpec("raw_probabilities", "boolean", False)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def requirements() -> list[str]:
