@@ -19,8 +19,8 @@ from mribench.config.suite_file import load_suite
 from mribench.console import console, emit_table
 from mribench.data import fallback
 from mribench.matrix import expand
-from mribench.report import composition as subset_mix
 from mribench.report import calibration as calibration_report
+from mribench.report import composition as subset_mix
 from mribench.report import robustness as robust_report
 from mribench.report.curves import curve_points, display_points, separations
 from mribench.report.tables import Results, configuration_rows, display_rows, external_display_rows
