@@ -20,7 +20,7 @@ from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mribench.report import run_figures as plots
 from mribench.robustness.evaluate import evaluate_robustness
-from mribench.run import external, keeping, protocols
+from mribench.run import external, keeping, protocols, shortcut_log
 from mribench.stats import metrics
 from mribench.train import precision as fastpath
 from mribench.train.engine import Diverged, evaluate, fit
@@ -242,6 +242,7 @@ def _log_data(prepared, with_test: bool) -> None:
         if with_test:  # a tuning trial logs nothing about the test split
             tracking.log_metrics({"test_leaked_near": prepared.audit["near_test_files_leaked"],
                                   "test_leaked_exact": prepared.audit["exact_test_files_leaked"]})
+    shortcut_log.log(prepared, with_test)
     if prepared.skipped:
         tracking.log_text("path,reason\n" + "\n".join(f"{p},{r}" for p, r in prepared.skipped),
                           "data/skipped_files.csv")
@@ -266,9 +267,9 @@ def _test(model, prepared, predict_loader, device, precision) -> dict[str, float
         out[f"{prefix}_accuracy"] = _log_subset(prefix, y[mask], probs[mask], prepared.classes)
     tracking.log_metrics({"test_loss": ev["loss"]})
     paths = [prepared.relative(s.path) for s in samples]  # pairs across machines
-    tracking.log_frame(metrics.predictions_frame(paths, y, probs, prepared.classes,
-                                                 None if clean is None else clean.tolist()),
-                       "metrics/predictions.csv")
+    tracking.log_frame(shortcut_log.annotate(metrics.predictions_frame(
+        paths, y, probs, prepared.classes, None if clean is None else clean.tolist()),
+        prepared, samples), "metrics/predictions.csv")
     return out
 
 
