@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_sample import console_script
 
 from mribench.config.schema import DatasetConfig, PreprocessConfig, SplitConfig
 from mribench.data import images, properties, shortcuts
@@ -23,7 +24,6 @@ from mribench.data.registry import SAMPLE_DIR
 from mribench.data.scan import scan_folder
 from mribench.data.splits import split_indices
 from real_data import ROOT
-from test_sample import console_script
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +83,7 @@ def test_mixed_sizes_are_near_chance_and_quiet(tmp_path):
 def test_properties_of_hand_built_files(tmp_path):
     grey = np.zeros((10, 20), np.uint8)
     grey[2:8, 4:16] = 200  # a 12x6 lit block in a 4-px black frame left/right, 2-px top/bottom
-    for cls, n in (("x", 2), ("y", 1)):
+    for cls in ("x", "y"):
         (tmp_path / "set" / cls).mkdir(parents=True)
     for i in range(2):
         Image.fromarray(grey).save(tmp_path / "set/x" / f"scan {i}.png")

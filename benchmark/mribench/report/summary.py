@@ -20,6 +20,7 @@ from mribench.console import console, emit_table
 from mribench.data import fallback
 from mribench.matrix import expand
 from mribench.report import robustness as robust_report
+from mribench.report import slices
 from mribench.report.curves import curve_points, display_points, separations
 from mribench.report.tables import Results, configuration_rows, display_rows, external_display_rows
 from mribench.stats.compare import paired_rows
@@ -84,6 +85,7 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     console.print(f"reading {len(runs)} runs of {name!r} ...")
     results = Results(name, runs, {r: tracking.load_predictions(r) for r in runs["run_id"]})
     rows = configuration_rows(results, published_by_config(suite))
+    slices.add_baseline(rows, results)  # the metadata-only baseline beside the models
     if not include_all:
         _note_missing(rows, suite)
     pairs = paired_rows(runs, results.load)
@@ -92,7 +94,10 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     datasets = sorted({r["dataset"] for r in rows})
     points = curve_points(runs, rows)  # suites with axes: accuracy against each numeric axis
     apart = separations(points)
+    by_source = slices.slice_rows(results, "clean" if any("test_clean_accuracy" in r for r in rows)
+                                  else "full")
     extra = {"experiment": name, "runs": int(len(runs)), "comparisons": pairs,
+             **({"slices": by_source} if by_source else {}),
              **({"curves": points, "separations": apart} if points else {}),
              "deviations": deviation_rows(suite.deviations),
              "published_flags": flag_rows(suite.published),
@@ -109,7 +114,10 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     if as_json:
         emit_table(rows, title, True, extra=extra)
         return 0
-    emit_table(display_rows(rows), title, False)
+    emit_table(slices.with_baseline(display_rows(rows), rows), title, False)
+    if by_source:
+        emit_table(slices.display_slices(by_source), "accuracy per image source and original size "
+                   "(mean [95% CI over test images and seeds])", False)
     if robust:
         emit_table(robust_report.display_table(robust), f"MRI artefacts ({robust.subset} test): "
                    "mean accuracy over severities, mCA [95% CI], mCE vs the reference", False)
