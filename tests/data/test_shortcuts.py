@@ -21,6 +21,7 @@ from mribench.config.schema import DatasetConfig, PreprocessConfig, SplitConfig
 from mribench.data import images, properties, shortcuts
 from mribench.data.preparation import prepare, validate
 from mribench.data.registry import SAMPLE_DIR
+from mribench.data.samples import DataError
 from mribench.data.scan import scan_folder
 from mribench.data.splits import split_indices
 from real_data import ROOT
@@ -139,7 +140,10 @@ def test_hold_out_source_never_reaches_train_or_val(tmp_path):
         assert {r["source"] for r in rows if r["split"] == "test"} == {"web_N"}
         assert sum(r["split"] == "test" for r in rows) == 16
         assert "test" in prepared.shortcuts["baseline"]
-    with pytest.raises(Exception, match="matches no image"):
+    with pytest.raises(DataError, match=r"every image of class\(es\) \['a', 'b'\]"):
+        prepare(ds, SplitConfig(protocol="holdout", hold_out={"source": ["web_N", "scanner_N"]}),
+                PreprocessConfig(image_size=32), seed=0, fold=None, data_dir=None)
+    with pytest.raises(DataError, match="matches no image"):
         prepare(ds, SplitConfig(protocol="holdout", hold_out={"source": ["nope"]}),
                 PreprocessConfig(image_size=32), seed=0, fold=None, data_dir=None)
 

@@ -157,6 +157,8 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     kept_together = groups[split.groups] if split.groups != "none" else []
     facts = provenance.describe(ds.name, records, data_dir)
     held = provenance.held_out(facts, split.hold_out) if split.hold_out else None
+    if held:
+        provenance.check_held_out(ds.name, records, held)
     parts = split_indices(labels, [r.split for r in records], split, seed=seed, fold=fold, name=ds.name,
                           groups=kept_together, held=held)
     for name, idx in parts.items():

@@ -91,3 +91,15 @@ def held_out(rows: list[dict], hold_out) -> list[bool]:
     """Which images a split.hold_out block (config HoldOutConfig) matches."""
     wanted = {key: set(getattr(hold_out, key) or ()) for key in ("source", "size", "format")}
     return [any(str(row.get(key)) in values for key, values in wanted.items()) for row in rows]
+
+
+def check_held_out(name: str, records, held: list[bool]) -> None:
+    """A hold-out that leaves a class with no image to train on stops here, naming the class."""
+    from mribench.data.samples import DataError
+
+    left = {r.cls for r, h in zip(records, held) if not h}
+    missing = sorted({r.cls for r in records} - left)
+    if missing and any(held):
+        raise DataError(f"dataset {name!r}: split.hold_out holds out every image of class(es) "
+                        f"{missing}, leaving none to train on; hold out a source that shares "
+                        "its classes with others (`mribench data audit` shows source per class)")
