@@ -1,12 +1,12 @@
 """Where each image came from, as far as the files can tell: a `source` label per image.
 
-- brain-tumor-mri-7023 (and its shipped sample): `sartaj` when the image is a copy of an image
+- brain-tumor-mri-7023: `sartaj` when the image is a copy of an image
   of the 3264 set (the SARTAJ set), found by perceptual hash (at most SARTAJ_BITS of 256 bits
   apart, the leakage audit's near-duplicate threshold) against that set in the same data folder;
   otherwise `br35h` for no-tumour images and `figshare` for tumour images, because the
   publisher built the set from exactly these three and only Br35H gave no-tumour images and
   only figshare gave the other tumour images. Without the 3264 set at hand every image is
-  `unknown`.
+  `unknown`. The shipped sample's 64 images are all `sartaj` (measured that way, fixed below).
 - every other set (the 3264 and 253 sets, user folders and manifests): the file-name family,
   the name without its extension and with digit runs replaced by N (`gg (12).jpg` -> `gg (N)`).
   Families are how the publishers' own sources show: in the 3264 set all 826 training gliomas
@@ -22,7 +22,8 @@ import numpy as np
 from mribench.data import store
 
 SARTAJ_SET = "brain-tumor-classification-3264"
-POOLED = ("brain-tumor-mri-7023", "brain-tumor-mri-7023-sample")
+SAMPLE = "brain-tumor-mri-7023-sample"
+POOLED = ("brain-tumor-mri-7023", SAMPLE)
 SARTAJ_BITS = 16
 NO_TUMOUR = "notumor"
 
@@ -65,6 +66,11 @@ def sources(name: str, records, data_dir: str | None) -> list[str]:
     """One source label per record (records: data.audit.Record with path, cls, phash)."""
     if name not in POOLED:
         return [family(r.path) for r in records]
+    if name == SAMPLE:
+        # measured once (2026-12-07): all 64 sample images are copies of 3264-set images (the
+        # first 8 names per folder are the `Tr-glTr_N` family); fixed here so that preparing
+        # the sample never hashes the whole 3264 set
+        return ["sartaj"] * len(records)
     reference = _sartaj_hashes(data_dir)
     if reference is None:
         store.warn(f"{name}: the {SARTAJ_SET} set is not in the data folder, so which images "
