@@ -167,3 +167,31 @@ def test_installed_command_audits_the_shipped_sample_outside_the_repository(tmp_
                           text=True, timeout=300)
     assert text.returncode == 0 and "metadata-only baseline" in text.stdout
     assert "Duplicate audit" not in text.stdout and "Shortcut verdict" in text.stdout
+
+
+def _rows(rng, labels: list[str], effect: float) -> list[dict]:
+    """Property rows drawn at random; `effect` shifts class b's width by that many SDs."""
+    return [{"width": 300 + 40 * (rng.normal() + (effect if y == "b" else 0)), "height": 300.0,
+             "aspect": 1.0, "file_kb": rng.normal(20, 4), "bytes_per_pixel": rng.normal(0.2, 0.03),
+             "bit_depth": 24, "jpeg_quality": 90, "frame": rng.uniform(0, 0.3),
+             "mean": rng.normal(50, 10), "std": rng.normal(40, 5),
+             **{f"p{k}": rng.normal(k, 3) for k in (1, 5, 50, 95, 99)},
+             "background": rng.normal(2, 1), "format": "JPEG", "size": "300x300", "mode": "RGB"}
+            for y in labels]
+
+
+def test_warning_rate_under_no_shortcut_and_under_a_real_one():
+    """The verdict's rule (balanced accuracy 0.10 above 1/k and the Wilson lower bound above the
+    majority share) simulated: properties independent of the label rarely warn, a 3-SD shift in
+    one property almost always does. 60 train + 60 test images, two classes, 25 replicates."""
+    labels = ["a", "b"] * 60
+    sides = ["train"] * 60 + ["test"] * 60
+    counts = {}
+    for effect in (0.0, 3.0):
+        rng = np.random.default_rng(7)
+        warned = sum(shortcuts.audit(_rows(rng, labels, effect), labels, sides, "sim", seed=r,
+                                     cross_validate=False)["warning"] is not None
+                     for r in range(25))
+        counts[effect] = warned
+    print(f"warnings in 25 replicates: no shortcut {counts[0.0]}, shifted width {counts[3.0]}")
+    assert counts[0.0] <= 2 and counts[3.0] >= 23
