@@ -13,20 +13,19 @@ from mribench.data.store import warn
 
 def log(prepared, with_test: bool) -> None:
     audit = prepared.shortcuts
-    if not audit:
+    if not audit or not with_test:  # a tuning trial logs nothing about the test split
         return
     tracking.log_dict(audit, "data/shortcut_audit.json")
     tracking.set_tags({"shortcut_verdict": "warning" if audit["warning"] else "none found"})
     if audit["warning"]:
         warn(audit["warning"], once=f"shortcuts {prepared.name} {prepared.digest()}")
     base = audit["baseline"]
-    if with_test:  # a tuning trial logs nothing about the test split
-        for subset in ("test", "test_clean"):
-            if subset in base:
-                tracking.log_metrics({f"metadata_baseline_{subset}_accuracy": base[subset]["accuracy"],
-                                      f"metadata_baseline_{subset}_balanced_accuracy":
-                                          base[subset]["balanced_accuracy"],
-                                      f"metadata_baseline_{subset}_chance": base[subset]["chance_accuracy"]})
+    for subset in ("test", "test_clean"):
+        if subset in base:
+            tracking.log_metrics({f"metadata_baseline_{subset}_accuracy": base[subset]["accuracy"],
+                                  f"metadata_baseline_{subset}_balanced_accuracy":
+                                      base[subset]["balanced_accuracy"],
+                                  f"metadata_baseline_{subset}_chance": base[subset]["chance_accuracy"]})
 
 
 def annotate(frame: pd.DataFrame, prepared, samples) -> pd.DataFrame:
