@@ -23,12 +23,16 @@ def register(subparsers) -> None:
     p = sub.add_parser("list", help="the known datasets, where they are found, whether complete")
     _common(p)
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("audit", help="exact and near duplicates within and across splits")
+    p = sub.add_parser("audit", help="exact and near duplicates within and across splits, and "
+                       "shortcuts: how well properties that are not anatomy predict the label")
     p.add_argument("dataset", help="a known dataset name, a folder of class (or split) folders, "
                    "or a CSV manifest (path,label[,split])")
     p.add_argument("--near-bits", type=int, default=16,
                    help="near duplicates differ in at most this many of the 256 bits of their "
                         "perceptual hash (0-256; default 16); the sweep table shows 0, 8, 16, 24, 32")
+    p.add_argument("--only", choices=("duplicates", "shortcuts"),
+                   help="print one of the two audits (default: both; the shortcut audit measures "
+                        "how well file and intensity properties alone predict the label)")
     p.add_argument("--csv", help="write every duplicate group, one row per file, to this CSV")
     p.add_argument("--cache-dir", help="hash cache folder (default: $BENCHMARK_CACHE_DIR, ./.cache/mribench)")
     _common(p)
@@ -93,6 +97,8 @@ def cmd_audit(args) -> int:
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"hashing {len(scan.entries)} files", total=len(scan.entries))
         records = validate(scan, None, progress=lambda: bar.advance(task))
+    if args.only == "shortcuts":
+        return _shortcuts(args, records, start)
     result = audit(records, args.near_bits)
     by_threshold = sweep(records, tuple(sorted({*SWEEP_BITS, args.near_bits})))
     seconds = round(time.perf_counter() - start, 1)
@@ -110,9 +116,11 @@ def cmd_audit(args) -> int:
              "splits": splits, "near_bits": args.near_bits,
              "unreadable": [f"{p}: {r}" for p, r in scan.class_problems + scan.problems], "seconds": seconds,
              "csv": args.csv}
+    short = None if args.only == "duplicates" else _shortcut_audit(args, records)
     if args.json:
         emit_table(rows, f"Duplicate audit: {args.dataset}", True,
-                   extra={**extra, "near_by_threshold": by_threshold})
+                   extra={**extra, "near_by_threshold": by_threshold,
+                          **({"shortcuts": short} if short else {})})
         return 0
     emit_table(rows, f"Duplicate audit: {args.dataset} (near: at most {args.near_bits} of 256 "
                "hash bits differ)", False, extra=extra)
@@ -120,7 +128,67 @@ def cmd_audit(args) -> int:
                "perceptual hash; 0 = same hash)", False,
                columns=["near_bits", "groups", "redundant_files", "cross_split_groups",
                         "test_files_leaked", "label_conflict_groups"])
+    if short:
+        _print_shortcuts(args.dataset, short)
     return 0
+
+
+def _shortcut_audit(args, records) -> dict:
+    """The shortcut audit of these records (data/shortcuts.py); its verdict also on stderr."""
+    from mribench.data import provenance, shortcuts
+    from mribench.data.store import warn
+
+    start = time.perf_counter()
+    rows = provenance.describe(args.dataset, records, args.data_dir)
+    result = shortcuts.audit(rows, [r.cls for r in records], [r.split for r in records],
+                             args.dataset)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    if result["warning"]:
+        warn(result["warning"])
+    return result
+
+
+def _shortcuts(args, records, start: float) -> int:
+    """`--only shortcuts`: the baseline rows as the table, everything else beside it."""
+    short = _shortcut_audit(args, records)
+    if args.json:
+        emit_table(_baseline_rows(short), f"Shortcut audit: {args.dataset}", True,
+                   extra={"dataset": args.dataset, **short,
+                          "seconds": round(time.perf_counter() - start, 1)})
+        return 0
+    _print_shortcuts(args.dataset, short)
+    return 0
+
+
+def _baseline_rows(short: dict) -> list[dict]:
+    base, rows = short["baseline"], []
+    for key, what in (("cv", f"cross-validated on train ({base.get('cv', {}).get('folds')} folds)"),
+                      ("test", "trained on train, scored on test")):
+        if key in base:
+            s = base[key]
+            rows.append({"evaluated": what, "n": s["n"], "accuracy": s["accuracy"],
+                         "accuracy_ci95": s["accuracy_ci95"], "chance_accuracy": s["chance_accuracy"],
+                         "balanced_accuracy": s["balanced_accuracy"],
+                         "chance_balanced_accuracy": base["chance_balanced_accuracy"]})
+    return rows
+
+
+def _print_shortcuts(name: str, short: dict) -> None:
+    emit_table(_baseline_rows(short), f"Shortcut audit: {name}: metadata-only baseline (random "
+               "forest on file and intensity properties) beside chance", False,
+               extra={"most informative": ", ".join(short["baseline"].get("top_properties", [])) or "-"})
+    emit_table(short["distributions"], "Property distributions per class and side (train = "
+               "train+val folders; all = no official split)", False)
+    emit_table(short["numeric"], "Numeric properties per class and side: median [10th-90th "
+               "percentile]", False)
+    if short["separations"]:
+        emit_table(short["separations"][:12], "Within a class, train vs test (largest first; "
+                   f"{short['separates']} or more separates)", False,
+                   columns=["class", "property", "n_train", "n_test", "distance", "measure", "detail"])
+    emit_table([{"verdict": short["warning"] or
+                 f"no shortcut found: the baseline is within {short['margin']:.2f} of chance or "
+                 "not clear of the majority share, and no property separates train from test"}],
+               "Shortcut verdict", False, extra={"seconds": short["seconds"]})
 
 
 def cmd_fetch(args) -> int:

@@ -38,6 +38,26 @@ from mribench.config.types import (  # noqa: F401  (re-exported: callers import 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"  # mribench/suites
 
 
+class HoldOutConfig(Hashable):
+    """Images held out of training and validation entirely: they, and only they, are the test
+    split (data/splits.py). Values are the labels `mribench data audit` shows; an image matching
+    any listed value of any key is held out."""
+    source: list[str] | None = Field(
+        None, min_length=1, description="Source labels to hold out (data/provenance.py: "
+        "sartaj, figshare, br35h on the 7023 set; file-name families such as 'gg (N)' elsewhere).")
+    size: list[str] | None = Field(
+        None, min_length=1, description="Original image sizes to hold out, as WIDTHxHEIGHT "
+        "(e.g. 512x512).")
+    format: list[str] | None = Field(
+        None, min_length=1, description="File formats to hold out, as Pillow names them (JPEG, PNG).")
+
+    @model_validator(mode="after")
+    def _some(self):
+        if not (self.source or self.size or self.format):
+            raise ValueError("hold_out needs at least one of source, size, format")
+        return self
+
+
 class SplitConfig(Strict):
     protocol: Literal["official", "holdout", "kfold"] = Field(
         "official", description="official: the publisher's Training/Testing folders, validation carved "
@@ -56,6 +76,17 @@ class SplitConfig(Strict):
         0.2, description="holdout only: share of the pooled images held out for testing.")
     folds: Annotated[int, Field(ge=2)] = Field(
         5, description="kfold only: number of stratified group folds.")
+    hold_out: HoldOutConfig | None = Field(
+        None, description="Hold a source or property bin out of training: its images are the "
+        "test split, train/val are drawn from the rest (protocol holdout only; test_fraction "
+        "unused).")
+
+    @model_validator(mode="after")
+    def _hold_out_protocol(self):
+        if self.hold_out is not None and self.protocol != "holdout":
+            raise ValueError(f"hold_out needs protocol: holdout (got {self.protocol!r}): the "
+                             "held-out images are the test split, the rest train and validate")
+        return self
 
 class DatasetConfig(Hashable):
     name: str = Field(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from mribench.config.schema import DatasetConfig, PreprocessConfig, SplitConfig
-from mribench.data import images
+from mribench.data import images, provenance, shortcuts
 from mribench.data.audit import Record, audit, find_groups
 from mribench.data.locate import find_root
 from mribench.data.registry import KNOWN
@@ -21,6 +21,7 @@ from mribench.files import file_sha256
 
 SPLITS = ("train", "val", "test")
 SHOWN_PROBLEMS = 20
+SLICED = ("source", "size")  # image facts kept as columns of the split and the predictions
 
 
 @dataclass
@@ -36,6 +37,9 @@ class PreparedData:
     # one duplicate-group id per test image (same order as splits["test"]): copies of one image
     # share it, an image with no copy is its own group; intervals resample groups
     test_groups: list[str] = field(default_factory=list)
+    # per image: its properties and source (data/provenance.py); the shortcut audit of this split
+    facts: dict[Path, dict] = field(default_factory=dict, repr=False)
+    shortcuts: dict | None = None
 
     def relative(self, path: Path) -> str:
         """The path relative to the dataset root: the same on every machine that has the set."""
@@ -43,7 +47,8 @@ class PreparedData:
 
     def split_rows(self) -> list[dict]:
         return [{"path": self.relative(s.path), "label": s.label, "class": self.classes[s.label],
-                 "split": split, "sha256": self.sha256.get(s.path, "")}
+                 "split": split, "sha256": self.sha256.get(s.path, ""),
+                 **{k: self.facts[s.path][k] for k in SLICED if s.path in self.facts}}
                 for split in SPLITS for s in self.splits[split]]
 
     def digest(self) -> str:
@@ -153,8 +158,12 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     labels = [classes.index(r.cls) for r in records]
     groups = find_groups([r.sha for r in records], [r.phash for r in records], ds.near_bits)
     kept_together = groups[split.groups] if split.groups != "none" else []
+    facts = provenance.describe(ds.name, records, data_dir)
+    held = provenance.held_out(facts, split.hold_out) if split.hold_out else None
+    if held:
+        provenance.check_held_out(ds.name, records, held)
     parts = split_indices(labels, [r.split for r in records], split, seed=seed, fold=fold, name=ds.name,
-                          groups=kept_together)
+                          groups=kept_together, held=held)
     for name, idx in parts.items():
         if not idx:
             raise DataError(f"dataset {ds.name!r}: split {name!r} is empty with {len(records)} files; "
@@ -185,9 +194,16 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
                 **({"n_clean_test_groups": len({g for g, i in zip(test_groups, parts["test"])
                                                 if i not in leaked})}
                    if clean is not None else {})}
+    # the metadata-only baseline of this very split: trained on its train and val, scored on
+    # its test (and clean test); no cross-validation, which `mribench data audit` adds
+    in_clean = {s.path for s in clean} if clean is not None else None
+    short = shortcuts.audit(facts, [r.cls for r in records], [split_of[i] for i in range(len(records))],
+                            ds.name, seed, None if in_clean is None else
+                            [r.path in in_clean for r in records], cross_validate=False)
     return PreparedData(name=ds.name, root=scan.root, classes=classes, splits=splits, clean_test=clean,
                         skipped=skipped, audit=summary, sha256={r.path: r.sha for r in records},
-                        test_groups=test_groups)
+                        test_groups=test_groups, facts={r.path: f for r, f in zip(records, facts)},
+                        shortcuts=short)
 
 
 def group_kind(dedup: str) -> str:

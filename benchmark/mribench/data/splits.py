@@ -64,13 +64,42 @@ def _kfold_test(everything: list[int], labels: list[int], folds: int, fold: int,
     return sorted(everything[j] for j in test)
 
 
+def _held_out(labels: list[int], cfg: SplitConfig, seed: int, name: str, held: list[bool],
+              group_of: dict[int, int]) -> dict[str, list[int]]:
+    """split.hold_out: the held images (and any copy of one, whatever its own source) are the
+    test split; train and validation are carved from the rest, so no image of a held-out source
+    or bin is ever trained or selected on."""
+    members: dict[int, list[int]] = {}
+    for i, g in group_of.items():
+        members.setdefault(g, []).append(i)
+    test = sorted({j for i, h in enumerate(held) if h
+                   for j in (members[group_of[i]] if i in group_of else [i])})
+    taken = set(test)
+    pool = [i for i in range(len(labels)) if i not in taken]
+    if not test:
+        raise DataError(f"dataset {name!r}: split.hold_out {cfg.hold_out.model_dump(exclude_none=True)} "
+                        "matches no image; `mribench data audit` lists the sources and sizes")
+    missing = sorted({labels[i] for i in range(len(labels))} - {labels[i] for i in pool})
+    if missing:
+        raise DataError(f"dataset {name!r}: split.hold_out leaves class(es) {missing} (indices "
+                        "into the sorted classes) with no training image: every image of them is "
+                        "held out")
+    train, val = _carve(pool, labels, cfg.val_fraction, np.random.default_rng([seed, 1]), group_of)
+    return {"train": train, "val": val, "test": test}
+
+
 def split_indices(labels: list[int], official: list[str], cfg: SplitConfig, *, seed: int,
-                  fold: int | None, name: str,
-                  groups: list[list[int]] | None = None) -> dict[str, list[int]]:
+                  fold: int | None, name: str, groups: list[list[int]] | None = None,
+                  held: list[bool] | None = None) -> dict[str, list[int]]:
     """Indices per split ("train", "val", "test") for files with these labels / official splits;
-    `groups` (lists of indices that are copies of each other) are never separated."""
+    `groups` (lists of indices that are copies of each other) are never separated; `held` flags
+    the images cfg.hold_out matches."""
     everything = list(range(len(labels)))
     group_of = {i: g for g, members in enumerate(groups or []) for i in members}
+    if cfg.hold_out is not None:
+        if held is None:
+            raise DataError(f"dataset {name!r}: split.hold_out given but no image properties")
+        return _held_out(labels, cfg, seed, name, held, group_of)
     if cfg.protocol == "official":
         if fold is not None:
             raise DataError(f"dataset {name!r}: fold={fold} given but protocol is 'official'")

@@ -12,6 +12,7 @@ import pandas as pd
 from mribench import tracking
 from mribench.report import composition as subset_mix
 from mribench.report import figures as report_plots
+from mribench.report import slices
 from mribench.report.curves import (
     curve_points,
     display_points,
@@ -234,7 +235,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
         old.unlink()  # a rerun must not leave figures of configurations that are gone
     classes = classes_of(results.runs)
     subset = "clean" if any("test_clean_accuracy" in r for r in rows) else "full"
-    shown = display_rows(rows)
+    shown = slices.with_baseline(display_rows(rows), rows)
     names = [r["config"] for r in rows]
     sections = [
         Section("Configurations", ["Mean over seeds and folds; clean test first (n = runs). "
@@ -292,6 +293,11 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
         from mribench.report.calibration import sections as calibration_sections
 
         sections += calibration_sections(calibration, folder, _save, _csv)
+    by_source = slices.slice_rows(results, subset)
+    if by_source:
+        sections.append(Section(f"Accuracy per source and original size ({subset} test)",
+                                slices.SLICE_NOTE, table=slices.display_slices(by_source),
+                                files=[_csv(by_source, folder, "slices.csv")]))
     if robustness is not None:  # report/robustness.py: MRI artefacts
         from mribench.report.robustness import sections as robustness_sections
 

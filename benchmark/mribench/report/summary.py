@@ -22,6 +22,7 @@ from mribench.matrix import expand
 from mribench.report import calibration as calibration_report
 from mribench.report import composition as subset_mix
 from mribench.report import robustness as robust_report
+from mribench.report import slices
 from mribench.report.curves import curve_points, display_points, separations
 from mribench.report.tables import Results, configuration_rows, display_rows, external_display_rows
 from mribench.stats.compare import paired_rows
@@ -86,6 +87,7 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     console.print(f"reading {len(runs)} runs of {name!r} ...")
     results = Results(name, runs, {r: tracking.load_predictions(r) for r in runs["run_id"]})
     rows = configuration_rows(results, published_by_config(suite))
+    slices.add_baseline(rows, results)  # the metadata-only baseline beside the models
     if not include_all:
         _note_missing(rows, suite)
     pairs = paired_rows(runs, results.load)
@@ -98,8 +100,11 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     apart = separations(points)
     mixes = subset_mix.composition_rows(rows)
     mix_warnings = subset_mix.warnings(rows)
+    by_source = slices.slice_rows(results, "clean" if any("test_clean_accuracy" in r for r in rows)
+                                  else "full")
     extra = {"experiment": name, "runs": int(len(runs)), "comparisons": pairs,
              "composition": mixes, "composition_warnings": mix_warnings,
+             **({"slices": by_source} if by_source else {}),
              **({"curves": points, "separations": apart} if points else {}),
              "deviations": deviation_rows(suite.deviations),
              "published_flags": flag_rows(suite.published),
@@ -118,12 +123,15 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     if as_json:
         emit_table(rows, title, True, extra=extra)
         return 0
-    emit_table(display_rows(rows), title, False)
+    emit_table(slices.with_baseline(display_rows(rows), rows), title, False)
     if mixes:
         emit_table(mixes, "what each test subset holds: images, duplicate groups, images per "
                    "class and the baselines an accuracy must beat", False)
     for line in mix_warnings:
         console.print(f"warning: {line}", style="yellow", markup=False, highlight=False)
+    if by_source:
+        emit_table(slices.display_slices(by_source), "accuracy per image source and original size "
+                   "(mean [95% CI over test images and seeds])", False)
     if robust:
         emit_table(robust_report.display_table(robust), f"MRI artefacts ({robust.subset} test): "
                    "mean accuracy over severities, mCA [95% CI], mCE vs the reference", False)

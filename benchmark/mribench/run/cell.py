@@ -20,7 +20,7 @@ from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mribench.report import run_figures as plots
 from mribench.robustness.evaluate import evaluate_robustness
-from mribench.run import calibrated, composition, external, keeping, protocols
+from mribench.run import calibrated, composition, external, keeping, protocols, shortcut_log
 from mribench.stats import calibration, metrics
 from mribench.train import precision as fastpath
 from mribench.train.engine import Diverged, evaluate, fit
@@ -250,6 +250,7 @@ def _log_data(prepared, with_test: bool) -> None:
                                   "test_leaked_exact": prepared.audit["exact_test_files_leaked"]})
     if with_test:  # images per class, duplicate groups and baselines of each scored subset
         tracking.log_dict(composition.describe(prepared), "data/composition.json")
+    shortcut_log.log(prepared, with_test)
     if prepared.skipped:
         tracking.log_text("path,reason\n" + "\n".join(f"{p},{r}" for p, r in prepared.skipped),
                           "data/skipped_files.csv")
@@ -279,8 +280,9 @@ def _test(model, prepared, predict_loader, device, precision,
     frame = metrics.predictions_frame(paths, y, probs, prepared.classes,
                                       None if clean is None else clean.tolist(),
                                       prepared.test_groups or None)
-    tracking.log_frame(calibrated.with_calibrated(
-        frame, calibration.scale(probs, temperature), prepared.classes),
+    frame = calibrated.with_calibrated(frame, calibration.scale(probs, temperature),
+                                       prepared.classes)
+    tracking.log_frame(shortcut_log.annotate(frame, prepared, samples),
                        "metrics/predictions.csv")
     tracking.log_metrics(composition.logged_metrics(prepared))
     return out
