@@ -66,12 +66,14 @@ class Scores:
 
 
 def grey(img: Image.Image) -> np.ndarray:
-    """The image as contrast-stretched grey uint8, at most SIDE pixels on its longer side."""
+    """The image as contrast-stretched grey uint8, SIDE pixels on its longer side: a small
+    image is enlarged (ORB finds too few corners on a 64-pixel slice), and an original and its
+    rescaled copy are compared at one resolution."""
     img = ImageOps.autocontrast(img.convert("L"), cutoff=1)
     scale = SIDE / max(img.size)
-    if scale < 1:
+    if scale != 1:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                         Image.Resampling.BOX)
+                         Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
 
 
