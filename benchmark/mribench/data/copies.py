@@ -46,6 +46,7 @@ VECTOR_FILE = "copyvec-v1.json"  # renamed whenever the vector definition change
 PAIR_FILE = "copypairs-v1.json"  # renamed whenever the verification changes
 SIDE = 256  # images are matched at most this many pixels on their longer side
 VECTOR_SIDE = 16
+BASE_SIDE = 80  # windows are cut from the image shrunk to this (5 pixels per vector cell)
 HEAD_LEVEL = 0.1  # of the autocontrasted range: brighter pixels are head, darker background
 ORB_FEATURES = 400
 MAX_SCALE = 1.6  # a copy's scale factor lies in [1/MAX_SCALE, MAX_SCALE]
@@ -103,6 +104,10 @@ def vectors(g: np.ndarray) -> np.ndarray:
     """One VECTOR_SIDE^2 unit vector per window of WINDOWS (side fraction, where along the
     free range vertically, horizontally): the whole frame first, then crops of it, so that
     a re-cropped copy's whole frame meets one of its original's windows."""
+    base = max(g.shape) / BASE_SIDE
+    if base > 1:  # windows cut from a small copy: 55 resizes of a 256-px image cost 10x more
+        g = cv2.resize(g, (max(1, round(g.shape[1] / base)), max(1, round(g.shape[0] / base))),
+                       interpolation=cv2.INTER_AREA)
     h, w = g.shape
     out = []
     for side, fy, fx in WINDOWS:

@@ -1,0 +1,227 @@
+"""Measure `dedup: robust` (mribench.data.copies) on the real sets; the figures of
+docs/data-and-weights.md ("Robust copies") come from here.
+
+    PYTHONPATH=benchmark python tools/measure_dedup.py synthetic brain-tumor-mri-7023 --n 200
+    PYTHONPATH=benchmark python tools/measure_dedup.py adjacent brain-tumor-mri-7023
+    PYTHONPATH=benchmark python tools/measure_dedup.py official brain-tumor-mri-7023 --pairs out/
+
+synthetic: n random images of the set each get five copies (a crop of 5-20 % of the side at a
+random place, a rescale by 0.8-1.25, a rotation by -5..5 degrees, a JPEG re-encode at quality
+60-95, and all four at once); the copies join the whole set and the robust audit runs over
+everything; a copy is found when it lands in its original's robust group. Also counts the
+pairs verified between images of different classes that are not near copies (distinct images
+flagged: a tumour class is not another's slice).
+adjacent: consecutive file numbers of one class folder (the publisher numbered the slices of a
+patient in a row), each pair verified directly: how close adjacent slices come to a copy.
+official: the official Training/Testing split, near vs robust: test files with a copy in
+train/val, and side-by-side PNGs of the test files only robust finds (with --pairs).
+
+JSON on stdout, progress on stderr. Data from $BENCHMARK_DATA_DIR; caches in --cache-dir.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from mribench.config.copies import CopyMatchConfig
+from mribench.data import copies, images
+from mribench.data.audit import Record, audit, find_groups, near_pairs, robust_pairs
+from mribench.data.decode import decode
+from mribench.data.locate import find_root
+from mribench.data.preparation import validate
+from mribench.data.registry import KNOWN
+from mribench.data.scan import scan_known
+from mribench.files import file_sha256
+
+KINDS = ("crop", "rescale", "rotate", "jpeg", "all")
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def records_of(name: str) -> list[Record]:
+    scan = scan_known(KNOWN[name], find_root(name, None, None))
+    return sorted(validate(scan, None), key=lambda r: str(r.path))
+
+
+def transform(img: Image.Image, kind: str, rng: np.random.Generator) -> tuple[Image.Image, int | None]:
+    """One copy of `img` as the issue names them; the JPEG quality when it is re-encoded."""
+    if kind in ("crop", "all"):
+        cut = rng.uniform(0.05, 0.20)
+        w, h = img.size
+        cw, ch = round(w * (1 - cut)), round(h * (1 - cut))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        img = img.crop((x, y, x + cw, y + ch))
+    if kind in ("rescale", "all"):
+        f = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+        img = img.resize((round(img.width * f), round(img.height * f)), Image.Resampling.BICUBIC)
+    if kind in ("rotate", "all"):
+        img = img.rotate(float(rng.uniform(-5, 5)), resample=Image.Resampling.BILINEAR)
+    quality = int(rng.integers(60, 96)) if kind in ("jpeg", "all") else None
+    return img, quality
+
+
+def synthetic(args) -> dict:
+    originals = records_of(args.dataset)
+    rng = np.random.default_rng(args.seed)
+    chosen = rng.choice(len(originals), args.n, replace=False)
+    made: list[tuple[int, str, Record]] = []
+    folder = Path(tempfile.mkdtemp(prefix="robust-copies-"))  # left for a look; in /tmp
+    for i in chosen.tolist():
+        src = originals[i]
+        img = decode(src.path)
+        for kind in KINDS:
+            out, quality = transform(img, kind, rng)
+            path = folder / f"{i}-{kind}"
+            if quality is None:
+                path = path.with_suffix(".png")
+                out.save(path)
+            else:
+                path = path.with_suffix(".jpg")
+                out.convert(img.mode).save(path, quality=quality)
+            sha = file_sha256(path)
+            made.append((i, kind, Record(path, src.cls, "test", sha, images.inspect(path, sha))))
+    images.save_phashes()
+    records = originals + [r for _, _, r in made]
+    start = time.process_time()
+    pairs, thresholds = robust_pairs(records, CopyMatchConfig(), say)
+    cpu = time.process_time() - start
+    groups = find_groups([r.sha for r in records], [r.phash for r in records], 16, pairs)
+    group_of = {kind: {i: g for g, members in enumerate(groups[kind]) for i in members}
+                for kind in ("near", "robust")}
+    found = {kind: {"robust": 0, "near": 0} for kind in KINDS}
+    for offset, (i, kind, _) in enumerate(made):
+        j = len(originals) + offset
+        for what in ("robust", "near"):
+            g = group_of[what]
+            found[kind][what] += int(j in g and g.get(i) == g[j])
+    recall = {kind: {what: round(v / args.n, 4) for what, v in found[kind].items()} for kind in KINDS}
+    total = sum(found[k]["robust"] for k in KINDS) / (args.n * len(KINDS))
+    return {"dataset": args.dataset, "images": len(originals), "copies_per_kind": args.n,
+            "recall": recall, "recall_all_kinds": round(total, 4), "robust_cpu_seconds": round(cpu, 1),
+            **thresholds, **distinct(originals, pairs)}
+
+
+def distinct(originals: list[Record], pairs: np.ndarray) -> dict:
+    """Verified pairs among the set's own images whose classes differ and whose hashes are not
+    near: images of distinct tumours (or none) called copies."""
+    n = len(originals)
+    near, _ = near_pairs([r.phash for r in originals], 16)
+    near_set = {tuple(p) for p in near.tolist()}
+    flagged = set()
+    for i, j in pairs.tolist():
+        if i < n and j < n and originals[i].cls != originals[j].cls and (i, j) not in near_set:
+            flagged.update((i, j))
+    return {"cross_class_flagged_images": len(flagged),
+            "cross_class_flagged_fraction": round(len(flagged) / n, 5),
+            "cross_class_flagged_examples": sorted(originals[i].path.name for i in flagged)[:20]}
+
+
+def adjacent(args) -> dict:
+    """Consecutive file numbers in one folder, verified directly (not via candidates)."""
+    records = records_of(args.dataset)
+    by_name = {(r.path.parent, r.path.name): r for r in records}
+    near, _ = near_pairs([r.phash for r in records], 16)
+    index = {r.path: k for k, r in enumerate(records)}
+    near_set = {tuple(p) for p in near.tolist()}
+    pairs = []
+    for r in records:
+        m = re.match(r"(.*?)(\d+)(\.\w+)$", r.path.name)
+        nxt = by_name.get((r.path.parent, f"{m.group(1)}{int(m.group(2)) + 1:0{len(m.group(2))}d}{m.group(3)}")) \
+            if m else None
+        if nxt is not None and (index[r.path], index[nxt.path]) not in near_set:
+            pairs.append((r, nxt))
+    rng = np.random.default_rng(args.seed)
+    pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), min(args.n, len(pairs)), replace=False))]
+    match = CopyMatchConfig()
+    scores = []
+    for a, b in pairs:
+        s = copies.verify(copies.grey(decode(a.path)), copies.grey(decode(b.path)))
+        scores.append((a.path.name, b.path.name, s))
+    aligned = [(a, b, s) for a, b, s in scores if s.is_copy(match.min_inliers, 0.0)]
+    corr = np.array([s.correlation for _, _, s in aligned])
+    edges = [0, 0.5, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 1.0001]
+    return {"dataset": args.dataset, "pairs_checked": len(scores),
+            "aligned_pairs": len(aligned),
+            "aligned_correlation_histogram": {f"{lo}-{hi}": int(c) for lo, hi, c in
+                                              zip(edges, edges[1:], np.histogram(corr, bins=edges)[0])},
+            "aligned_correlation_quantiles": {q: round(float(np.quantile(corr, q)), 3)
+                                              for q in (0.5, 0.9, 0.95, 0.99)} if len(corr) else {},
+            "called_copies": [[a, b, round(s.correlation, 3), s.inliers] for a, b, s in aligned
+                              if s.correlation >= match.min_correlation]}
+
+
+def official(args) -> dict:
+    records = records_of(args.dataset)
+    start = time.process_time()
+    pairs, thresholds = robust_pairs(records, CopyMatchConfig(), say)
+    cpu = time.process_time() - start
+    groups = find_groups([r.sha for r in records], [r.phash for r in records], 16, pairs)
+    result = audit(records, 16, groups, thresholds)
+    near, robust = result.leaked_test("near"), result.leaked_test("robust")
+    extra = sorted(robust - near, key=lambda i: str(records[i].path))
+    out = {"dataset": args.dataset, "files": len(records), "test_files": sum(r.split == "test" for r in records),
+           "test_leaked_near": len(near), "test_leaked_robust": len(robust), "extra": len(extra),
+           "robust_cpu_seconds": round(cpu, 1), **thresholds,
+           "summary": result.summary(), **distinct(records, pairs)}
+    if args.pairs:
+        out["shown"] = side_by_side(records, pairs, extra, Path(args.pairs), args.show, args.seed)
+    return out
+
+
+def side_by_side(records, pairs, extra, folder: Path, show: int, seed: int) -> list[dict]:
+    """PNGs of test file | its verified train/val partner, for `show` random extra test files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    partner: dict[int, int] = {}
+    for i, j in pairs.tolist():
+        for a, b in ((i, j), (j, i)):
+            if records[a].split == "test" and records[b].split != "test":
+                partner.setdefault(a, b)
+    picked = [i for i in extra if i in partner]
+    rng = np.random.default_rng(seed)
+    picked = [picked[k] for k in sorted(rng.choice(len(picked), min(show, len(picked)), replace=False))]
+    shown = []
+    for k, i in enumerate(picked):
+        j = partner[i]
+        a, b = copies.grey(decode(records[i].path)), copies.grey(decode(records[j].path))
+        s = copies.verify(a, b)
+        tile = Image.new("L", (2 * copies.SIDE + 8, copies.SIDE + 18), 255)
+        for col, g in enumerate((a, b)):
+            tile.paste(Image.fromarray(g), (col * (copies.SIDE + 8), 18))
+        ImageDraw.Draw(tile).text((2, 2), f"{records[i].path.name} | {records[j].path.name}  "
+                                  f"r={s.correlation:.3f} inliers={s.inliers} scale={s.scale:.2f} "
+                                  f"angle={s.angle:.1f}", fill=0)
+        name = folder / f"{k:02d}-{records[i].path.stem}.png"
+        tile.save(name)
+        shown.append({"test": records[i].path.name, "train": records[j].path.name, "png": str(name),
+                      "correlation": round(s.correlation, 3), "inliers": s.inliers,
+                      "scale": round(s.scale, 3), "angle": round(s.angle, 2)})
+    return shown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["synthetic", "adjacent", "official"])
+    parser.add_argument("dataset", choices=sorted(n for n in KNOWN if not KNOWN[n].bundled))
+    parser.add_argument("--n", type=int, default=200, help="synthetic: originals; adjacent: pairs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs", help="official: folder for side-by-side PNGs of extra copies")
+    parser.add_argument("--show", type=int, default=12, help="official: how many PNGs")
+    parser.add_argument("--cache-dir", help="hash and copy caches (default: as mribench)")
+    args = parser.parse_args()
+    images.set_cache_dir(args.cache_dir)
+    result = {"synthetic": synthetic, "adjacent": adjacent, "official": official}[args.what](args)
+    print(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
