@@ -136,8 +136,10 @@ def adjacent(args) -> dict:
     pairs = []
     for r in records:
         m = re.match(r"(.*?)(\d+)(\.\w+)$", r.path.name)
-        nxt = by_name.get((r.path.parent, f"{m.group(1)}{int(m.group(2)) + 1:0{len(m.group(2))}d}{m.group(3)}")) \
-            if m else None
+        if not m:
+            continue
+        following = f"{m.group(1)}{int(m.group(2)) + 1:0{len(m.group(2))}d}{m.group(3)}"
+        nxt = by_name.get((r.path.parent, following))
         if nxt is not None and (index[r.path], index[nxt.path]) not in near_set:
             pairs.append((r, nxt))
     rng = np.random.default_rng(args.seed)
@@ -169,7 +171,8 @@ def official(args) -> dict:
     result = audit(records, 16, groups, thresholds)
     near, robust = result.leaked_test("near"), result.leaked_test("robust")
     extra = sorted(robust - near, key=lambda i: str(records[i].path))
-    out = {"dataset": args.dataset, "files": len(records), "test_files": sum(r.split == "test" for r in records),
+    out = {"dataset": args.dataset, "files": len(records),
+           "test_files": sum(r.split == "test" for r in records),
            "test_leaked_near": len(near), "test_leaked_robust": len(robust), "extra": len(extra),
            "robust_cpu_seconds": round(cpu, 1), **thresholds,
            "summary": result.summary(), **distinct(records, pairs)}
