@@ -20,8 +20,9 @@ from mribench.data.preparation import prepare
 from mribench.data.registry import SAMPLE_DIR
 
 PRE = PreprocessConfig(image_size=32)
-# Real slices of the shipped sample (Tr-piTr_0006 and _0007 are left out: the matcher pairs
-# them as one slice at correlation 0.94, see docs/data-and-weights.md).
+# Real slices of the shipped sample (Tr-piTr_0006 and _0007, adjacent slices, are left out:
+# shrunk to 64 px they align at correlation 0.904, over min_correlation; the 224-px originals
+# stay below it at 0.884; see docs/robust-copies.md).
 ORIGINALS = [f"Training/{c}/Tr-{c[:2]}Tr_000{i}.jpg" for c in ("glioma", "meningioma")
              for i in range(4)]
 DISTINCT = [f"Testing/{c}/Te-{c[:2]}Tr_000{i}.jpg" for c in ("glioma", "meningioma") for i in range(3)]
