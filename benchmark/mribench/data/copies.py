@@ -251,6 +251,7 @@ def scored_candidates(paths: list[Path], shas: list[str], candidates: int, cache
             say(f"robust copies: {len(unique)} images, {len(WINDOWS)} windows each")
         windows = np.stack([vectors(images.get(sha)[0]) for sha in unique])
         index, _ = candidate_pairs(windows, candidates)
+        del windows  # 55 x 256 floats per image: free them before the verification
         pairs = [(unique[i], unique[j]) for i, j in index.tolist()]
         _write_json(cand_file, {"candidates": candidates, "pairs": pairs})
     known = _read_json(cache / SCORE_FILE)
