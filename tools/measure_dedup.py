@@ -4,6 +4,7 @@ docs/data-and-weights.md ("Robust copies") come from here.
     PYTHONPATH=benchmark python tools/measure_dedup.py synthetic brain-tumor-mri-7023 --n 200
     PYTHONPATH=benchmark python tools/measure_dedup.py adjacent brain-tumor-mri-7023
     PYTHONPATH=benchmark python tools/measure_dedup.py official brain-tumor-mri-7023 --pairs out/
+    PYTHONPATH=benchmark python tools/measure_dedup.py figure   # docs/img/robust_copies_pairs.jpg
 
 synthetic: n random images of the set each get five copies (a crop of 5-20 % of the side at a
 random place, a rescale by 0.8-1.25, a rotation by -5..5 degrees, a JPEG re-encode at quality
@@ -245,10 +246,57 @@ def side_by_side(records, pairs, extra, folder: Path, show: int, seed: int) -> l
     return shown
 
 
+# the pairs of docs/img/robust_copies_pairs.jpg: (set, test file, train file, what was seen)
+FIGURE = [
+    ("brain-tumor-classification-3264", "Testing/glioma_tumor/image(52).jpg",
+     "Training/meningioma_tumor/m1(120).jpg", "3264: re-cropped, test label glioma, train label meningioma"),
+    ("brain-tumor-classification-3264", "Testing/meningioma_tumor/image(123).jpg",
+     "Training/meningioma_tumor/m1(106).jpg", "3264: re-cropped and rescaled"),
+    ("brain-tumor-classification-3264", "Testing/pituitary_tumor/image(34).jpg",
+     "Training/pituitary_tumor/p (136).jpg", "3264: re-cropped"),
+    ("brain-tumor-mri-7023", "Testing/meningioma/Te-me_0014.jpg", "Training/meningioma/Tr-me_0181.jpg",
+     "7023: re-cropped and rescaled"),
+    ("brain-tumor-mri-7023", "Testing/notumor/Te-no_0325.jpg", "Training/notumor/Tr-no_0871.jpg",
+     "7023: same slice, other processing"),
+    ("brain-tumor-mri-7023", "Testing/pituitary/Te-pi_0010.jpg", "Training/pituitary/Tr-pi_0548.jpg",
+     "7023: borderline, likely adjacent slice"),
+]
+
+
+def figure(args) -> dict:
+    """docs/img/robust_copies_pairs.jpg: six extra pairs as 150-px thumbnails."""
+    import mribench
+
+    side, gap, cap = 150, 8, 26
+    width, height = 2 * (2 * side + gap) + 3 * gap, 3 * (side + cap) + 22
+    fig = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(fig)
+    rows = []
+    for k, (name, test, train, text) in enumerate(FIGURE):
+        root = find_root(name, None, None)
+        ga, gb = copies.grey(decode(root / test)), copies.grey(decode(root / train))
+        s = copies.verify(ga, gb)
+        x0, y0 = gap + (k % 2) * (2 * side + 2 * gap), (k // 2) * (side + cap)
+        draw.text((x0, y0 + 2), text, fill=0)
+        draw.text((x0, y0 + 13), f"{Path(test).name} | {Path(train).name}  r={s.correlation:.3f}, "
+                  f"scale {s.scale:.2f}", fill=0)
+        for col, g in enumerate((ga, gb)):
+            thumb = Image.fromarray(g)
+            thumb.thumbnail((side, side))
+            fig.paste(thumb, (x0 + col * (side + gap), y0 + cap))
+        rows.append({"test": test, "train": train, "correlation": round(s.correlation, 3)})
+    draw.text((gap, height - 16), f"2026-12-07, mribench {mribench.__version__}, dedup: robust defaults; "
+              "test image left, train image right; 2-core x86_64 CPU dev box (shared)", fill=0)
+    fig.save(args.out, quality=85, optimize=True)
+    return {"figure": args.out, "pairs": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["synthetic", "adjacent", "official"])
-    parser.add_argument("dataset", choices=sorted(n for n in KNOWN if not KNOWN[n].bundled))
+    parser.add_argument("what", choices=["synthetic", "adjacent", "official", "figure"])
+    parser.add_argument("dataset", nargs="?", default="brain-tumor-mri-7023",
+                        choices=sorted(n for n in KNOWN if not KNOWN[n].bundled))
+    parser.add_argument("--out", default="docs/img/robust_copies_pairs.jpg", help="figure: the JPEG")
     parser.add_argument("--n", type=int, default=200, help="synthetic: originals; adjacent: pairs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="synthetic: only the first N images (a quick try)")
@@ -257,7 +305,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", help="hash and copy caches (default: as mribench)")
     args = parser.parse_args()
     images.set_cache_dir(args.cache_dir)
-    result = {"synthetic": synthetic, "adjacent": adjacent, "official": official}[args.what](args)
+    result = {"synthetic": synthetic, "adjacent": adjacent, "official": official,
+              "figure": figure}[args.what](args)
     print(json.dumps(result, indent=1, default=str))
 
 
