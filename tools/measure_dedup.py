@@ -79,7 +79,7 @@ def synthetic(args) -> dict:
     originals = records_of(args.dataset)[:args.limit]
     rng = np.random.default_rng(args.seed)
     chosen = rng.choice(len(originals), args.n, replace=False)
-    match = CopyMatchConfig()
+    match = CopyMatchConfig(**({"candidates": args.candidates} if args.candidates else {}))
     start = time.process_time()
     say(f"windows of {len(originals)} originals")
     grey = {}
@@ -299,6 +299,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/img/robust_copies_pairs.jpg", help="figure: the JPEG")
     parser.add_argument("--n", type=int, default=200, help="synthetic: originals; adjacent: pairs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--candidates", type=int, help="synthetic: copy_match.candidates (default 8)")
     parser.add_argument("--limit", type=int, help="synthetic: only the first N images (a quick try)")
     parser.add_argument("--pairs", help="official: folder for side-by-side PNGs of extra copies")
     parser.add_argument("--show", type=int, default=12, help="official: how many PNGs")
