@@ -17,7 +17,7 @@ matcher works in two stages, as near-duplicate search usually does:
 
 Adjacent slices of one patient share the skull outline and much of the anatomy, so they pass
 the candidate stage and often the fit; what separates them from copies is the correlation
-(measured in docs/data-and-weights.md): `min_correlation` sits above where adjacent slices
+(measured in docs/robust-copies.md): `min_correlation` sits above where adjacent slices
 reach, and lowering it is how a user asks for them to count as copies.
 
 The candidate pairs of a set of images (by content hash) and every verified pair's scores are
@@ -42,9 +42,10 @@ from mribench.data.decode import decode
 from mribench.data.locate import cache_root
 from mribench.files import atomic_write
 
-VECTOR_FILE = "copyvec-v1.json"  # renamed whenever the vector definition changes
-PAIR_FILE = "copypairs-v1.json"  # renamed whenever the verification changes
-SIDE = 256  # images are matched at most this many pixels on their longer side
+# cache files, renamed whenever the candidate vectors or the verification change
+CANDIDATE_FILE = "copy-candidates-v1-{}.json"
+SCORE_FILE = "copy-scores-v1.json"
+SIDE = 256  # images are matched at this many pixels on their longer side
 VECTOR_SIDE = 16
 BASE_SIDE = 80  # windows are cut from the image shrunk to this (5 pixels per vector cell)
 HEAD_LEVEL = 0.1  # of the autocontrasted range: brighter pixels are head, darker background
@@ -202,9 +203,6 @@ def candidate_pairs(windows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     pairs = np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
     return pairs, np.array([found[tuple(p)] for p in pairs.tolist()], dtype=np.float32)
 
-
-CANDIDATE_FILE = "copy-candidates-v1-{}.json"
-SCORE_FILE = "copy-scores-v1.json"
 
 
 def _read_json(path: Path) -> dict:
