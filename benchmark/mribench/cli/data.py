@@ -33,6 +33,12 @@ def register(subparsers) -> None:
     p.add_argument("--only", choices=("duplicates", "shortcuts"),
                    help="print one of the two audits (default: both; the shortcut audit measures "
                         "how well file and intensity properties alone predict the label)")
+    p.add_argument("--dedup", choices=["near", "robust"], default="near",
+                   help="robust: also look for cropped, rescaled, rotated or re-encoded copies "
+                        "(minutes on a large set; cached) and count how many more than near")
+    p.add_argument("--copy-match", metavar="KEY=VALUE", action="append", default=[],
+                   help="a robust matcher threshold, as datasets[].copy_match in a suite "
+                        "(candidates, min_inliers, min_correlation); repeatable")
     p.add_argument("--csv", help="write every duplicate group, one row per file, to this CSV")
     p.add_argument("--cache-dir", help="hash cache folder (default: $BENCHMARK_CACHE_DIR, ./.cache/mribench)")
     _common(p)
@@ -99,12 +105,22 @@ def cmd_audit(args) -> int:
         records = validate(scan, None, progress=lambda: bar.advance(task))
     if args.only == "shortcuts":
         return _shortcuts(args, records, start)
-    result = audit(records, args.near_bits)
+    robust, thresholds = None, {}
+    if args.dedup == "robust":
+        from mribench.data.audit import find_groups, robust_pairs
+
+        robust, thresholds = robust_pairs(records, _copy_match(args.copy_match), console.print)
+        groups = find_groups([r.sha for r in records], [r.phash for r in records], args.near_bits,
+                             robust)
+        result = audit(records, args.near_bits, groups, thresholds)
+    else:
+        result = audit(records, args.near_bits)
     by_threshold = sweep(records, tuple(sorted({*SWEEP_BITS, args.near_bits})))
     seconds = round(time.perf_counter() - start, 1)
     summary = result.summary()
     rows = [{"kind": kind, **{k.removeprefix(f"{kind}_"): v for k, v in summary.items()
-                              if k.startswith(f"{kind}_") and k != "near_bits"}} for kind in KINDS]
+                              if k.startswith(f"{kind}_") and k != "near_bits"}}
+            for kind in KINDS if kind in result.groups]
     if args.csv:
         group_rows = result.group_rows(scan.root)
         with open(args.csv, "w", newline="") as fh:
@@ -115,8 +131,12 @@ def cmd_audit(args) -> int:
     extra = {"dataset": args.dataset, "root": str(scan.root), "files": summary["files"],
              "splits": splits, "near_bits": args.near_bits,
              "unreadable": [f"{p}: {r}" for p, r in scan.class_problems + scan.problems], "seconds": seconds,
-             "csv": args.csv}
+             "csv": args.csv, **thresholds}
     short = None if args.only == "duplicates" else _shortcut_audit(args, records)
+    if robust is not None:
+        extra["robust_more_than_near"] = {
+            k: summary[f"robust_{k}"] - summary[f"near_{k}"]
+            for k in ("test_files_leaked", "redundant_files", "cross_split_groups")}
     if args.json:
         emit_table(rows, f"Duplicate audit: {args.dataset}", True,
                    extra={**extra, "near_by_threshold": by_threshold,
@@ -124,6 +144,11 @@ def cmd_audit(args) -> int:
         return 0
     emit_table(rows, f"Duplicate audit: {args.dataset} (near: at most {args.near_bits} of 256 "
                "hash bits differ)", False, extra=extra)
+    if robust is not None:
+        more = extra["robust_more_than_near"]
+        console.print(f"robust finds {more['test_files_leaked']} more test files with a copy in "
+                      f"train/val than near, {more['redundant_files']} more redundant files "
+                      f"(copy_match: {', '.join(f'{k[11:]} {v}' for k, v in thresholds.items())})")
     emit_table(by_threshold, "Near duplicates by threshold (differing bits of the 256-bit "
                "perceptual hash; 0 = same hash)", False,
                columns=["near_bits", "groups", "redundant_files", "cross_split_groups",
@@ -254,3 +279,23 @@ def _save_png(fig, out: Path, dpi: int, grey: bool) -> None:
     plt.close(fig)
     with Image.open(buf) as png:
         (png.convert("L") if grey else png.convert("RGB")).save(out, optimize=True)
+
+
+def _copy_match(pairs: list[str]):
+    """--copy-match KEY=VALUE options as a validated CopyMatchConfig (bad ones: one line)."""
+    from pydantic import ValidationError
+
+    from mribench.config.copies import CopyMatchConfig
+    from mribench.data.samples import DataError
+
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise DataError(f"--copy-match {pair!r}: expected KEY=VALUE, e.g. min_correlation=0.95")
+        values[key.strip()] = value.strip()
+    try:
+        return CopyMatchConfig(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise DataError(f"--copy-match {'.'.join(map(str, first['loc']))}: {first['msg']}") from None

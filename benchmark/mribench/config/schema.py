@@ -15,6 +15,7 @@ from mribench.config.artifacts import ArtifactsConfig
 from mribench.config.axis import Axis, check_only, parse_axes
 from mribench.config.axis import base_valid as axis_base_valid
 from mribench.config.axis import check as check_axes
+from mribench.config.copies import CopyMatchConfig
 from mribench.config.explain import EXPLAIN_METHODS, MODEL_EXPLAIN_KEYS, ExplainConfig  # noqa: F401
 from mribench.config.external import ExternalConfig, known_or_declared
 from mribench.config.network import KNN_DEFAULT_K, HeadConfig, StrategyConfig  # noqa: F401
@@ -65,10 +66,10 @@ class SplitConfig(Strict):
         "folds, each fold a cell.")
     # duplicate groups that every split keeps on one side (the official train/test folders
     # excepted: the publisher drew those; the clean test subset deals with their leaks)
-    groups: Literal["near", "exact", "none"] = Field(
+    groups: Literal["near", "exact", "robust", "none"] = Field(
         "near", description="Duplicate groups that every split keeps on one side, so a copy of a "
         "training image is never a test image of a split drawn here (the publisher's official folders "
-        "excepted).")
+        "excepted); robust: also cropped, rescaled or rotated copies (copy_match).")
     val_fraction: Fraction = Field(
         0.15, description="Share of the training side carved out for validation, stratified, whole "
         "duplicate groups.")
@@ -108,15 +109,19 @@ class DatasetConfig(Hashable):
         "files per class (an integer), a fraction of each class in (0, 1] (1.0 is all), or all; "
         "nested across sizes for one seed.")
     # which cross-split duplicates leave the clean test subset (test_clean_* metrics)
-    dedup: Literal["none", "exact", "near"] = Field(
+    dedup: Literal["none", "exact", "near", "robust"] = Field(
         "near", description="Which cross-split duplicates leave the clean test subset (test_clean_* "
-        "metrics).")
+        "metrics); robust: near copies and also cropped, rescaled, slightly rotated or re-encoded "
+        "ones (thresholds in copy_match).")
     # near duplicates: at most this many differing bits of the 256-bit perceptual hash
     # (7023 set: JPEG re-encodes move it <= 6 bits, 20% brightening <= 16; unrelated images
     # differ in ~124)
     near_bits: Annotated[int, Field(ge=0, le=256)] = Field(
         16, description="Near duplicates: at most this many differing bits of the 256-bit perceptual "
         "hash.")
+    copy_match: CopyMatchConfig = Field(
+        default_factory=CopyMatchConfig, description="Thresholds of the robust copy matcher (dedup "
+        "robust, split.groups robust).")
     on_bad_image: Literal["error", "skip"] = Field(
         "error", description="error stops before training and names the files; skip leaves them out and "
         "lists them in data/skipped_files.csv.")

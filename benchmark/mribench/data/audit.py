@@ -1,4 +1,4 @@
-"""Leakage audit: exact (content hash) and near (perceptual hash) duplicate groups.
+"""Leakage audit: exact (content hash), near (perceptual hash) and robust duplicate groups.
 
 A group is a set of two or more files that are the same image (exact: equal sha256) or look the
 same (near: grouped transitively over pairs whose 256-bit perceptual hashes differ in at most
@@ -7,19 +7,21 @@ bits, a 20% brightening by up to 16, and two unrelated images differ in about 12
 all pairs); pairs eyeballed as "the same slice" reach 20-22. The summary says how many groups
 sit within one split or cross splits, how many test files have a copy in train/val, and how
 many groups mix labels; `sweep` repeats the near counts at several thresholds, so a user sees
-how sensitive the clean test figure is.
+how sensitive the clean test figure is. Robust groups (asked for; data/copies.py) join the near
+pairs and the pairs verified as cropped, rescaled, rotated or re-encoded copies into connected
+components, so every near group lies within one robust group.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-KINDS = ("exact", "near")
+KINDS = ("exact", "near", "robust")
 HASH_BITS = 256
 DEFAULT_NEAR_BITS = 16  # of 256 (4 per 64: the common 64-bit pHash threshold, scaled)
 SWEEP_BITS = (0, 8, 16, 24, 32)
@@ -63,14 +65,19 @@ def near_pairs(phashes: list[str], max_bits: int, chunk: int = 128) -> tuple[np.
     return np.concatenate(pairs), np.concatenate(dists)
 
 
-def find_groups(shas: list[str], phashes: list[str], near_bits: int) -> dict[str, list[list[int]]]:
-    """Duplicate groups of record indices, per kind; independent of any split."""
+def find_groups(shas: list[str], phashes: list[str], near_bits: int,
+                robust_pairs: np.ndarray | None = None) -> dict[str, list[list[int]]]:
+    """Duplicate groups of record indices, per kind; independent of any split. With
+    `robust_pairs` (index pairs verified as robust copies) also the kind robust."""
     by_sha: dict[str, list[int]] = defaultdict(list)
     for i, sha in enumerate(shas):
         by_sha[sha].append(i)
     exact = sorted((g for g in by_sha.values() if len(g) > 1), key=lambda g: g[0])
     pairs, _ = near_pairs(phashes, near_bits)
-    return {"exact": exact, "near": _components(len(phashes), pairs)}
+    groups = {"exact": exact, "near": _components(len(phashes), pairs)}
+    if robust_pairs is not None:
+        groups["robust"] = _components(len(phashes), np.concatenate([pairs, robust_pairs.reshape(-1, 2)]))
+    return groups
 
 
 @dataclass
@@ -78,21 +85,25 @@ class AuditResult:
     records: list[Record]
     near_bits: int
     groups: dict[str, list[list[int]]]  # kind -> groups of record indices
+    thresholds: dict = field(default_factory=dict)  # the robust matcher's, when it ran
 
     def leaked_test(self, kind: str) -> set[int]:
         """Test records that have a duplicate of `kind` in train or val."""
         return _leaked(self.records, self.groups[kind])
 
+    def kinds(self) -> list[str]:
+        return [kind for kind in KINDS if kind in self.groups]
+
     def summary(self) -> dict[str, int]:
-        out = {"files": len(self.records), "near_bits": self.near_bits}
-        for kind in KINDS:
+        out = {"files": len(self.records), "near_bits": self.near_bits, **self.thresholds}
+        for kind in self.kinds():
             out.update({f"{kind}_{k}": v for k, v in _counts(self.records, self.groups[kind]).items()})
         return out
 
     def group_rows(self, root: Path | None = None) -> list[dict]:
         """One row per file in a group, for the CSV the audit command writes."""
         rows = []
-        for kind in KINDS:
+        for kind in self.kinds():
             for number, group in enumerate(self.groups[kind], start=1):
                 labels = {self.records[i].cls for i in group}
                 splits = {self.records[i].split for i in group}
@@ -124,11 +135,12 @@ def _counts(records: list[Record], groups: list[list[int]]) -> dict[str, int]:
 
 
 def audit(records: list[Record], near_bits: int = DEFAULT_NEAR_BITS,
-          groups: dict[str, list[list[int]]] | None = None) -> AuditResult:
-    """The audit of records as split now; pass `groups` when find_groups already ran."""
+          groups: dict[str, list[list[int]]] | None = None, thresholds: dict | None = None) -> AuditResult:
+    """The audit of records as split now; pass `groups` when find_groups already ran, and the
+    robust matcher's `thresholds` (copy_match_*) when it did."""
     if groups is None:
         groups = find_groups([r.sha for r in records], [r.phash for r in records], near_bits)
-    return AuditResult(records, near_bits, groups)
+    return AuditResult(records, near_bits, groups, dict(thresholds or {}))
 
 
 def sweep(records: list[Record], bits: tuple[int, ...] = SWEEP_BITS) -> list[dict]:
@@ -140,3 +152,15 @@ def sweep(records: list[Record], bits: tuple[int, ...] = SWEEP_BITS) -> list[dic
         groups = _components(len(records), pairs[dist <= b])
         rows.append({"near_bits": b, **_counts(records, groups)})
     return rows
+
+
+def robust_pairs(records: list[Record], match, say=None) -> tuple[np.ndarray, dict]:
+    """Index pairs of records verified as robust copies under `match` (a CopyMatchConfig), and
+    the thresholds as the summary logs them (copy_match_*)."""
+    from mribench.data import copies, images
+
+    shas = [r.sha for r in records]
+    scored = copies.scored_candidates([r.path for r in records], shas, match.candidates,
+                                      images.cache_dir(), say)
+    pairs = copies.copy_pairs(shas, scored, match.min_inliers, match.min_correlation)
+    return pairs, {f"copy_match_{k}": v for k, v in match.model_dump().items()}

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 from mribench.config.schema import DatasetConfig, PreprocessConfig, SplitConfig
+from mribench.console import console
 from mribench.data import images, provenance, shortcuts
-from mribench.data.audit import Record, audit, find_groups
+from mribench.data.audit import Record, audit, find_groups, robust_pairs
 from mribench.data.locate import find_root
 from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
@@ -156,7 +157,9 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
     scan, records, skipped = usable_records(ds, pre, data_dir, f"dataset {ds.name!r}")
     classes = sorted({r.cls for r in records})
     labels = [classes.index(r.cls) for r in records]
-    groups = find_groups([r.sha for r in records], [r.phash for r in records], ds.near_bits)
+    robust, thresholds = (robust_pairs(records, ds.copy_match, console.print)
+                          if "robust" in (ds.dedup, split.groups) else (None, {}))
+    groups = find_groups([r.sha for r in records], [r.phash for r in records], ds.near_bits, robust)
     kept_together = groups[split.groups] if split.groups != "none" else []
     facts = provenance.describe(ds.name, records, data_dir)
     held = provenance.held_out(facts, split.hold_out) if split.hold_out else None
@@ -170,7 +173,7 @@ def prepare(ds: DatasetConfig, split: SplitConfig, pre: PreprocessConfig, *, see
                             "use more images or other fractions")
     split_of = {i: name for name, idx in parts.items() for i in idx}
     result = audit([Record(r.path, r.cls, split_of[i], r.sha, r.phash) for i, r in enumerate(records)],
-                   ds.near_bits, groups)
+                   ds.near_bits, groups, thresholds)
     sample = [Sample(r.path, labels[i]) for i, r in enumerate(records)]
     # A smaller training set is taken after the split and the audit: val, test and the clean
     # test (no copy anywhere in the whole training side) are the same for every size.

@@ -190,7 +190,10 @@ def _split_line(dataset, split, name_it: bool) -> str:
     return ((f"{dataset.name}: " if name_it else "") + f"split {protocol}, duplicate groups "
             f"kept together: {split.groups}; clean test = no {dataset.dedup} copy in train/val"
             + (f" (near: at most {dataset.near_bits} of 256 hash bits differ)"
-               if dataset.dedup == "near" else ""))
+               if dataset.dedup == "near" else "")
+            + (f" (robust: near, or cropped/rescaled/rotated copies with at least "
+               f"{dataset.copy_match.min_inliers} keypoint inliers and aligned correlation at least "
+               f"{dataset.copy_match.min_correlation})" if dataset.dedup == "robust" else ""))
 
 
 def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id, robust=None,

@@ -247,7 +247,9 @@ def _log_data(prepared, with_test: bool) -> None:
         tracking.log_params({k: v for k, v in prepared.audit.items() if k.startswith("split_")})
         if with_test:  # a tuning trial logs nothing about the test split
             tracking.log_metrics({"test_leaked_near": prepared.audit["near_test_files_leaked"],
-                                  "test_leaked_exact": prepared.audit["exact_test_files_leaked"]})
+                                  "test_leaked_exact": prepared.audit["exact_test_files_leaked"],
+                                  **({"test_leaked_robust": prepared.audit["robust_test_files_leaked"]}
+                                     if "robust_test_files_leaked" in prepared.audit else {})})
     if with_test:  # images per class, duplicate groups and baselines of each scored subset
         tracking.log_dict(composition.describe(prepared), "data/composition.json")
     shortcut_log.log(prepared, with_test)
