@@ -16,8 +16,8 @@ from mribench.config.schema import Suite
 from mribench.console import console, emit_table, esc
 from mribench.data import fallback
 from mribench.matrix import Cell, expand
-from mribench.models import registry, strategies, weights
-from mribench.run import claims, executors, stopping
+from mribench.models import registry
+from mribench.run import claims, dry_run_text, estimate, executors, needs, stopping
 from mribench.run.cell import RunOptions, prepare_externals, prepare_once
 from mribench.run.executors import SuiteState
 
@@ -48,15 +48,29 @@ def matrix_rows(cells: list[Cell]) -> list[dict]:
     return [{"cell": i + 1, **c.tags()} for i, c in enumerate(cells)]
 
 
-def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None) -> int:
+def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None, device: str = "cpu",
+            cost: bool = True, cache_dir: str | None = None) -> int:
+    """The cell matrix, what the suite needs on this machine (data, weights: run/needs.py) and,
+    with `cost`, what it will cost here (run/estimate.py): one JSON document with --json."""
     suite, subs = fallback.substitute(suite, data_dir)
     fallback.announce(subs)
     cells = expand(suite)
     # the axes' share of the count, e.g. "axes: train_per_class 6 x image_size 2"
     axes = " x ".join(f"{a.name} {len(a.values)}" for a in suite.axis_list)
-    emit_table(matrix_rows(cells), f"{suite.name}: {len(cells)} cells (dry run"
-               + (f"; axes: {axes}" if axes else "") + ")", as_json,
-               extra={"experiment": suite.experiment_name})
+    title = (f"{suite.name}: {len(cells)} cells (dry run" + (f"; axes: {axes}" if axes else "")
+             + ")")
+    found = needs.survey(cells, data_dir)
+    costs = estimate.estimate(cells, device, data_dir, cache_dir) if cost else None
+    if as_json:
+        emit_table(matrix_rows(cells), title, True,
+                   extra={"experiment": suite.experiment_name,
+                          "needs": {k: v for k, v in found.items() if k != "rows"},
+                          "estimate": costs})
+        return 0
+    emit_table(matrix_rows(cells), title, False, extra={"experiment": suite.experiment_name})
+    dry_run_text.needs(found)
+    if costs:
+        dry_run_text.costs(costs)
     return 0
 
 
@@ -183,26 +197,15 @@ def resume_command(suite_name: str) -> str:
 def preflight(cells: list[Cell], opts: RunOptions) -> None:
     """Scan and validate every dataset and find every pretrained weight file before anything is
     trained or logged, so a bad file, a missing folder or missing weights stop the suite with a
-    clear error instead of failing cell after cell. It also fills the decoded-image cache that
+    clear error instead of failing cell after cell (run/needs.py). It also fills the decoded-image cache that
     the cells then read (and downloads hub weights once, for users with a network)."""
     from mribench.models.archs import check_patch_multiple
 
     for name, size in sorted({(c.model.name, c.preprocess.image_size) for c in cells}):
         check_patch_multiple(registry.get(name), size)
-    needs_weights = {(c.model.name, c.model.weights) for c in cells
-                     if strategies.uses_pretrained(c.strategy)}
-    missing = []
-    for name, explicit in sorted(needs_weights, key=str):
-        try:
-            weights.resolve(registry.get(name), explicit)
-        except weights.WeightsNotFound as err:  # keep going: the user learns every file at once
-            missing.append(str(err))
-    if len(missing) == 1:
-        raise weights.WeightsNotFound(missing[0])
-    if missing:
-        raise weights.WeightsNotFound(
-            f"pretrained weights missing for {len(missing)} models of the suite:\n\n"
-            + "\n\n".join(missing))
+    # data and weights together: a user missing both learns about both from one message;
+    # weights not on disk are downloaded here when the machine has a network
+    needs.check(cells, opts.data_dir)
     check_explain_layers(cells)
     seen = set()
     for cell in cells:
