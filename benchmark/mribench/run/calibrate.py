@@ -27,8 +27,9 @@ from mribench.train import precision as fastpath
 from mribench.train.engine import train_one_epoch
 from mribench.train.precision import Precision
 
-TIMED = 3  # timed batches per rate, after one untimed warm-up batch
-VERSION = 1  # part of the cache key: a change to how rates are measured re-measures
+TIMED = 3  # timed batches per rate at most, after one untimed warm-up batch
+BUDGET_S = 4.0  # ... fewer (two at least) once a rate has taken this long: a dry run stays short
+VERSION = 2  # part of the cache key: a change to how rates are measured re-measures
 
 
 def machine() -> str:
@@ -46,7 +47,7 @@ def describe(device: str) -> str:
 def batch_for(batch_size: int, device: str) -> int:
     """CPU time per image hardly depends on the batch: measure small ones (a dry run should
     take seconds); a GPU's does, so measure the cell's own batch size there."""
-    return batch_size if device.startswith("cuda") else min(batch_size, 4)
+    return batch_size if device.startswith("cuda") else min(batch_size, 2)
 
 
 def _sync(device: str) -> None:
@@ -106,8 +107,9 @@ def measure(model: ModelConfig, size: int, channels: int, batch: int, classes: i
     for name, step in (("train", train_step), ("forward", forward)):
         step()  # warm-up: allocator, cuDNN autotuning, lazy inits
         _sync(device)
-        times = []
-        for _ in range(TIMED):
+        times: list[float] = []
+        begun = time.perf_counter()
+        while len(times) < TIMED and (len(times) < 2 or time.perf_counter() - begun < BUDGET_S):
             start = time.perf_counter()
             step()
             _sync(device)

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,7 +21,8 @@ from mribench.run.executors import SuiteState
 COLUMNS = ["cell", "dataset", "model", "strategy", "seed", "fold", "run_key", "status",
            "skip_reason", "test_accuracy", "seconds", "run_id", "error"]
 SHOWN = ["cell", "model", "strategy", "seed", "fold", "status", "test_accuracy",
-         "seconds"]  # the console table; --json and the logged summary carry every column
+         "seconds", "run_id"]  # the console table; --json and the logged summary carry every
+# column; run_id is what `mribench predict` / `evaluate` take
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,7 @@ def _run(suite: Suite, opts: SuiteOptions, numbered: list[tuple[int, Cell]], bas
         state.parent = parent_id
         if fell_back:
             tracking.set_tags(fell_back)
-        cells_bar = progress.add_task("cells", total=len(cells))
+        cells_bar = progress.add_task("cells", total=len(cells), eta="")
         job = executors.Job(exp_id, parent_id, executors.portable_uri(), opts.force, started_ms,
                             os.getcwd())
         by_number, done = dict(numbered), {}
@@ -153,6 +151,8 @@ def _run(suite: Suite, opts: SuiteOptions, numbered: list[tuple[int, Cell]], bas
                               "cells_skipped": sum(r["status"] == "SKIPPED" for r in rows)})
     datasets = sorted({c.dataset.name for c in cells})
     shown = SHOWN if len(datasets) == 1 else SHOWN[:1] + ["dataset"] + SHOWN[1:]
+    if all(c.fold is None for c in cells):  # narrower: no fold column of dashes
+        shown = [c for c in shown if c != "fold"]
     if suite.axes:  # cells told apart by their axis values too
         shown = shown[:shown.index("seed")] + ["axes"] + shown[shown.index("seed"):]
     emit_table(rows, f"{suite.name} on {', '.join(datasets)}", opts.as_json, columns=shown,
@@ -187,11 +187,10 @@ def _say_stopped(suite: Suite, stop: stopping.Stopped, state: SuiteState) -> Non
 
 
 def resume_command(suite_name: str) -> str:
-    """The command line that was run, for the user to repeat (best effort)."""
-    argv0 = Path(sys.argv[0]).name
-    if argv0 in ("mribench", "__main__.py") and len(sys.argv) > 1:
-        return shlex.join(["mribench", *sys.argv[1:]])
-    return f"mribench suite {shlex.quote(suite_name)}"
+    """The command line that was run, for the user to repeat (run/resume_hint.py)."""
+    from mribench.run.resume_hint import resume_command as typed
+
+    return typed(suite_name)
 
 
 def preflight(cells: list[Cell], opts: RunOptions) -> None:
@@ -241,5 +240,7 @@ def check_explain_layers(cells: list[Cell]) -> None:
 
 
 def _progress() -> Progress:
+    # eta: the remaining time of the epoch / cell / suite (run/eta.py), set by the executor
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+                    TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=console,
+                    transient=False)
