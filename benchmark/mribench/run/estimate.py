@@ -12,10 +12,11 @@ A cell's seconds, per image-pass at the calibrated rate of its (model, size):
   explanations per explained image (a CAM: a training step; LIME: lime_samples forward passes;
   faithfulness adds ~40 forward passes per map; the randomisation check doubles them).
 The range: fastest calibrated batch, early stopping at its earliest (patience + 1 epochs), and
-5 s per cell of set-up and logging, up to the slowest calibrated batch x 1.2 (the input
+10 s per cell of set-up and logging, up to the slowest calibrated batch x 1.2 (the input
 pipeline: docs/speed.md measured real epochs at 0.86-0.98 of synthetic throughput), every
-epoch run, and 40 s per cell. Not included: decoding images on first use (once per dataset and
-image size, then cached; ~100 s for the 7023 set on a 2-core CPU) and weight downloads.
+epoch run, and 60 s per cell (SETUP; plus STARTUP once per invocation). Not included:
+decoding images on first use (once per dataset and image size, then cached; ~100 s for the
+7023 set on a 2-core CPU) and weight downloads.
 """
 from __future__ import annotations
 
@@ -31,11 +32,15 @@ from mribench.models import registry, strategies
 from mribench.run import calibrate
 
 PIPELINE = 1.2  # the high end's allowance for the input pipeline (see the docstring)
-SETUP = (5.0, 15.0, 40.0)  # seconds per cell for building, logging and saving: low / mid / high
+# seconds per cell for building the model, logging to MLflow, figures and saving the model: low
+# / mid / high (a smoke cell of 24 images took 35 s here on a loaded 2-core machine, almost all
+# of it this), and once per invocation for imports and opening the store
+SETUP = (10.0, 30.0, 60.0)
+STARTUP = (10.0, 30.0, 90.0)
 FAITHFULNESS_PASSES = 40
-HOW = ("range: fastest calibrated batch, earliest early stop and 5 s of set-up per cell, to the "
-       "slowest batch x 1.2 (input pipeline), every epoch and 40 s per cell; image decoding on "
-       "first use and weight downloads not included")
+HOW = ("range: fastest calibrated batch, earliest early stop and 10 s of set-up and logging per "
+       "cell, to the slowest batch x 1.2 (input pipeline), every epoch and 60 s per cell; image "
+       "decoding on first use and weight downloads not included")
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,8 @@ def estimate(cells: list[Cell], device: str, data_dir: str | None,
                      "images_x_epochs": g["images_x_epochs"], "seconds": round(mid, 1),
                      "low_seconds": round(low, 1), "high_seconds": round(high, 1),
                      "unknown_cells": g["unknown"]})
-    total = [sum(r[k] for r in rows) for k in ("low_seconds", "seconds", "high_seconds")]
+    total = [sum(r[k] for r in rows) + start for k, start in
+             zip(("low_seconds", "seconds", "high_seconds"), STARTUP)]
     return {"device": calibrate.describe(device), "rows": rows, "cells": len(cells),
             "images_x_epochs": sum(r["images_x_epochs"] for r in rows),
             "seconds": round(total[1], 1), "low_seconds": round(total[0], 1),
