@@ -44,7 +44,7 @@ def cmd_suite(args) -> int:
 
         return dry_run(suite, args.json, _blank_to_none(args.data_dir),
                        resolve_device(args.device), cost=not args.no_estimate,
-                       cache_dir=_blank_to_none(args.cache_dir))
+                       cache_dir=_blank_to_none(args.cache_dir), recalibrate=args.recalibrate)
     from mribench.run.suite import SuiteOptions, run_suite
     from mribench.train.engine import resolve_device
 
@@ -85,6 +85,8 @@ def register(sub) -> None:
                    "suite needs here (data, weights) and its estimated cost, then exit")
     p.add_argument("--no-estimate", action="store_true", help="with --dry-run: skip the cost "
                    "estimate (and its calibration, a few seconds per model and image size)")
+    p.add_argument("--recalibrate", action="store_true", help="with --dry-run: measure this "
+                   "machine again (the rates are cached per machine, model, size and device)")
     p.add_argument("--epochs", default=None, help="override training.epochs")
     p.add_argument("--data-dir", default=None, help="where datasets live (else "
                    "BENCHMARK_DATA_DIR, else ./data)")

@@ -59,19 +59,28 @@ def _cache_file(cache_dir: str | None) -> Path:
     return cache_root(cache_dir) / "calibration" / "rates.json"
 
 
+def load() -> float | None:
+    """The 1-minute load average: a calibration on a busy machine measures the busy machine."""
+    try:
+        return round(os.getloadavg()[0], 1)
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
 def rates(model: ModelConfig, size: int, channels: int, batch: int, classes: int, device: str,
-          precision: str, cache_dir: str | None = None) -> dict:
+          precision: str, cache_dir: str | None = None, fresh: bool = False) -> dict:
     """{"train": [fast, median, slow], "forward": [...]} seconds per image, measured once per
     machine and key (cached in the cache folder's calibration/rates.json)."""
     key = "|".join(map(str, (VERSION, machine(), device, model.name, model.head.type, size,
                              channels, batch, precision)))
     path = _cache_file(cache_dir)
     cached = json.loads(path.read_text()) if path.is_file() else {}
-    if key in cached:
+    if key in cached and not fresh:
         return cached[key]
     console.print(f"calibrating {model.name} at {size} px on {device} (batch {batch}) ...",
                   highlight=False, markup=False)
-    measured = measure(model, size, channels, batch, classes, device, precision)
+    measured = {**measure(model, size, channels, batch, classes, device, precision),
+                "load": load(), "when": time.strftime("%Y-%m-%d %H:%M")}
     cached[key] = measured
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

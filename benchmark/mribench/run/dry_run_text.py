@@ -36,6 +36,12 @@ def costs(est: dict) -> None:
              f"{duration(est['high_seconds'])}] for {est['cells']} cells, "
              f"{est['images_x_epochs']:,} images x epochs")
     extra = {"suite": total, "on": est["device"], "how": est["how"]}
+    if est.get("calibration_load") is not None:
+        busy = est["calibration_load"] > 0.8 * (est["cores"] or 1)
+        extra["load"] = (f"calibrated at load average {est['calibration_load']} on "
+                         f"{est['cores']} cores (now {est['load_now']})"
+                         + ("; a busy machine: times hold while it stays this busy "
+                            "(--recalibrate measures again)" if busy else ""))
     if est["unknown_cells"]:
         extra["unknown"] = (f"{est['unknown_cells']} cell(s) not costed: their dataset is not "
                             "on this machine and not a registered set")

@@ -20,6 +20,7 @@ decoding images on first use (once per dataset and image size, then cached; ~100
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -175,11 +176,13 @@ def cell_cost(cell: Cell, rates: dict, n: Sizes) -> dict:
 
 
 def estimate(cells: list[Cell], device: str, data_dir: str | None,
-             cache_dir: str | None = None) -> dict:
+             cache_dir: str | None = None, fresh: bool = False) -> dict:
     """Per group of cells (dataset, model, strategy; seeds, folds and axes together) and for
     the suite: images x epochs and seconds [low, mid, high]; the calibration behind them."""
     groups: dict[tuple, dict] = defaultdict(lambda: {"cells": 0, "images_x_epochs": 0,
                                                      "seconds": [0.0, 0.0, 0.0], "unknown": 0})
+    loads: list[float | None] = []
+    measured: set[tuple] = set()
     for cell in cells:
         g = groups[(cell.dataset.name, cell.model.display, cell.strategy.display)]
         g["cells"] += 1
@@ -188,9 +191,15 @@ def estimate(cells: list[Cell], device: str, data_dir: str | None,
             g["unknown"] += 1
             continue
         pre = cell.preprocess
-        rates = calibrate.rates(cell.model, pre.image_size, pre.channels,
-                                calibrate.batch_for(cell.training.batch_size, device), n.classes,
-                                device, cell.training.precision, cache_dir)
+        batch = calibrate.batch_for(cell.training.batch_size, device)
+        key = (cell.model.name, cell.model.head.type, pre.image_size, pre.channels, batch,
+               cell.training.precision)
+        # --recalibrate measures each (model, size) once in this dry run, then reads the cache
+        rates = calibrate.rates(cell.model, pre.image_size, pre.channels, batch, n.classes,
+                                device, cell.training.precision, cache_dir,
+                                fresh and key not in measured)
+        measured.add(key)
+        loads.append(rates.get("load"))
         cost = cell_cost(cell, rates, n)
         g["images_x_epochs"] += cost["images_x_epochs"]
         g["path"] = cost["path"]
@@ -210,7 +219,9 @@ def estimate(cells: list[Cell], device: str, data_dir: str | None,
             "images_x_epochs": sum(r["images_x_epochs"] for r in rows),
             "seconds": round(total[1], 1), "low_seconds": round(total[0], 1),
             "high_seconds": round(total[2], 1),
-            "unknown_cells": sum(r["unknown_cells"] for r in rows), "how": HOW}
+            "unknown_cells": sum(r["unknown_cells"] for r in rows), "how": HOW,
+            "calibration_load": max((x for x in loads if x is not None), default=None),
+            "load_now": calibrate.load(), "cores": os.cpu_count()}
 
 
 def duration(seconds: float) -> str:

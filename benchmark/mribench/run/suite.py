@@ -47,7 +47,7 @@ def matrix_rows(cells: list[Cell]) -> list[dict]:
 
 
 def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None, device: str = "cpu",
-            cost: bool = True, cache_dir: str | None = None) -> int:
+            cost: bool = True, cache_dir: str | None = None, recalibrate: bool = False) -> int:
     """The cell matrix, what the suite needs on this machine (data, weights: run/needs.py) and,
     with `cost`, what it will cost here (run/estimate.py): one JSON document with --json."""
     suite, subs = fallback.substitute(suite, data_dir)
@@ -58,7 +58,7 @@ def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None, device: st
     title = (f"{suite.name}: {len(cells)} cells (dry run" + (f"; axes: {axes}" if axes else "")
              + ")")
     found = needs.survey(cells, data_dir)
-    costs = estimate.estimate(cells, device, data_dir, cache_dir) if cost else None
+    costs = estimate.estimate(cells, device, data_dir, cache_dir, recalibrate) if cost else None
     if as_json:
         emit_table(matrix_rows(cells), title, True,
                    extra={"experiment": suite.experiment_name,
