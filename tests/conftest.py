@@ -1,12 +1,64 @@
 """Shared fixtures: the real data folder and an isolated MLflow store per test."""
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from real_data import DATA_DIR, MRI_7023, have, why_missing
+from real_data import DATA_DIR, MRI_7023, ROOT, have, why_missing
+
+# what a developer's checkout holds anyway: never blamed on the tests
+_OURS = ("__pycache__", ".pytest_cache", ".egg-info", ".ci-venv", ".venv", ".ruff_cache")
+
+
+def _untracked_and_ignored() -> set[str] | None:
+    """Every untracked or ignored path of the checkout (`git status --ignored`), None outside
+    a git checkout (an installed wheel's tests)."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all",
+                               "--", ".", ":!.ci-venv", ":!.venv"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    paths = {line[3:] for line in done.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if not any(part in p for part in _OURS)}
+
+
+def pytest_sessionstart(session):
+    session.config._files_before = _untracked_and_ignored()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests write only under temporary folders: a file the run left in the checkout (an
+    `mlruns/`, a `.cache/`, an `mlflow.db`) fails the session, named."""
+    before = getattr(session.config, "_files_before", None)
+    if before is None or hasattr(session.config, "workerinput"):  # xdist workers: the controller checks
+        return
+    after = _untracked_and_ignored() or set()
+    left = sorted(after - before)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = ("tests left files in the checkout (write them under tmp_path): "
+                   + ", ".join(left[:20]) + (f" and {len(left) - 20} more" if len(left) > 20 else ""))
+        if reporter:
+            reporter.ensure_newline()
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _work_in_a_temporary_folder(tmp_path_factory):
+    """Every test runs in a temporary current folder, so whatever a command writes by default
+    (./mlflow.db, ./mlruns, ./.cache/mribench, ./reports) never lands in the checkout."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
 
 
 @pytest.fixture(scope="session")

@@ -289,7 +289,7 @@ def test_study_suite_loads_and_dry_runs(name, capsys):
     from mribench.cli.main import main
 
     suite = load_suite(name)
-    assert main(["suite", name, "--dry-run", "--json"]) == 0
+    assert main(["suite", name, "--dry-run", "--json", "--no-estimate"]) == 0
     out = json.loads(capsys.readouterr().out)
     rows = out["rows"] if isinstance(out, dict) else out
     cells = {(r["model"], r["strategy"]) for r in rows}

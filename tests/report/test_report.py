@@ -231,3 +231,50 @@ def test_page_shows_each_subsets_mix_baselines_and_groups(built):
     assert (mix[["n glioma", "n meningioma", "n notumor", "n pituitary"]] == 5).all().all()
     assert (mix["groups"] <= mix["images"]).all()
     assert "What each test subset holds" in (built["out"] / "index.html").read_text()
+
+
+FIT_PROBE = ("<script>window.addEventListener('load',function(){var d=document.documentElement;"
+             "var cut=[].slice.call(document.querySelectorAll('.wide')).filter(function(w){"
+             "return w.scrollWidth>w.clientWidth+1}).length;document.body.setAttribute("
+             "'data-fit','page='+d.scrollWidth+' view='+window.innerWidth+' cut='+cut)})"
+             "</script></body>")
+
+
+def _fits_1280(page_html: str, tmp_path) -> tuple[int, int, int]:
+    """(page width, window width, tables cut) of the page in headless Chromium at 1280 px."""
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium found (Debian: apt-get install chromium; .ci/run installs it)")
+    page = tmp_path / "fit.html"
+    page.write_text(page_html.replace("</body>", FIT_PROBE))
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--window-size=1280,900",
+                           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-fit="page=(\d+) view=(\d+) cut=(\d+)"', done.stdout)
+    assert found, done.stderr[-2000:]
+    return int(found.group(1)), int(found.group(2)), int(found.group(3))
+
+
+@pytest.mark.services
+def test_a_wide_pairwise_table_fits_a_1280_px_window(tmp_path):
+    """The pairwise table's widest real shape (long configuration names, every column; it once
+    cut off p_holm and the detectable difference) wraps inside the page instead."""
+    from mribench.report.html import Section, render_html
+
+    row = {"subset": "clean", "a": "efficientnet_lite0 / partial2 / train_per_class=all",
+           "b": "vit_small_patch14_dinov2 / linear_probe / train_per_class=all",
+           "test": "seed-aware paired t-test on per-seed accuracy differences",
+           "covers": "test images and seeds", "repeats": 3, "images": 816,
+           "accuracy_a": 0.9583, "accuracy_b": 0.9041, "difference": 0.0542,
+           "ci95": "[0.0312, 0.0771]", "p_value": 0.00086, "p_holm": 0.0043, "detectable": 0.021}
+    sections = [Section("Pairwise tests", ["every pair"], table=[row] * 6)]
+    page, view, cut = _fits_1280(render_html(tmp_path, "wide", ["meta"], sections), tmp_path)
+    assert page <= view and cut == 0
+
+
+@pytest.mark.services
+def test_the_report_page_has_no_horizontal_overflow_at_1280_px(built, tmp_path):
+    page, view, cut = _fits_1280((built["out"] / "index.html").read_text(), tmp_path)
+    assert page <= view and cut == 0

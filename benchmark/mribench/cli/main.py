@@ -17,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mribench",
         description="Transfer-learning benchmarks for brain MRI classification, tracked in MLflow.")
+    from mribench import __version__
+
+    parser.add_argument("--version", action="version", version=f"mribench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (run, use, data, models, perf, schema):
         group.register(sub)

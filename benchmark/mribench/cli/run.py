@@ -40,8 +40,11 @@ def cmd_suite(args) -> int:
     suite = load_suite(args.suite, _overrides(args))
     if args.dry_run:
         from mribench.run.suite import dry_run
+        from mribench.train.engine import resolve_device
 
-        return dry_run(suite, args.json, _blank_to_none(args.data_dir))
+        return dry_run(suite, args.json, _blank_to_none(args.data_dir),
+                       resolve_device(args.device), cost=not args.no_estimate,
+                       cache_dir=_blank_to_none(args.cache_dir), recalibrate=args.recalibrate)
     from mribench.run.suite import SuiteOptions, run_suite
     from mribench.train.engine import resolve_device
 
@@ -78,7 +81,12 @@ def cmd_tune(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("suite", help="run a suite (bare name from suites/ or a YAML path)")
     p.add_argument("suite", help="a shipped suite's name (e.g. smoke) or a path to a YAML file")
-    p.add_argument("--dry-run", action="store_true", help="print the cell matrix and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the cell matrix, what the "
+                   "suite needs here (data, weights) and its estimated cost, then exit")
+    p.add_argument("--no-estimate", action="store_true", help="with --dry-run: skip the cost "
+                   "estimate (and its calibration, a few seconds per model and image size)")
+    p.add_argument("--recalibrate", action="store_true", help="with --dry-run: measure this "
+                   "machine again (the rates are cached per machine, model, size and device)")
     p.add_argument("--epochs", default=None, help="override training.epochs")
     p.add_argument("--data-dir", default=None, help="where datasets live (else "
                    "BENCHMARK_DATA_DIR, else ./data)")

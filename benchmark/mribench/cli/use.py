@@ -65,9 +65,12 @@ def cmd_evaluate(args) -> int:
 def _cell_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default=None, help="find the model of this suite's cell (the "
                    "newest finished run of its run_key)")
-    p.add_argument("--model", default=None, help="with --suite: the cell's model")
-    p.add_argument("--strategy", default=None, help="with --suite: the cell's strategy")
-    p.add_argument("--seed", type=int, default=None, help="with --suite: the cell's seed")
+    p.add_argument("--model", default=None, help="with --suite or a suite's run id: the "
+                   "cell's model")
+    p.add_argument("--strategy", default=None, help="with --suite or a suite's run id: the "
+                   "cell's strategy")
+    p.add_argument("--seed", type=int, default=None, help="with --suite or a suite's run id: "
+                   "the cell's seed")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 

@@ -95,6 +95,11 @@ def validate(scan: Scan, pre: PreprocessConfig | None,
                 progress()
     pixels = (images.open_store(pre, {sha: e.path for e, sha in hashed})
               if pre is not None and hashed else None)
+    todo = sum(pixels.missing(sha) for _, sha in hashed) if pixels is not None else 0
+    if todo >= 100:  # else a long silent pause (~100 s for the 7023 set on a 2-core CPU)
+        console.print(f"decoding {todo} images at {pre.image_size} px into the cache "
+                      f"{images.cache_dir()} (first use; later runs read them from there) ...",
+                      markup=False, highlight=False)
     records, good = [], []
     for entry, sha in hashed:
         try:

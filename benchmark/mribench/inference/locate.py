@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -24,11 +25,52 @@ def model_uri(model: str | None, suite: str | None = None, model_name: str | Non
     if model.startswith(("runs:/", "models:/")):
         return model
     if re.fullmatch(r"[0-9a-f]{32}", model):
-        return f"runs:/{model}/model"
+        return cell_of_parent(model, model_name, strategy, seed, dataset) or f"runs:/{model}/model"
     if re.fullmatch(r"m-[0-9a-f]{32}", model):
         return f"models:/{model}"
     raise ModelNotFound(f"model {model!r} is not a run id, a runs:/ or models:/ URI; or name a "
                         "suite cell with --suite S --model M --strategy X --seed N")
+
+
+def cell_of_parent(run_id: str, model: str | None, strategy: str | None, seed: int | None,
+                   dataset: str | None) -> str | None:
+    """A suite's parent run id (what `mribench suite` prints last) names no model itself: the
+    model of its one cell matching --model/--strategy/--seed/--dataset, or a ModelNotFound
+    listing its cells and how to pick one. None when `run_id` is not a parent run."""
+    from mlflow.tracking import MlflowClient
+
+    from mribench import tracking
+
+    tracking.experiment_id_of("Default")  # points MLflow at the store, one line if unusable
+    client = MlflowClient()
+    try:
+        exp_id = client.get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - no such run: the caller's runs:/ URI reports it
+        return None
+    children = client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{run_id}'",
+                                  order_by=["attributes.start_time ASC"])
+    if not children:
+        return None
+    wanted = {"model": model, "strategy": strategy, "seed": None if seed is None else str(seed),
+              "dataset": dataset}
+    picked = [r for r in children if r.info.status == "FINISHED"
+              and all(v is None or r.data.tags.get(k) == v
+                      or (k == "model" and r.data.tags.get("model_name") == v)
+                      for k, v in wanted.items())]
+    if len(picked) == 1 and any(v is not None for v in wanted.values()):
+        return f"runs:/{picked[0].info.run_id}/model"
+    lines = [f"  {r.info.run_id}  {r.info.run_name or ''} ({r.info.status.lower()})"
+             for r in children]
+    first = children[0].data.tags
+    chosen = ", ".join(f"--{k} {v}" for k, v in wanted.items() if v is not None)
+    why = (f"{len(picked)} of them match {chosen}" if chosen else
+           "name one of them")
+    raise ModelNotFound(
+        f"run {run_id} is a suite run: its cells logged the models, not it; {why}. Its "
+        f"{len(children)} cell run(s):\n" + "\n".join(lines)
+        + f"\npick one: `mribench predict <cell run id> IMAGES`, or keep the suite run id and add "
+        f"--model/--strategy/--seed, e.g. --model {shlex.quote(first.get('model', 'M'))} "
+        f"--strategy {shlex.quote(first.get('strategy', 'S'))} --seed {first.get('seed', 'N')}")
 
 
 def cell_model(suite_name: str, model: str | None, strategy: str | None, seed: int | None,

@@ -74,9 +74,33 @@ def resolve(spec: ModelSpec, explicit: str | None = None) -> WeightFile:
     where = Path(wdir) if wdir else Path(f"${WEIGHTS_DIR_ENV}")
     raise WeightsNotFound(
         f"no pretrained weights for model {spec.name!r}. Searched:\n  - " + "\n  - ".join(searched)
-        + f"\nPut the {spec.source} {spec.arch!r} ImageNet state dict at {where / (stem + '.pth')}"
+        + f"\nPut the {spec.source} {spec.arch!r} state dict ({weight_set(spec)} weights) at "
+        f"{where / (stem + '.pth')}"
         f" (or {stem}.safetensors) and set {WEIGHTS_DIR_ENV}, or name the file in the suite "
-        f"as models[].weights; or use strategy 'scratch'.{_download_hint(spec)}")
+        f"as models[].weights; on a machine with a network, `mribench models fetch {spec.name} --dir "
+        f"DIR` writes that file.{_download_hint(spec)}")
+
+
+# the pieces of timm's pretrained tags that name training data (`<arch>.<tag>`); a tag such as
+# `in21k_ft_in1k` reads "pre-trained on ImageNet-21k, fine-tuned on ImageNet-1k"
+_TAG_DATA = {"in1k": "ImageNet-1k", "in12k": "ImageNet-12k", "in21k": "ImageNet-21k",
+             "in22k": "ImageNet-22k", "lvd142m": "LVD-142M (DINOv2 self-supervised, no labels)",
+             "laion2b": "LAION-2B (CLIP)", "openai": "OpenAI CLIP data"}
+
+
+def weight_set(spec: ModelSpec) -> str:
+    """The data a model's pretrained weights were trained on, from the registry's hub tag:
+    DINOv2's are LVD-142M, a ViT's AugReg weights ImageNet-21k fine-tuned on ImageNet-1k."""
+    if not spec.hub:
+        return "ImageNet-1k" if spec.pip else "none"
+    if spec.source == "torchvision":
+        return "ImageNet-1k" if "IMAGENET1K" in spec.hub else spec.hub.rsplit(".", 1)[-1]
+    tag = spec.hub.partition(".")[2]
+    parts = tag.split("_")
+    names = [_TAG_DATA[p] for p in parts if p in _TAG_DATA]
+    if "ft" in parts and len(names) >= 2:
+        return f"{names[0]}, fine-tuned on {names[-1]}"
+    return names[0] if names else tag or "the hub's default"
 
 
 def file_stem(spec: ModelSpec) -> str:
@@ -86,19 +110,25 @@ def file_stem(spec: ModelSpec) -> str:
 
 def _download_hint(spec: ModelSpec) -> str:
     """Where a machine with a network gets the file the hub step would have fetched."""
+    url = download_url(spec)
+    return f"\nThe file the hub step downloads: {url}" if url else ""
+
+
+def download_url(spec: ModelSpec) -> str | None:
+    """The URL of the file the hub step downloads (no network needed), or None without a hub."""
     if not spec.hub:
-        return ""
+        return None
     if spec.source == "timm":
         import timm
 
         cfg = timm.models.get_pretrained_cfg(spec.hub)
-        url = (f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/"
-               f"{cfg.hf_hub_filename or 'model.safetensors'}" if cfg.hf_hub_id else cfg.url)
-    else:
-        from torchvision.models import get_weight
+        if cfg is None:
+            return None
+        return (f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/"
+                f"{cfg.hf_hub_filename or 'model.safetensors'}" if cfg.hf_hub_id else cfg.url)
+    from torchvision.models import get_weight
 
-        url = get_weight(spec.hub).url
-    return f"\nThe file the hub step downloads: {url}"
+    return get_weight(spec.hub).url
 
 
 def pip_file(package: str) -> Path | None:

@@ -12,13 +12,14 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2re
 max-width:1100px;padding:0 1rem;color:#1d1d1f;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2.2rem;
 border-bottom:1px solid #ddd;padding-bottom:.2rem}.meta{color:#666;font-size:.9rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
-th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:right;vertical-align:top}
+table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0;max-width:100%}
+th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:right;vertical-align:top;
+overflow-wrap:anywhere}.wide{overflow-x:auto;max-width:100%}
 th{background:#f4f4f6}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafc}img{max-width:100%;height:auto}
 figure{margin:.6rem 0}.files{font-size:.8rem;color:#666}
 .gallery td,.gallery th{text-align:center}.note li{margin:.3rem 0}
-.gallery img{max-width:460px}.note{background:#f6f8fa;border-left:3px solid #8aa;
+.gallery img{max-width:min(460px,24vw)}.note{background:#f6f8fa;border-left:3px solid #8aa;
 padding:.2rem .8rem;font-size:.9rem}.note ul{padding-left:1.2rem}
 """
 
@@ -44,7 +45,10 @@ def _html_table(rows: list[dict], css: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols)
                    + "</tr>" for r in rows)
-    return f'<table{css}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    # a wide table wraps its cells (overflow-wrap) and, at worst, scrolls inside its own box:
+    # the page itself never scrolls sideways (checked at 1280 px in tests/report)
+    return (f"<div class='wide'><table{css}><thead><tr>{head}</tr></thead><tbody>{body}"
+            "</tbody></table></div>")
 
 
 def _cell(value) -> str:
@@ -81,8 +85,8 @@ def render_html(folder: Path, title: str, meta: list[str], sections: list[Sectio
                                 f"{html.escape(name)}'></td>" if c in row else "<td>-</td>"
                                 for c in cols)
                 body += f"<tr><td>{html.escape(name)}</td>{cells}</tr>"
-            parts.append(f"<table class='gallery'><thead><tr>{head}</tr></thead>"
-                         f"<tbody>{body}</tbody></table>")
+            parts.append(f"<div class='wide'><table class='gallery'><thead><tr>{head}</tr>"
+                         f"</thead><tbody>{body}</tbody></table></div>")
         if s.files:
             parts.append(f"<p class='files'>data: {html.escape(', '.join(s.files))}</p>")
     parts.append("</body></html>")

@@ -152,10 +152,9 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     print_paper_notes(suite)
     if compare:
         # pairs are within one dataset; name it when the suite has several
-        columns = (["dataset"] if len(datasets) > 1 else []) + PAIR_COLUMNS
-        emit_table([{k: p.get(k) for k in columns + (["error"] if "error" in p else [])}
-                    for p in pairs], "paired tests on the test images both configurations "
-                    "scored (Holm-adjusted per subset)", False)
+        from mribench.report.compare_table import print_pairs
+
+        print_pairs(pairs, len(datasets) > 1)  # one line per pair, a legend for the tests
     return 0
 
 

@@ -37,6 +37,12 @@ class RunOptions:
     # prepared datasets of this invocation, shared by its cells (files do not change meanwhile)
     prepared: dict = field(default_factory=dict, compare=False, hash=False)
     on_batch: Callable[[int, int], None] | None = None  # (batch, batches)
+    on_stage: Callable[[str], None] | None = None  # what the cell is doing now, in words
+
+
+def _stage(opts: RunOptions, what: str) -> None:
+    if opts.on_stage:
+        opts.on_stage(what)
 
 
 def prepare_once(cell: Cell, opts: RunOptions):
@@ -101,6 +107,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     tracking.log_params(flatten(resolved))
     tracking.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
 
+    _stage(opts, "preparing data")
     prepared = prepare_once(cell, opts)
     externals = prepare_externals(cell, opts) if opts.evaluate_test else []
     _log_data(prepared, opts.evaluate_test)
@@ -121,6 +128,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
                          **fastpath.configure(cell.training.deterministic, opts.device)})
 
     loader = _loaders(cell, prepared, mean, std, opts.device, workers)
+    _stage(opts, "loading images" if cell.strategy.name != "knn" else "kNN: extracting features")
     # knn: no training, its neighbours vote (run/protocols.py); every other strategy trains
     train = protocols.fit_knn if cell.strategy.name == "knn" else _train
     result, net, predict_loader = train(cell, built, prepared, loader, opts, precision)
@@ -131,6 +139,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
     if opts.evaluate_test:
         # post-hoc temperature scaling, fitted on the validation split (run/calibrated.py)
         temperature = calibrated.fit(net, prepared, predict_loader, opts.device, precision)
+        _stage(opts, "testing")
         headline |= _test(net, prepared, predict_loader, opts.device, precision, temperature)
         # MRI artefacts: the whole model (backbone too) on corrupted test images
         headline |= evaluate_robustness(cell, built.model, prepared, mean, std, opts.device,
@@ -139,6 +148,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
             headline |= external.evaluate_external(ext, prepared, net, predict_loader,
                                                    opts.device, temperature)
         if cell.explain.methods:
+            _stage(opts, "explaining")
             _explain(cell, built, prepared, mean, std, opts.device)
         headline |= keeping.keep_model(cell, built, prepared, net, mean, std, result,
                                        temperature)
@@ -175,6 +185,7 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
         # every epoch: compute them once (pooled when the head starts by pooling) and train only
         # the rest of the head; test and external sets reuse the same store.
         t0 = time.perf_counter()
+        _stage(opts, "extracting features")
         extractor, net = feature_stage(built.backbone, built.head)
         store = FeatureStore(extractor, lambda samples: loader("test", False, samples),
                              opts.device, cfg.batch_size, cell.seed)
@@ -205,6 +216,7 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
         if opts.on_epoch:
             opts.on_epoch(row, cfg.epochs)
 
+    _stage(opts, "epochs")
     # torch.compile wraps (shares the parameters of) the module: explanations use the plain one
     trained = torch.compile(net) if cfg.compile else net
     try:

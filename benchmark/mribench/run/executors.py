@@ -25,6 +25,7 @@ from mribench.console import console, esc
 from mribench.matrix import Cell
 from mribench.run import claims
 from mribench.run.cell import RunOptions, run_cell
+from mribench.run.eta import Eta
 from mribench.train.engine import Diverged
 
 Pending = list[tuple[int, Cell]]  # (1-based number in the suite, cell)
@@ -118,17 +119,42 @@ class LocalExecutor:
 
         def on_claim(cell: Cell, run_id: str | None) -> None:
             state.current = (cell, run_id) if run_id else None
-        epochs_bar = progress.add_task("epochs", total=None, visible=False)
-        batches_bar = progress.add_task("batches", total=None, visible=False)
+        epochs_bar = progress.add_task("epochs", total=None, visible=False, eta="")
+        batches_bar = progress.add_task("batches", total=None, visible=False, eta="")
+        eta = Eta(len(pending))
         for number, cell in pending:
             progress.update(cells_bar, description=esc(cell.title))
-            progress.reset(epochs_bar, total=cell.training.epochs, visible=True)
-            hooks = replace(
-                base, on_epoch=lambda row, n: progress.update(epochs_bar, completed=row["epoch"],
-                                                              total=n),
-                on_batch=lambda b, n: progress.update(batches_bar, completed=b, total=n,
-                                                      visible=True))
-            yield number, run_claimed(cell, job, hooks, on_claim=on_claim)
+            progress.reset(epochs_bar, total=cell.training.epochs, visible=True,
+                           description="epochs", eta="")
+            eta.cell_started(cell.training.epochs)
+            hooks = replace(base, on_epoch=_on_epoch(progress, epochs_bar, eta),
+                            on_batch=_on_batch(progress, (cells_bar, epochs_bar, batches_bar),
+                                               eta),
+                            on_stage=lambda what: progress.update(epochs_bar, description=what))
+            result = run_claimed(cell, job, hooks, on_claim=on_claim)
+            eta.cell_finished(result.get("status") != "SKIPPED")
+            progress.update(cells_bar, eta=Eta.say(eta.suite_left(), "suite"))
+            yield number, result
+
+
+def _on_epoch(progress, bar, eta: Eta):
+    def hook(row: dict, epochs: int) -> None:
+        eta.epoch_finished(row["epoch"], epochs)
+        progress.update(bar, completed=row["epoch"], total=epochs, description="epochs",
+                        eta=Eta.say(eta.cell_left(), "cell"))
+    return hook
+
+
+def _on_batch(progress, bars, eta: Eta):
+    cells_bar, epochs_bar, batches_bar = bars
+
+    def hook(done: int, total: int) -> None:
+        eta.batch(done, total)
+        progress.update(batches_bar, completed=done, total=total, visible=True,
+                        eta=Eta.say(eta.epoch_left(), "pass"))
+        progress.update(epochs_bar, eta=Eta.say(eta.cell_left(), "cell"))
+        progress.update(cells_bar, eta=Eta.say(eta.suite_left(), "suite"))
+    return hook
 
 
 class RayExecutor:

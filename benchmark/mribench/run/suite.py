@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,15 +13,16 @@ from mribench.config.schema import Suite
 from mribench.console import console, emit_table, esc
 from mribench.data import fallback
 from mribench.matrix import Cell, expand
-from mribench.models import registry, strategies, weights
-from mribench.run import claims, executors, stopping
+from mribench.models import registry
+from mribench.run import claims, dry_run_text, estimate, executors, needs, stopping
 from mribench.run.cell import RunOptions, prepare_externals, prepare_once
 from mribench.run.executors import SuiteState
 
 COLUMNS = ["cell", "dataset", "model", "strategy", "seed", "fold", "run_key", "status",
            "skip_reason", "test_accuracy", "seconds", "run_id", "error"]
 SHOWN = ["cell", "model", "strategy", "seed", "fold", "status", "test_accuracy",
-         "seconds"]  # the console table; --json and the logged summary carry every column
+         "seconds", "run_id"]  # the console table; --json and the logged summary carry every
+# column; run_id is what `mribench predict` / `evaluate` take
 
 
 @dataclass(frozen=True)
@@ -48,15 +46,29 @@ def matrix_rows(cells: list[Cell]) -> list[dict]:
     return [{"cell": i + 1, **c.tags()} for i, c in enumerate(cells)]
 
 
-def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None) -> int:
+def dry_run(suite: Suite, as_json: bool, data_dir: str | None = None, device: str = "cpu",
+            cost: bool = True, cache_dir: str | None = None, recalibrate: bool = False) -> int:
+    """The cell matrix, what the suite needs on this machine (data, weights: run/needs.py) and,
+    with `cost`, what it will cost here (run/estimate.py): one JSON document with --json."""
     suite, subs = fallback.substitute(suite, data_dir)
     fallback.announce(subs)
     cells = expand(suite)
     # the axes' share of the count, e.g. "axes: train_per_class 6 x image_size 2"
     axes = " x ".join(f"{a.name} {len(a.values)}" for a in suite.axis_list)
-    emit_table(matrix_rows(cells), f"{suite.name}: {len(cells)} cells (dry run"
-               + (f"; axes: {axes}" if axes else "") + ")", as_json,
-               extra={"experiment": suite.experiment_name})
+    title = (f"{suite.name}: {len(cells)} cells (dry run" + (f"; axes: {axes}" if axes else "")
+             + ")")
+    found = needs.survey(cells, data_dir)
+    costs = estimate.estimate(cells, device, data_dir, cache_dir, recalibrate) if cost else None
+    if as_json:
+        emit_table(matrix_rows(cells), title, True,
+                   extra={"experiment": suite.experiment_name,
+                          "needs": {k: v for k, v in found.items() if k != "rows"},
+                          "estimate": costs})
+        return 0
+    emit_table(matrix_rows(cells), title, False, extra={"experiment": suite.experiment_name})
+    dry_run_text.needs(found)
+    if costs:
+        dry_run_text.costs(costs)
     return 0
 
 
@@ -122,7 +134,7 @@ def _run(suite: Suite, opts: SuiteOptions, numbered: list[tuple[int, Cell]], bas
         state.parent = parent_id
         if fell_back:
             tracking.set_tags(fell_back)
-        cells_bar = progress.add_task("cells", total=len(cells))
+        cells_bar = progress.add_task("cells", total=len(cells), eta="")
         job = executors.Job(exp_id, parent_id, executors.portable_uri(), opts.force, started_ms,
                             os.getcwd())
         by_number, done = dict(numbered), {}
@@ -139,6 +151,8 @@ def _run(suite: Suite, opts: SuiteOptions, numbered: list[tuple[int, Cell]], bas
                               "cells_skipped": sum(r["status"] == "SKIPPED" for r in rows)})
     datasets = sorted({c.dataset.name for c in cells})
     shown = SHOWN if len(datasets) == 1 else SHOWN[:1] + ["dataset"] + SHOWN[1:]
+    if all(c.fold is None for c in cells):  # narrower: no fold column of dashes
+        shown = [c for c in shown if c != "fold"]
     if suite.axes:  # cells told apart by their axis values too
         shown = shown[:shown.index("seed")] + ["axes"] + shown[shown.index("seed"):]
     emit_table(rows, f"{suite.name} on {', '.join(datasets)}", opts.as_json, columns=shown,
@@ -173,36 +187,24 @@ def _say_stopped(suite: Suite, stop: stopping.Stopped, state: SuiteState) -> Non
 
 
 def resume_command(suite_name: str) -> str:
-    """The command line that was run, for the user to repeat (best effort)."""
-    argv0 = Path(sys.argv[0]).name
-    if argv0 in ("mribench", "__main__.py") and len(sys.argv) > 1:
-        return shlex.join(["mribench", *sys.argv[1:]])
-    return f"mribench suite {shlex.quote(suite_name)}"
+    """The command line that was run, for the user to repeat (run/resume_hint.py)."""
+    from mribench.run.resume_hint import resume_command as typed
+
+    return typed(suite_name)
 
 
 def preflight(cells: list[Cell], opts: RunOptions) -> None:
     """Scan and validate every dataset and find every pretrained weight file before anything is
     trained or logged, so a bad file, a missing folder or missing weights stop the suite with a
-    clear error instead of failing cell after cell. It also fills the decoded-image cache that
+    clear error instead of failing cell after cell (run/needs.py). It also fills the decoded-image cache that
     the cells then read (and downloads hub weights once, for users with a network)."""
     from mribench.models.archs import check_patch_multiple
 
     for name, size in sorted({(c.model.name, c.preprocess.image_size) for c in cells}):
         check_patch_multiple(registry.get(name), size)
-    needs_weights = {(c.model.name, c.model.weights) for c in cells
-                     if strategies.uses_pretrained(c.strategy)}
-    missing = []
-    for name, explicit in sorted(needs_weights, key=str):
-        try:
-            weights.resolve(registry.get(name), explicit)
-        except weights.WeightsNotFound as err:  # keep going: the user learns every file at once
-            missing.append(str(err))
-    if len(missing) == 1:
-        raise weights.WeightsNotFound(missing[0])
-    if missing:
-        raise weights.WeightsNotFound(
-            f"pretrained weights missing for {len(missing)} models of the suite:\n\n"
-            + "\n\n".join(missing))
+    # data and weights together: a user missing both learns about both from one message;
+    # weights not on disk are downloaded here when the machine has a network
+    needs.check(cells, opts.data_dir)
     check_explain_layers(cells)
     seen = set()
     for cell in cells:
@@ -238,5 +240,7 @@ def check_explain_layers(cells: list[Cell]) -> None:
 
 
 def _progress() -> Progress:
+    # eta: the remaining time of the epoch / cell / suite (run/eta.py), set by the executor
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+                    TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=console,
+                    transient=False)

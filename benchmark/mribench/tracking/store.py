@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mribench import redact
@@ -42,6 +43,7 @@ def setup(experiment: str) -> str:
     uri = _use_store()
     with _store_errors(uri), locks.held(uri), _quiet("mlflow.store.db.utils"), \
             _quiet("mlflow.tracking.fluent"):  # "Creating a new experiment": we say where
+        _create_beside_store(uri, experiment)
         exp = mlflow.set_experiment(experiment)
         client = MlflowClient()
         if "mlflow.experimentKind" not in exp.tags:
@@ -51,6 +53,20 @@ def setup(experiment: str) -> str:
         client.set_experiment_tag(exp.experiment_id, "mribench.last_invocation",
                                   f"{socket.gethostname()} pid {os.getpid()} {time.time():.0f}")
     return exp.experiment_id
+
+
+def _create_beside_store(uri: str, experiment: str) -> None:
+    """A new experiment in an SQLite store keeps its artifacts in `mlruns/` beside the database
+    file, not in the current folder (MLflow's default): a store and its artifacts stay together
+    whichever folder a command runs from (`sqlite:///mlflow.db` here: ./mlruns, as before)."""
+    db = locks.sqlite_file(uri)
+    if db is None or mlflow.get_experiment_by_name(experiment) is not None:
+        return
+    try:
+        mlflow.create_experiment(experiment, artifact_location=(db.parent.resolve() / "mlruns")
+                                 .as_uri())
+    except MlflowException:  # made meanwhile by another client: theirs stands
+        pass
 
 
 @contextmanager
