@@ -145,8 +145,9 @@ def logged_size_mb(name: str, num_classes: int = 4) -> float:
     the whole network with the default linear head for `num_classes`, at its input size. Other
     heads add their own layers (a flatten_mlp head grows with the image side)."""
     from mribench.config.schema import ModelConfig, StrategyConfig
+    from mribench.models import strategies
     from mribench.models.build import build
 
-    built = build(ModelConfig(name=name), StrategyConfig(name="full"), num_classes,
+    built = build(ModelConfig(name=name), StrategyConfig(name=strategies.FULL.name), num_classes,
                   load_weights=False)
     return state_dict_bytes(built.model) / 2**20

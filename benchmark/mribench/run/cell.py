@@ -16,6 +16,7 @@ from mribench import data, stats, tracking
 from mribench.console import console
 from mribench.explain import explainer as explain
 from mribench.matrix import Cell, flatten
+from mribench.models import strategies
 from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mribench.report import run_figures as plots
@@ -118,8 +119,9 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
                          **fastpath.configure(cell.training.deterministic, opts.device)})
 
     loader = _loaders(cell, prepared, mean, std, opts.device, workers)
-    # knn: no training, its neighbours vote (run/protocols.py); every other strategy trains
-    train = protocols.fit_knn if cell.strategy.name == "knn" else _train
+    # how the strategy fits (its row in models/strategies.py): the loop, or a neighbour index
+    fits = {strategies.LOOP: _train, strategies.NEIGHBOURS: protocols.fit_knn}
+    train = fits[strategies.spec_of(cell.strategy).fit]
     result, net, predict_loader = train(cell, built, prepared, loader, opts, precision)
 
     best = (result.history[result.best_epoch - 1] if result.best_epoch else
