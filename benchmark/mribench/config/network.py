@@ -76,6 +76,26 @@ class StrategyConfig(Strict):
     k: PosInt | None = Field(None, exclude_if=lambda v: v is None, description=(
         f"knn: neighbours that vote, by cosine similarity of pooled features (default "
         f"{KNN_DEFAULT_K}); only for knn."))
+    # lora and lp_ft keys: unset (so out of every earlier run_key) for every other strategy
+    rank: PosInt | None = Field(None, exclude_if=lambda v: v is None, description=(
+        f"lora: rank of the adapters (default {strategies.LORA.options['rank']})."))
+    alpha: Annotated[float, Field(gt=0)] | None = Field(
+        None, exclude_if=lambda v: v is None, description=(
+            f"lora: scaling numerator, the update is alpha / rank times B A (default "
+            f"{strategies.LORA.options['alpha']})."))
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] | None = Field(
+        None, exclude_if=lambda v: v is None, description="lora: dropout on the adapters' input "
+        "(default 0).")
+    targets: list[str] | None = Field(None, exclude_if=lambda v: v is None, description=(
+        "lora: backbone modules to adapt, by name or name suffix (e.g. [qkv, proj]); default: a "
+        "ViT's attention qkv and proj Linear layers, else every Conv2d (groups 1) and Linear."))
+    probe_epochs: PosInt | None = Field(None, exclude_if=lambda v: v is None, description=(
+        f"lp_ft: epochs of the linear-probe stage (default "
+        f"{strategies.LP_FT.options['probe_epochs']}); training.epochs then fine-tunes."))
+    ft_lr_scale: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, exclude_if=lambda v: v is None, description=(
+            f"lp_ft: the fine-tuning stage's learning rates are this times training.lr and "
+            f"training.backbone_lr (default {strategies.LP_FT.options['ft_lr_scale']})."))
 
     @field_validator("name")
     @classmethod

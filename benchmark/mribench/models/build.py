@@ -53,6 +53,7 @@ class BuiltModel:
     groups: list[list[nn.Module]] = field(repr=False)  # backbone block groups, input to output
     group_names: list[tuple[str, ...]] = field(repr=False)
     n_trainable_groups: int = 0
+    adapter: object = field(default=None, repr=False)  # lora: peft's LoraModel until merged
 
     def gradcam_layer(self) -> nn.Module:
         return self.backbone.net.get_submodule(self.spec.gradcam)
@@ -161,6 +162,8 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
     built = BuiltModel(Classifier(backbone, head), backbone, head, spec, strategy,
                        row.backbone_frozen, info, groups, group_names)
     built._set_trainable(row.trainable(strategy, len(groups), 0))
+    if row.restrict is not None:  # bitfit, norm, lora: only some backbone parameters train
+        row.restrict(built)
     info.update(param_counts(built.model))
     # an unfitted knn head has no training features to vote: count the layers in front of it
     neighbours = row.head == strategies.NEIGHBOUR_HEAD

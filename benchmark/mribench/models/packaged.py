@@ -74,13 +74,15 @@ class Predictor:
         from mribench.config.schema import ModelConfig, PreprocessConfig, StrategyConfig
         from mribench.data.loader import _stats
         from mribench.data.transforms import ToInput
+        from mribench.models import strategies
         from mribench.models.build import build
 
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / MANIFEST).read_text())
         self.classes = list(self.meta["classes"])
         self.pre = PreprocessConfig(**self.meta["preprocess"])
-        built = build(ModelConfig(**self.meta["model"]), StrategyConfig(**self.meta["strategy"]),
+        strategy = strategies.as_deployed(StrategyConfig(**self.meta["strategy"]))
+        built = build(ModelConfig(**self.meta["model"]), strategy,
                       num_classes=len(self.classes), in_chans=self.pre.channels,
                       image_size=self.pre.image_size, load_weights=False)
         self.built = built

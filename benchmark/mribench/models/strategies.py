@@ -17,6 +17,16 @@ linear_probe  like `frozen`, but the head is always one Linear layer on the pool
 knn           no training: cosine k-nearest neighbours (strategy `k`) of the pooled features of
               the training images vote (models/neighbours.py)
 
+How to transfer, at what cost (parameter-efficient and two-stage fine-tuning, models/adapters.py
+and run/two_stage.py):
+bitfit  pretrained, the backbone's biases and the head trained
+norm    pretrained, the normalisation layers' affine parameters and the head trained
+lora    pretrained, low-rank adapters (Hugging Face peft; `rank`, `alpha`, `lora_dropout`,
+        `targets`) and the head trained; the adapters are merged into the weights after training
+lp_ft   pretrained, the head first fitted as a linear probe on the frozen backbone's cached
+        features for `probe_epochs` epochs, then everything fine-tuned from that head at
+        `ft_lr_scale` times the learning rates (Kumar et al., ICLR 2022)
+
 Frozen parts run in eval mode even while the model trains: batch-norm running statistics never
 move and dropout inside them is off, so a frozen backbone is a fixed function and its features
 can be computed once (the feature-reuse path) with exactly the result of recomputing them.
@@ -41,6 +51,7 @@ NEIGHBOUR_HEAD = "knn"  # the kNN vote on pooled features (models/neighbours.py)
 # How a strategy fits (the cell runner and the tuner dispatch on these, never on names).
 LOOP = "loop"  # the training loop (train/engine.fit), per-epoch metrics and checkpoints
 NEIGHBOURS = "neighbours"  # a neighbour index on the training features: no epochs, no gradient
+PROBE_THEN_LOOP = "probe_then_loop"  # the head on frozen features first, then the loop on all
 
 
 def _all(cfg, n_groups: int, epoch: int) -> int:
@@ -76,6 +87,12 @@ class StrategySpec:
     protocol: bool = False  # an evaluation protocol (the head is the protocol's, not the model's)
     # StrategyConfig keys only this strategy takes, with their defaults (others refuse them)
     options: dict[str, Any] = field(default_factory=dict)
+    # called once on the built model after freezing: narrows which backbone parameters train
+    # (bitfit, norm) or adds the ones that do (lora's adapters)
+    restrict: Callable[[Any], None] | None = None
+    # called once after training, before testing: the network as tested and logged (lora
+    # merges its adapters); gets the built model and the fit result
+    deploy: Callable[[Any, Any], None] | None = None
 
     @property
     def trains(self) -> bool:
@@ -141,6 +158,44 @@ KNN = register(StrategySpec(
     trainable=_none, backbone_frozen=True, protocol=True, options={"k": 20}))
 
 
+def _bitfit(built) -> None:
+    from mribench.models import adapters
+
+    adapters.bitfit(built)
+
+
+def _norm(built) -> None:
+    from mribench.models import adapters
+
+    adapters.norm(built)
+
+
+def _lora(built) -> None:
+    from mribench.models import adapters
+
+    adapters.lora(built)
+
+
+def _merge_lora(built, result) -> None:
+    from mribench.models import adapters
+
+    adapters.merge_lora(built, result)
+
+
+BITFIT = register(StrategySpec(
+    "bitfit", "the backbone's biases and the head trained", restrict=_bitfit))
+NORM = register(StrategySpec(
+    "norm", "the normalisation layers' affine parameters and the head trained", restrict=_norm))
+LORA = register(StrategySpec(
+    "lora", "low-rank adapters (peft: `rank`, `alpha`, `lora_dropout`, `targets`) and the head "
+    "trained, merged into the weights after training", restrict=_lora, deploy=_merge_lora,
+    options={"rank": 8, "alpha": 16, "lora_dropout": 0.0, "targets": None}))
+LP_FT = register(StrategySpec(
+    "lp_ft", "the head fitted as a linear probe on the frozen features for `probe_epochs` "
+    "epochs, then everything fine-tuned from it at `ft_lr_scale` times the learning rates",
+    fit=PROBE_THEN_LOOP, options={"probe_epochs": 10, "ft_lr_scale": 0.1}))
+
+
 # ------------------------------------------------------------- reading a StrategyConfig's row
 def spec_of(strategy) -> StrategySpec:
     """The row of a StrategyConfig (or of a bare name)."""
@@ -154,6 +209,20 @@ def uses_pretrained(strategy) -> bool:
 def trainable_groups(strategy, n_groups: int, epoch: int = 0) -> int:
     """How many block groups, counted from the output side, train at `epoch` (0-based)."""
     return spec_of(strategy).trainable(strategy, n_groups, epoch)
+
+
+def deploy(built, result=None) -> None:
+    """The trained network as it is tested and logged (lora: adapters merged)."""
+    row = spec_of(built.strategy)
+    if row.deploy is not None:
+        row.deploy(built, result)
+
+
+def as_deployed(strategy):
+    """The StrategyConfig whose build has the architecture a logged model's weights fit: a
+    strategy with a deploy step (lora, merged) was logged as the plain network `full` builds,
+    so predicting needs no peft."""
+    return strategy if spec_of(strategy).deploy is None else type(strategy)(name=FULL.name)
 
 
 def backbone_always_frozen(strategy) -> bool:
