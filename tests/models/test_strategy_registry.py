@@ -32,6 +32,9 @@ SECOND_MEANING = {
     ("report/robustness.py", "full"),
     ("report/tables.py", "full"),
     ("stats/compare.py", "full"),
+    ("report/frontier.py", "full"),
+    ("models/summary.py", "norm"),  # a layer kind in the layer counts
+    ("models/timm_specs.py", "norm"),  # a substring of normalisation layers' type names
     ("models/build.py", "scratch"),  # weight_source: no weights loaded
 }
 
