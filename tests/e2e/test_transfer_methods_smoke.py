@@ -72,3 +72,41 @@ def test_every_method_runs_and_the_report_draws_the_frontier(tmp_path, weights_d
     ours = pd.DataFrame(json.loads(done.stdout)["rows"])
     for c in ("glioma", "meningioma", "notumor", "pituitary"):
         assert abs(ours[f"prob_{c}"].to_numpy() - logged[f"prob_{c}"][:4].to_numpy()).max() < 1e-5
+
+
+def test_a_tiny_vit_runs_every_new_method_with_gradcam_lime_and_artefacts(tmp_path):
+    """timm's test_vit (weights from BENCHMARK_WEIGHTS_DIR) through bitfit, norm, lora (on the
+    attention qkv and proj) and lp_ft, each with Grad-CAM on a block's tokens, LIME and one MRI
+    artefact."""
+    import timm
+    import torch
+
+    (tmp_path / "w").mkdir()
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_vit").state_dict(), tmp_path / "w" / "test_vit.pth")
+    suite = {"name": "vit", "experiment": "vit",
+             "datasets": [{"name": "brain-tumor-mri-7023-sample"}],
+             "split": {"protocol": "official", "val_fraction": 0.25},
+             "preprocess": {"image_size": 32}, "training": {"epochs": 1, "batch_size": 8},
+             "models": [{"name": "timm:test_vit"}], "seeds": [0],
+             "strategies": ["bitfit", "norm", {"name": "lora", "rank": 2},
+                            {"name": "lp_ft", "probe_epochs": 1}],
+             "explain": {"methods": ["gradcam", "lime"], "per_class": 1, "lime_samples": 20,
+                         "randomisation": "none", "faithfulness": False},
+             "robustness": {"artefacts": ["noise"], "severities": [2]}}
+    (tmp_path / "vit.yaml").write_text(yaml.safe_dump(suite))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "BENCHMARK_CACHE_DIR": str(tmp_path / "cache"), "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1", "BENCHMARK_WEIGHTS_DIR": str(tmp_path / "w")}
+    mribench(["suite", "vit.yaml"], env, tmp_path)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("vit")
+    runs = {r.data.tags["strategy"]: r
+            for r in client.search_runs([exp.experiment_id], "tags.role = 'cell'")}
+    assert sorted(runs) == ["bitfit", "lora", "lp_ft", "norm"]
+    for run in runs.values():
+        assert run.info.status == "FINISHED" and "robust_mca" in run.data.metrics
+        files = {a.path for a in client.list_artifacts(run.info.run_id, "explanations")}
+        assert {"explanations/gradcam.png", "explanations/lime.png"} <= files
+    assert runs["lora"].data.params["lora_targets"] == "12"  # 6 blocks x (qkv, proj)
