@@ -113,3 +113,15 @@ def test_lora_targets_are_configurable_and_a_wrong_one_is_named():
     assert all(n.endswith("conv2") for n in built.info["lora_target_names"].split(","))
     with pytest.raises(ValueError, match="targets \\['nope'\\] match no"):
         _built("test_resnet", name="lora", targets=["nope"])
+
+
+@pytest.mark.parametrize("name", ["bitfit", "norm", "lora"])
+def test_layer_wise_rates_hand_the_optimizer_every_trained_parameter(name):
+    """With layer_decay the optimizer groups follow the block groups; lora's adapters on a
+    layer that is itself a group member (test_efficientnet's conv_head) must not fall out."""
+    torch.manual_seed(0)
+    built = build(ModelConfig(name="test_efficientnet"), StrategyConfig(name=name),
+                  num_classes=2, image_size=48, load_weights=False)
+    groups = built.param_groups(1e-3, 3e-4, layer_decay=0.7)
+    handed = sum(p.numel() for g in groups for p in g["params"])
+    assert handed == built.info["params_trainable"]

@@ -82,6 +82,14 @@ class BuiltModel:
                 if params:
                     out.append({"name": f"backbone.{len(self.groups) - 1 - depth}",
                                 "params": params, "lr": rate * layer_decay ** depth})
+            # lora's adapters replace a group member that is itself adapted (a CNN's conv_head):
+            # the group holds the wrapped layer, so its adapters go at the top group's rate
+            grouped = {id(p) for g in out for p in g["params"]}
+            loose = [p for p in self.backbone.parameters() if p.requires_grad
+                     and id(p) not in grouped]
+            if loose:
+                out.append({"name": f"backbone.{len(self.groups) - 1}.adapters", "params": loose,
+                            "lr": rate})
         head = [p for p in self.head.parameters() if p.requires_grad]
         out.append({"name": "head", "params": head, "lr": lr})
         return out
