@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mribench.config.strict import Strict
 from mribench.config.types import Hashable, PosInt
 from mribench.models import strategies
 
@@ -67,7 +66,7 @@ def _name_schema(schema: dict[str, Any]) -> None:
     schema.update(enum=strategies.names(), description=strategies.description(), type="string")
 
 
-class StrategyConfig(Strict):
+class StrategyConfig(Hashable):  # lora targets is a list: hashed by content
     name: str = Field(json_schema_extra=_name_schema)
     label: str | None = Field(None, description="Display name, e.g. Study A's tf1.")
     blocks: PosInt = Field(1, description="partial: last N block groups trained.")
