@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from mribench.console import emit_table
+from mribench.models import strategies
 
 
 def register(subparsers) -> None:
@@ -20,9 +21,7 @@ def register(subparsers) -> None:
                       choices=["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp"])
     desc.add_argument("--hidden", type=int, default=1024, help="hidden units of an MLP head")
     desc.add_argument("--dropout", type=float, default=0.0)
-    desc.add_argument("--strategy", default="full",
-                      choices=["scratch", "frozen", "full", "partial", "gradual",
-                               "linear_probe", "knn"])
+    desc.add_argument("--strategy", default=strategies.FULL.name, choices=strategies.names())
     desc.add_argument("--blocks", type=int, default=1, help="partial: last N block groups trained")
     desc.add_argument("--num-classes", type=int, required=True)
     desc.add_argument("--in-chans", type=int, default=3, choices=[1, 3])

@@ -1,12 +1,13 @@
-"""What a model entry builds: its head (`models[].head`) and the transfer strategies."""
+"""What a model entry builds: its head (`models[].head`) and the transfer strategies (the
+choices and their options come from the strategy table, models/strategies.py)."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mribench.config.strict import Strict
 from mribench.config.types import Hashable, PosInt
+from mribench.models import strategies
 
 
 class HeadConfig(Hashable):  # layers is a list: hashed by content
@@ -57,16 +58,16 @@ class HeadConfig(Hashable):  # layers is a list: hashed by content
             raise ValueError("give either dropout or keep_dropout for a linear head, not both")
         return self
 
-KNN_DEFAULT_K = 20
+KNN_DEFAULT_K = strategies.KNN.options["k"]
 
 
-class StrategyConfig(Strict):
-    name: Literal["scratch", "frozen", "full", "partial", "gradual", "linear_probe", "knn"] = Field(
-        description="scratch: random init; frozen: pretrained backbone frozen, batch-norm statistics "
-        "included; full: everything fine-tuned; partial: the last `blocks` block groups trained; "
-        "gradual: one more block group unfrozen every `every` epochs. Evaluation protocols on the "
-        "frozen pretrained backbone's pooled features: linear_probe (one Linear layer, whatever "
-        "the model's head) and knn (cosine k-nearest neighbours, no training).")
+def _name_schema(schema: dict[str, Any]) -> None:
+    """The choices and their description come from the strategy table (models/strategies.py)."""
+    schema.update(enum=strategies.names(), description=strategies.description(), type="string")
+
+
+class StrategyConfig(Hashable):  # lora targets is a list: hashed by content
+    name: str = Field(json_schema_extra=_name_schema)
     label: str | None = Field(None, description="Display name, e.g. Study A's tf1.")
     blocks: PosInt = Field(1, description="partial: last N block groups trained.")
     every: PosInt = Field(1, description="gradual: unfreeze one more block group every N epochs.")
@@ -74,16 +75,47 @@ class StrategyConfig(Strict):
     k: PosInt | None = Field(None, exclude_if=lambda v: v is None, description=(
         f"knn: neighbours that vote, by cosine similarity of pooled features (default "
         f"{KNN_DEFAULT_K}); only for knn."))
+    # lora and lp_ft keys: unset (so out of every earlier run_key) for every other strategy
+    rank: PosInt | None = Field(None, exclude_if=lambda v: v is None, description=(
+        f"lora: rank of the adapters (default {strategies.LORA.options['rank']})."))
+    alpha: Annotated[float, Field(gt=0)] | None = Field(
+        None, exclude_if=lambda v: v is None, description=(
+            f"lora: scaling numerator, the update is alpha / rank times B A (default "
+            f"{strategies.LORA.options['alpha']})."))
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] | None = Field(
+        None, exclude_if=lambda v: v is None, description="lora: dropout on the adapters' input "
+        "(default 0).")
+    targets: list[str] | None = Field(None, exclude_if=lambda v: v is None, description=(
+        "lora: backbone modules to adapt, by name or name suffix (e.g. [qkv, proj]); default: a "
+        "ViT's attention qkv and proj Linear layers, else every Conv2d (groups 1) and Linear."))
+    probe_epochs: PosInt | None = Field(None, exclude_if=lambda v: v is None, description=(
+        f"lp_ft: epochs of the linear-probe stage (default "
+        f"{strategies.LP_FT.options['probe_epochs']}); training.epochs then fine-tunes."))
+    ft_lr_scale: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, exclude_if=lambda v: v is None, description=(
+            f"lp_ft: the fine-tuning stage's learning rates are this times training.lr and "
+            f"training.backbone_lr (default {strategies.LP_FT.options['ft_lr_scale']})."))
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        strategies.get(value)  # raises, listing the registered strategies
+        return value
 
     @model_validator(mode="before")
     @classmethod
-    def _k_for_knn(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") == "knn" and data.get("k") is None:
-            return {**data, "k": KNN_DEFAULT_K}
-        if isinstance(data, dict) and data.get("k") is not None and data.get("name") != "knn":
-            raise ValueError(f"k (neighbours) is a parameter of strategy knn, not of "
-                             f"{data.get('name')!r}")
-        return data
+    def _options_of_the_strategy(cls, data: Any) -> Any:
+        """A strategy-specific key (knn's k, ...) defaults for its strategy and is refused by
+        the others (the table's `options`)."""
+        if not isinstance(data, dict) or data.get("name") not in strategies.names():
+            return data
+        own = strategies.get(data["name"]).options
+        for key in sorted(strategies.option_keys()):
+            if key not in own and data.get(key) is not None:
+                owners = [n for n in strategies.names() if key in strategies.get(n).options]
+                raise ValueError(f"{key} is a parameter of strategy {' / '.join(owners)}, not "
+                                 f"of {data['name']!r}")
+        return {**data, **{k: v for k, v in own.items() if data.get(k) is None}}
 
     @property
     def display(self) -> str:

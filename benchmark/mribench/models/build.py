@@ -53,6 +53,7 @@ class BuiltModel:
     groups: list[list[nn.Module]] = field(repr=False)  # backbone block groups, input to output
     group_names: list[tuple[str, ...]] = field(repr=False)
     n_trainable_groups: int = 0
+    adapter: object = field(default=None, repr=False)  # lora: peft's LoraModel until merged
 
     def gradcam_layer(self) -> nn.Module:
         return self.backbone.net.get_submodule(self.spec.gradcam)
@@ -81,6 +82,14 @@ class BuiltModel:
                 if params:
                     out.append({"name": f"backbone.{len(self.groups) - 1 - depth}",
                                 "params": params, "lr": rate * layer_decay ** depth})
+            # lora's adapters replace a group member that is itself adapted (a CNN's conv_head):
+            # the group holds the wrapped layer, so its adapters go at the top group's rate
+            grouped = {id(p) for g in out for p in g["params"]}
+            loose = [p for p in self.backbone.parameters() if p.requires_grad
+                     and id(p) not in grouped]
+            if loose:
+                out.append({"name": f"backbone.{len(self.groups) - 1}.adapters", "params": loose,
+                            "lr": rate})
         head = [p for p in self.head.parameters() if p.requires_grad]
         out.append({"name": "head", "params": head, "lr": lr})
         return out
@@ -97,7 +106,7 @@ class BuiltModel:
         """Call before each epoch (0-based). True when the trainable set changed (gradual), so
         the caller rebuilds its optimizer from `param_groups`."""
         wanted = strategies.trainable_groups(self.strategy, len(self.groups), epoch)
-        if self.strategy.name != "gradual" or wanted == self.n_trainable_groups:
+        if not strategies.spec_of(self.strategy).steps or wanted == self.n_trainable_groups:
             return False
         self._set_trainable(wanted)
         return True
@@ -121,16 +130,17 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
     the flatten_mlp head is sized from it. load_weights=False keeps the architecture and freezing
     but skips weight loading (for describing a combination without its weight file)."""
     spec = registry.get(model.name)
+    row = strategies.spec_of(strategy)
     size = image_size or spec.input_size
     if size < spec.min_size:
         raise ValueError(f"model {spec.name!r} needs images of at least {spec.min_size} px, "
                          f"got image_size {size}")
     check_patch_multiple(spec, size)
-    net = create_network(spec, pretrained=strategies.uses_pretrained(strategy), image_size=size)
+    net = create_network(spec, pretrained=row.pretrained, image_size=size)
     info: dict[str, str | int | float] = {"weight_source": "scratch", "weight_file": "none",
                                           "weight_sha256": "none",
                                           "input_size_handling": size_handling(spec, size)}
-    if strategies.uses_pretrained(strategy):
+    if row.pretrained:
         if load_weights:
             found = weights.resolve(spec, model.weights)
             resampled = weights.load_into(net, spec, found.path, timm_kwargs(spec, size))
@@ -141,7 +151,7 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
         else:
             info["weight_source"] = "not loaded"
     # a protocol brings its own head: one Linear on pooled features, or the kNN vote
-    head_cfg = HeadConfig() if strategy.name in strategies.PROTOCOLS else model.head
+    head_cfg = model.head if row.head == strategies.MODEL_HEAD else HeadConfig()
     pooled = spec.pooled_features or (head_cfg.type == "linear" and spec.pre_logits is not None)
     backbone = make_trunk(net, spec, pooled, in_chans, keep_dropout=head_cfg.keep_dropout)
     group_names = list(spec.groups) + ([(spec.pre_logits,)] if pooled and spec.pre_logits else [])
@@ -152,21 +162,24 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
     example = torch.zeros(2, in_chans, size, size)
     with torch.no_grad():
         feature_shape = tuple(backbone(example).shape[1:])
-    if strategy.name == "knn":  # pooled features (the pooling moves into the feature store)
+    if row.head == strategies.NEIGHBOUR_HEAD:  # pooled features (the pooling moves into the feature store)
         pool = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if len(feature_shape) == 3 else []
         head = nn.Sequential(*pool, KnnHead(num_classes, strategy.k))
     else:
         head = make_head(head_cfg, feature_shape, num_classes, spec=spec)
     built = BuiltModel(Classifier(backbone, head), backbone, head, spec, strategy,
-                       strategies.backbone_always_frozen(strategy), info, groups, group_names)
-    built._set_trainable(strategies.trainable_groups(strategy, len(groups), epoch=0))
+                       row.backbone_frozen, info, groups, group_names)
+    built._set_trainable(row.trainable(strategy, len(groups), 0))
+    if row.restrict is not None:  # bitfit, norm, lora: only some backbone parameters train
+        row.restrict(built)
     info.update(param_counts(built.model))
     # an unfitted knn head has no training features to vote: count the layers in front of it
-    counted = built.model if strategy.name != "knn" else nn.Sequential(backbone, *head[:-1])
+    neighbours = row.head == strategies.NEIGHBOUR_HEAD
+    counted = nn.Sequential(backbone, *head[:-1]) if neighbours else built.model
     info.update(layer_counts(counted, example))
     # prefixed so they never collide with the caller's own run parameters
     info.update(model_source=spec.source, model_arch=spec.arch,
-                model_head="knn" if strategy.name == "knn" else head_cfg.type,
+                model_head=row.head if neighbours else head_cfg.type,
                 model_block_groups=len(groups), model_trainable_groups=built.n_trainable_groups,
                 model_image_size=size, model_in_chans=in_chans,
                 model_feature_shape="x".join(map(str, feature_shape)),

@@ -84,13 +84,15 @@ class Predictor:
         from mribench.config.schema import ModelConfig, PreprocessConfig, StrategyConfig
         from mribench.data.loader import _stats
         from mribench.data.transforms import ToInput
+        from mribench.models import strategies
         from mribench.models.build import build
 
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / MANIFEST).read_text())
         self.classes = list(self.meta["classes"])
         self.pre = PreprocessConfig(**self.meta["preprocess"])
-        built = build(ModelConfig(**self.meta["model"]), StrategyConfig(**self.meta["strategy"]),
+        strategy = strategies.as_deployed(StrategyConfig(**self.meta["strategy"]))
+        built = build(ModelConfig(**self.meta["model"]), strategy,
                       num_classes=len(self.classes), in_chans=self.pre.channels,
                       image_size=self.pre.image_size, load_weights=False)
         self.built = built
@@ -167,8 +169,9 @@ def logged_size_mb(name: str, num_classes: int = 4) -> float:
     the whole network with the default linear head for `num_classes`, at its input size. Other
     heads add their own layers (a flatten_mlp head grows with the image side)."""
     from mribench.config.schema import ModelConfig, StrategyConfig
+    from mribench.models import strategies
     from mribench.models.build import build
 
-    built = build(ModelConfig(name=name), StrategyConfig(name="full"), num_classes,
+    built = build(ModelConfig(name=name), StrategyConfig(name=strategies.FULL.name), num_classes,
                   load_weights=False)
     return state_dict_bytes(built.model) / 2**20

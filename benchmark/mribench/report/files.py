@@ -19,6 +19,7 @@ from mribench.report.curves import (
     images_note,
     separations,
 )
+from mribench.report.frontier import sections as frontier_sections
 from mribench.report.html import Section, write
 from mribench.report.tables import (
     Results,
@@ -269,6 +270,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
         "features computed once, so its epochs cost almost nothing."],
         figure=_save(report_plots.cost_figure(rows), folder, "cost.png"),
         files=["configurations.csv"]))
+    sections += frontier_sections(results, rows, folder, _save, _csv)
     if any("leakage_gap" in r for r in rows):
         sections.append(Section("Leakage gap", [
             "How much the test images that have a copy in train/val raise the accuracy."],

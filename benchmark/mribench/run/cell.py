@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -16,11 +17,12 @@ from mribench import data, stats, tracking
 from mribench.console import console
 from mribench.explain import explainer as explain
 from mribench.matrix import Cell, flatten
+from mribench.models import strategies
 from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mribench.report import run_figures as plots
 from mribench.robustness.evaluate import evaluate_robustness
-from mribench.run import calibrated, composition, external, keeping, protocols, shortcut_log
+from mribench.run import calibrated, composition, external, keeping, protocols, shortcut_log, two_stage
 from mribench.stats import calibration, metrics
 from mribench.train import precision as fastpath
 from mribench.train.engine import Diverged, evaluate, fit
@@ -128,10 +130,17 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
                          **fastpath.configure(cell.training.deterministic, opts.device)})
 
     loader = _loaders(cell, prepared, mean, std, opts.device, workers)
-    _stage(opts, "loading images" if cell.strategy.name != "knn" else "kNN: extracting features")
-    # knn: no training, its neighbours vote (run/protocols.py); every other strategy trains
-    train = protocols.fit_knn if cell.strategy.name == "knn" else _train
+    # how the strategy fits (its row in models/strategies.py): the loop, or a neighbour index
+    fit_kind = strategies.spec_of(cell.strategy).fit
+    _stage(opts, "kNN: extracting features" if fit_kind == strategies.NEIGHBOURS
+           else "loading images")
+    fits = {strategies.LOOP: _train, strategies.NEIGHBOURS: protocols.fit_knn,
+            strategies.PROBE_THEN_LOOP: partial(two_stage.fit_lp_ft, _train)}
+    train = fits[fit_kind]
+    fit_start = time.perf_counter()
     result, net, predict_loader = train(cell, built, prepared, loader, opts, precision)
+    tracking.log_metrics({"fit_seconds": time.perf_counter() - fit_start})
+    strategies.deploy(built, result)  # lora: its adapters merged into the weights
 
     best = (result.history[result.best_epoch - 1] if result.best_epoch else
             result.history[-1] if result.history else result.validation)  # knn: no epochs
@@ -173,9 +182,12 @@ def epoch_seconds(history: list[dict], compiled: bool) -> dict[str, float]:
     return out | {"seconds_per_epoch": sum(seconds) / len(seconds)}
 
 
-def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
+def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision, stage: str = "",
+           first_step: int = 0):
     """Fit the trainable part, logging every epoch. Returns the fit, the trained network and
-    how to feed it any samples (images, or their stored features on the feature-reuse path)."""
+    how to feed it any samples (images, or their stored features on the feature-reuse path).
+    A stage of a two-stage strategy (run/two_stage.py) logs its epochs from `first_step` + 1 and
+    its summary metrics and learning curves with the `stage` prefix."""
     cfg = cell.training
     reuse = built.frozen_backbone and not cell.augment.active and cfg.feature_reuse
     tracking.set_tags({"training_path": "feature_reuse" if reuse else "end_to_end"})
@@ -203,8 +215,8 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
         def predict_loader(samples):
             return loader("test", False, samples)
     # a killed run of this cell left a checkpoint: training resumes from it (run/keeping.py)
-    ckpt = keeping.open_checkpoints(cell, opts.cache_dir, cfg.epochs) if opts.evaluate_test \
-        else None
+    ckpt = keeping.open_checkpoints(cell, opts.cache_dir, cfg.epochs, first_step) \
+        if opts.evaluate_test else None
     peeked: list[float] = ckpt.extra.setdefault("peeked", []) if ckpt else []
 
     def on_epoch(row: dict) -> None:
@@ -212,9 +224,10 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
             peeked.append(evaluate(trained, loaders["test"], torch.nn.CrossEntropyLoss(),
                                    opts.device, precision=precision)["acc"])
             row = {**row, "test_acc_epoch_peeking": peeked[-1]}
+        row = {**row, "epoch": row["epoch"] + first_step}
         tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         if opts.on_epoch:
-            opts.on_epoch(row, cfg.epochs)
+            opts.on_epoch(row, cfg.epochs + first_step)
 
     _stage(opts, "epochs")
     # torch.compile wraps (shares the parameters of) the module: explanations use the plain one
@@ -230,13 +243,16 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision):
         tracking.log_metrics({"diverged_epoch": err.epoch, "diverged_lr": err.lr or 0.0,
                               **({"diverged_batch": err.batch} if err.batch else {})})
         raise
-    tracking.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                          "stopped_early": int(result.stopped_early)})
+    tracking.log_metrics({f"{stage}best_epoch": result.best_epoch,
+                          f"{stage}epochs_run": len(result.history),
+                          f"{stage}stopped_early": int(result.stopped_early),
+                          f"{stage}optimizer_state_mb": result.optimizer_state_mb})
     if peeked:  # Study B's "best accuracy" (best test accuracy over epochs, named as a peek)
         # and its "final accuracy" (the last epoch's weights, not the best-validation ones)
         tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked),
                               "test_last_epoch_accuracy": peeked[-1]})
-    tracking.log_figure(plots.learning_curves_figure(result.history), "plots/learning_curves.png")
+    tracking.log_figure(plots.learning_curves_figure(result.history),
+                        f"plots/learning_curves{'_' + stage.strip('_') if stage else ''}.png")
     return result, net, predict_loader
 
 

@@ -18,7 +18,8 @@ def checkpoint_root(cell, cache_dir: str | None) -> Path:
     return Path(folder).expanduser().resolve() if folder else cache_root(cache_dir) / "checkpoints"
 
 
-def open_checkpoints(cell, cache_dir: str | None, epochs: int) -> Checkpoints | None:
+def open_checkpoints(cell, cache_dir: str | None, epochs: int,
+                     first_step: int = 0) -> Checkpoints | None:
     """The cell's checkpoints (None when training.checkpoint_every is 0). One left by a killed
     run of the same run_key is resumed from: said on the console and in the `resumed_from` tag,
     and the epochs it had trained are logged again into this run (their curves stay whole)."""
@@ -36,7 +37,7 @@ def open_checkpoints(cell, cache_dir: str | None, epochs: int) -> Checkpoints | 
     for i, row in enumerate(ckpt.saved["history"]):
         extra = {"test_acc_epoch_peeking": peeked[i]} if i < len(peeked) else {}
         tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"} | extra,
-                             step=row["epoch"])
+                             step=row["epoch"] + first_step)
     return ckpt
 
 

@@ -18,6 +18,7 @@ import torch
 
 from mribench import tracking
 from mribench.console import console
+from mribench.models import strategies
 from mribench.train.engine import evaluate
 from mribench.train.features import FeatureStore, feature_stage
 
@@ -46,7 +47,7 @@ def fit_knn(cell, built, prepared, loader, opts, precision):
     seconds = time.perf_counter() - t0
     val = evaluate(net, store.loader(prepared.splits["val"], False), torch.nn.CrossEntropyLoss(),
                    opts.device, precision=precision)
-    tracking.set_tags({"training_path": "knn", "training": NO_TRAINING,
+    tracking.set_tags({"training_path": cell.strategy.name, "training": NO_TRAINING,
                        "cached_feature_shape": "x".join(map(str, store.feature_shape))})
     tracking.log_params({"knn_k_used": knn.k_used, "knn_metric": "cosine",
                          "knn_votes": "uniform", "knn_train_images": len(y)})
@@ -77,9 +78,10 @@ def _features(store: FeatureStore, samples) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def explain_config(cell, built):
-    """The cell's explain block as knn can run it: the gradient methods dropped (said once)."""
+    """The cell's explain block as its strategy can run it: without a gradient (knn) the
+    gradient methods are dropped (said once)."""
     cfg = cell.explain
-    if built.strategy.name != "knn":
+    if strategies.spec_of(built.strategy).has_gradient:
         return cfg
     skipped = [m for m in cfg.methods if m in GRADIENT_METHODS]
     if skipped:

@@ -25,6 +25,7 @@ from mribench.config.schema import ExplainConfig, Suite
 from mribench.console import console, emit_table, esc
 from mribench.data import fallback
 from mribench.matrix import Cell, expand
+from mribench.models import strategies
 from mribench.run import claims, stopping
 from mribench.run.cell import RunOptions, run_cell
 from mribench.run.suite import SuiteOptions, preflight
@@ -83,9 +84,10 @@ def _tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: 
                       evaluate_test=False)
     preflight([cell], base)
     exp_id = tracking.setup(suite.experiment_name)
-    if cell.strategy.name == "knn":
-        raise ValueError("strategy knn trains nothing: it has no learning rate to tune")
-    tunes_backbone = cell.strategy.name not in ("frozen", "linear_probe")  # backbone never trains
+    row = strategies.spec_of(cell.strategy)
+    if not row.trains:
+        raise ValueError(f"strategy {row.name} trains nothing: it has no learning rate to tune")
+    tunes_backbone = not row.backbone_frozen  # a frozen backbone has no rate of its own
     study = open_study(f"{suite.name}/{cell.dataset.name}/{cell.model.display}/"
                        f"{cell.strategy.display}/{cell.config_key}", url)
     title = f"tune {cell.model.display}/{cell.strategy.display}"

@@ -266,6 +266,7 @@ class FitResult:
     best_epoch: int = 0
     stopped_early: bool = False
     last_state: dict | None = None  # the last epoch's weights, when fit was asked to keep them
+    optimizer_state_mb: float = 0.0  # what the optimizer held at the end (Adam: 2 per parameter)
 
 
 def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[], list[dict]],
@@ -350,6 +351,8 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
                 if ckpt.due(epoch):
                     ckpt.write(state(epoch))
                 checkpoints.stop_if_signalled(ckpt, lambda epoch=epoch: state(epoch))
+    result.optimizer_state_mb = sum(t.numel() * t.element_size() for s in optimizer.state.values()
+                                    for t in s.values() if torch.is_tensor(t)) / 2**20
     if keep_last:
         result.last_state = copy.deepcopy(checkpoints.plain(net).state_dict())
     if best_state is not None:

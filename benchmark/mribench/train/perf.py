@@ -30,6 +30,7 @@ from mribench.config.schema import (
     StrategyConfig,
 )
 from mribench.console import console, emit_table
+from mribench.models import strategies
 from mribench.models.build import build
 from mribench.train import precision as fastpath
 from mribench.train.engine import extract_features, resolve_device, train_one_epoch
@@ -77,18 +78,18 @@ class Bench:
                                     channels_last=channels_last)
         aug = AugmentConfig(rotation=10, hflip=True)
         self.loaders = {"fp32": loader(aug, False), "fast": loader(aug, cl),
-                        "frozen": loader(None, cl)}
+                        "frozen_backbone": loader(None, cl)}
         self.n = len(self.train)
         self.full = {}
         for name in ("fp32", "fast"):
-            built = build(ModelConfig(name=model), StrategyConfig(name="full"), k,
+            built = build(ModelConfig(name=model), StrategyConfig(name=strategies.FULL.name), k,
                           image_size=image_size)
             built.model.to(device)
             if name == "fast":
                 fastpath.place(built.model, device)
             built.train()
             self.full[name] = built
-        self.frozen = build(ModelConfig(name=model), StrategyConfig(name="frozen"), k,
+        self.frozen = build(ModelConfig(name=model), StrategyConfig(name=strategies.FROZEN.name), k,
                             image_size=image_size)
         fastpath.place(self.frozen.model, device)
         self.frozen.train()
@@ -139,11 +140,11 @@ class Bench:
                                        self.n)
         fast = self.precisions["fast"]
         self.frozen.train()
-        out["frozen recompute"] = (self._epoch(self.frozen.model, self.loaders["frozen"],
+        out["frozen recompute"] = (self._epoch(self.frozen.model, self.loaders["frozen_backbone"],
                                                self.head_opt, fast), self.n)
         start = time.perf_counter()
-        feats = extract_features(self.frozen.backbone, self.loaders["frozen"], self.device,
-                                 self.loaders["frozen"].batch_size, True, 0, fast)
+        feats = extract_features(self.frozen.backbone, self.loaders["frozen_backbone"], self.device,
+                                 self.loaders["frozen_backbone"].batch_size, True, 0, fast)
         out["frozen extraction"] = (time.perf_counter() - start, self.n)
         self.frozen.head.train()
         out["frozen reuse"] = (self._epoch(self.frozen.head, feats, self.head_opt, fast), self.n)
