@@ -70,9 +70,16 @@ class Cell:
         model.pop("explain")  # already merged into `explain`
         model.pop("strategies")  # selects cells; not part of any one cell's identity
         dataset.pop("split")  # already resolved into `split`
+        split = dump(self.split)
+        # added later: the robust matcher's thresholds matter only where robust copies are
+        # looked for, and no hold-out is the split before it existed; both keep run_keys
+        if "robust" not in (self.dataset.dedup, self.split.groups):
+            dataset.pop("copy_match", None)
+        if split.get("hold_out") is None:
+            split.pop("hold_out", None)
         dataset.pop("robustness", None)  # resolved into `robustness`
         return {
-            "dataset": dataset, "split": dump(self.split),
+            "dataset": dataset, "split": split,
             "preprocess": dump(self.preprocess), "augment": dump(self.augment),
             "training": dump(self.training), "model": model, "strategy": dump(self.strategy),
             "explain": dump(self.explain), "seed": self.seed, "fold": self.fold,
