@@ -114,18 +114,19 @@ def closure() -> dict[str, str]:
 
 
 def download(packages: dict[str, str], wheels: Path) -> None:
+    """One pip call for every package (wheels where published, else the source archive), then
+    the source archives built into wheels here: taken only when pure Python (grad-cam, lime,
+    ttach), since the same file then serves CPython 3.12 there."""
     wheels.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--prefer-binary",
            "--python-version", "3.12", "--implementation", "cp", "-q", "-d", str(wheels)]
     for p in PLATFORMS:
         cmd += ["--platform", p]
-    for name, version in packages.items():
-        if subprocess.run(cmd + [f"{name}=={version}"]).returncode == 0:
-            continue
-        # published as a source archive only (grad-cam, lime, ttach): build the wheel here, and
-        # take it only if it is pure Python (then the same file serves CPython 3.12 there)
+    subprocess.run(cmd + [f"{n}=={v}" for n, v in packages.items()], check=True)
+    for sdist in [*wheels.glob("*.tar.gz"), *wheels.glob("*.zip")]:
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                        str(wheels), f"{name}=={version}"], check=True)
+                        str(wheels), str(sdist)], check=True)
+        sdist.unlink()
     built = {norm(w.name.split("-")[0]): w for w in wheels.glob("*.whl")}
     missing = sorted(set(packages) - set(built))
     if missing:
