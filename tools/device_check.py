@@ -64,7 +64,8 @@ def suite_yaml(p: dict) -> dict:
         "models": [{"name": p["suite_model"]}],
         "strategies": ["full", "frozen", "knn", "linear_probe"],
         "seeds": [0],
-        "explain": {"methods": ["gradcam"], "per_class": 1},
+        # a stride-named layer: resolving it probes the model on its device (models/layers.py)
+        "explain": {"methods": ["gradcam"], "per_class": 1, "gradcam_layer": "stride:16"},
         "robustness": {"artefacts": ["noise"], "severities": [p["severity"]]},
         "artifacts": {"model": "best"},
     }
@@ -73,8 +74,10 @@ def suite_yaml(p: dict) -> dict:
 class Steps:
     """Runs the steps within the total budget; keeps each one's outcome and output tail."""
 
-    def __init__(self, work: Path, env: dict, budget_s: float, per_step: bool = True):
+    def __init__(self, work: Path, env: dict, budget_s: float, per_step: bool = True,
+                 on_step=None):
         self.work, self.env, self.deadline = work, env, time.monotonic() + budget_s
+        self.on_step = on_step or (lambda: None)
         self.per_step = per_step  # False: only the total budget (a CPU rehearsal on a busy box)
         self.results: list[dict] = []
 
@@ -102,6 +105,7 @@ class Steps:
             row["stderr_tail"] = err[-1500:]
         self.results.append(row)
         print(f"[{row['seconds']:6.1f} s] {name}: {status}", file=sys.stderr, flush=True)
+        self.on_step()
         return done if done is not None and done.returncode == 0 else None
 
 
@@ -218,6 +222,14 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(summary: dict, steps: Steps, out: Path, started: float) -> None:
+    """Write the summary as it stands (after every step: a killed run still leaves one)."""
+    summary["steps"] = steps.results
+    summary["wall_seconds"] = round(time.monotonic() - started, 1)
+    (out / "device_check.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out / "device_check.md").write_text(markdown(summary))
+
+
 def _f(v) -> str:
     return "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -230,12 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / ".device" / "out"))
     ap.add_argument("--budget", type=float, default=540, help="seconds for all steps")
     args = ap.parse_args(argv)
+    started = time.monotonic()  # the budget counts from here, imports included
     out, p = Path(args.out), plan(args.device, args.quick)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("DEVICE_CHECK_WORK") or "/tmp/mribench-device-check")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    started = time.monotonic()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
            "BENCHMARK_CACHE_DIR": str(work / "cache"), "BENCHMARK_WEIGHTS_DIR": str(work / "weights"),
            "BENCHMARK_DATA_DIR": args.data_dir, "BENCHMARK_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
@@ -255,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                      "perf": {}}
     # the GPU run keeps each step to its share of the ten minutes; the CPU rehearsal checks
     # that every step works, however busy the machine, within the total budget
-    steps = Steps(work, env, args.budget, per_step=not args.quick)
+    steps = Steps(work, env, args.budget - 10 - (time.monotonic() - started),
+                  per_step=not args.quick, on_step=lambda: save(summary, steps, out, started))
     t0 = time.monotonic()
     write_weights(sorted({m for m, *_ in p["perf"]} | {p["suite_model"]}), work / "weights")
     steps.results.append({"step": "weights", "status": "ok", "command": "random-init files",
@@ -291,10 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "--json", *map(str, images)], 90)
     if done:
         summary["predict"] = f"{len(json.loads(done.stdout)['rows'])} images classified"
-    summary["steps"] = steps.results
-    summary["wall_seconds"] = round(time.monotonic() - started, 1)
-    (out / "device_check.json").write_text(json.dumps(summary, indent=1, default=str))
-    (out / "device_check.md").write_text(markdown(summary))
+    save(summary, steps, out, started)
     for name in ("suite", "perf-resnet50"):  # the longest logs, for a failed step
         if (work / f"{name}.log").is_file():
             shutil.copy(work / f"{name}.log", out / f"{name}.log")
