@@ -168,6 +168,7 @@ def suite_summary(rows: list[dict], store: str, p: dict) -> dict:
                      "n_train": int(params["n_train"]) if "n_train" in params else None,
                      "torch_threads": params.get("torch_threads"),
                      "precision": params.get("precision_resolved"),
+                     "training_path": run.data.tags.get("training_path"),
                      "robustness_metrics": sorted(k for k in m if "noise" in k)[:3],
                      "gradcam_metrics": sorted(k for k in m if k.startswith("gradcam"))[:3],
                      "peak_memory": {k: v for k, v in m.items() if "peak" in k}}

@@ -73,6 +73,7 @@ def test_cpu_rehearsal_runs_every_step_and_writes_the_summary(tmp_path):
     assert set(cells) == {"full", "frozen", "knn", "linear_probe"}
     assert all(c["status"] == "FINISHED" and c["torch_threads"] for c in cells.values())
     assert cells["full"]["gradcam_metrics"] and cells["full"]["robustness_metrics"]
+    assert cells["frozen"]["training_path"] == "feature_reuse"
     assert summary["predict"] == "3 images classified"
     md = (out / "device_check.md").read_text()
     assert md.startswith("# Device check: CPU") and "| suite | ok |" in md
