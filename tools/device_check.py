@@ -130,6 +130,29 @@ def environment(device: str) -> dict:
     return out
 
 
+def requirement_mismatches(site: str) -> list[str]:
+    """Requirements of the wheels installed into `site` that the machine's packages (the image's
+    own, or the other carried ones) do not meet: what to suspect first when a step fails."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    out = []
+    for dist in metadata.distributions(path=[site]):
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            try:
+                have = metadata.version(req.name)
+            except metadata.PackageNotFoundError:
+                out.append(f"{dist.metadata['Name']} needs {req}: not installed")
+                continue
+            if req.specifier and not req.specifier.contains(have, prereleases=True):
+                out.append(f"{dist.metadata['Name']} needs {req}: {have} installed")
+    return sorted(out)
+
+
 def write_weights(models: list[str], folder: Path) -> None:
     """Seeded random-init weights under each model's file name in $BENCHMARK_WEIGHTS_DIR."""
     import torch
@@ -217,6 +240,9 @@ def markdown(summary: dict) -> str:
             lines += ["", f"ResNet18 full, 3264 set: {b['extrapolated_seconds_per_epoch_3264']} "
                       f"s/epoch extrapolated vs Study B's {b['study_b_seconds_per_epoch']} s: "
                       f"{b['speedup']}x ({b['note']})"]
+    if summary.get("requirement_mismatches"):
+        lines += ["", "carried wheels' requirements not met: "
+                  + "; ".join(summary["requirement_mismatches"])]
     if summary.get("predict"):
         lines += ["", f"predict: {summary['predict']}"]
     lines += ["", "Weights are seeded random inits: speeds and CUDA paths, not accuracies."]
@@ -265,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"mode": f"{args.device}{', quick' if args.quick else ''}",
                      "version": mribench.__version__, "environment": environment(args.device),
                      "simpleitk": "shim (tools/device_shims)" if shimmed else "installed",
+                     "requirement_mismatches": requirement_mismatches(
+                         os.environ.get("DEVICE_CHECK_SITE", "/tmp/mribench-site")),
                      "perf": {}}
     # the GPU run keeps each step to its share of the ten minutes; the CPU rehearsal checks
     # that every step works, however busy the machine, within the total budget
