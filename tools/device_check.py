@@ -176,26 +176,32 @@ def perf_summary(out: dict) -> dict:
             "ratios": ratios, "images_per_s": speed}
 
 
-def suite_summary(rows: list[dict], store: str, p: dict) -> dict:
-    """Per cell: status, seconds, test accuracy, seconds per epoch; the Study B extrapolation."""
+def suite_summary(store: str, p: dict) -> dict:
+    """Per cell run in the store (a suite stopped by its timeout still reports the cells it
+    finished): status, seconds, test accuracy, seconds per epoch; the Study B extrapolation."""
     from mlflow.tracking import MlflowClient
 
-    client, cells = MlflowClient(store), []
-    for row in rows:
-        cell = {k: row.get(k) for k in ("dataset", "model", "strategy", "status", "seconds",
-                                        "test_accuracy")}
-        if row.get("run_id"):
-            run = client.get_run(row["run_id"])
-            m, params = run.data.metrics, run.data.params
-            cell |= {"seconds_per_epoch": m.get("seconds_per_epoch"),
-                     "n_train": int(params["n_train"]) if "n_train" in params else None,
-                     "torch_threads": params.get("torch_threads"),
-                     "precision": params.get("precision_resolved"),
-                     "training_path": run.data.tags.get("training_path"),
-                     "robustness_metrics": sorted(k for k in m if "noise" in k)[:3],
-                     "gradcam_metrics": sorted(k for k in m if k.startswith("gradcam"))[:3],
-                     "peak_memory": {k: v for k, v in m.items() if "peak" in k}}
-        cells.append(cell)
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("device-check")
+    runs = client.search_runs([exp.experiment_id], "tags.role = 'cell'",
+                              order_by=["attributes.start_time ASC"]) if exp else []
+    cells = []
+    for run in runs:
+        m, params, tags = run.data.metrics, run.data.params, run.data.tags
+        end = run.info.end_time or run.info.start_time
+        cells.append({
+            "dataset": tags.get("dataset"), "model": tags.get("model"),
+            "strategy": tags.get("strategy"), "status": run.info.status,
+            "seconds": round((end - run.info.start_time) / 1000, 1),
+            "test_accuracy": m.get("test_accuracy"),
+            "seconds_per_epoch": m.get("seconds_per_epoch"),
+            "n_train": int(params["n_train"]) if "n_train" in params else None,
+            "torch_threads": params.get("torch_threads"),
+            "precision": params.get("precision_resolved"),
+            "training_path": tags.get("training_path"),
+            "robustness_metrics": sorted(k for k in m if "noise" in k)[:3],
+            "gradcam_metrics": sorted(k for k in m if k.startswith("gradcam"))[:3],
+            "peak_memory": {k: v for k, v in m.items() if "peak" in k}})
     out = {"cells": cells}
     b = [c for c in cells if c["dataset"] == "brain-tumor-classification-3264"
          and c["strategy"] == "full" and c.get("seconds_per_epoch") and c.get("n_train")]
@@ -318,10 +324,9 @@ def main(argv: list[str] | None = None) -> int:
             summary["perf"][model] = perf_summary(json.loads(done.stdout))
     suite_file = work / "device_check.yaml"
     suite_file.write_text(yaml.safe_dump(suite_yaml(p), sort_keys=False))
-    done = steps.run("suite", py + ["mribench", "suite", str(suite_file), "--device", args.device,
-                                    "--data-dir", args.data_dir, "--json"], 300)
-    if done:
-        summary["suite"] = suite_summary(json.loads(done.stdout)["rows"], env["MLFLOW_TRACKING_URI"], p)
+    steps.run("suite", py + ["mribench", "suite", str(suite_file), "--device", args.device,
+                             "--data-dir", args.data_dir, "--json"], 300)
+    summary["suite"] = suite_summary(env["MLFLOW_TRACKING_URI"], p)
     images = sorted((Path(args.data_dir) / ("sample" if args.quick else dataset) / "Testing")
                     .rglob("*.jpg"))[:3]
     if args.quick:  # the sample ships inside the package
