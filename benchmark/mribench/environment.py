@@ -19,5 +19,19 @@ def offline() -> bool:
     return raw == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
+def threads() -> int | None:
+    """BENCHMARK_THREADS=N: torch threads per cell (a cell's share of the machine, e.g. cores /
+    shards when several `--shard` jobs or `tune` processes run side by side on one node)."""
+    raw = os.environ.get("BENCHMARK_THREADS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"BENCHMARK_THREADS={raw!r} is not a positive whole number; set it to "
+                         "the CPU threads each cell may use (e.g. cores / processes per node), "
+                         "or unset it")
+    return int(raw)
+
+
 def check() -> None:
     offline()
+    threads()

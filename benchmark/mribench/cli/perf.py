@@ -21,11 +21,21 @@ def register(subparsers) -> None:
                    "bf16 where that is fp32, i.e. on CPU)")
     p.add_argument("--repeats", type=positive, default=5,
                    help="interleaved rounds; ratios are reported as median and min-max")
+    p.add_argument("--passes", type=positive, default=1,
+                   help="read the training images this many times per measurement (a small "
+                   "image set still gives a GPU enough batches to time)")
+    p.add_argument("--concurrent", type=positive, default=None, metavar="N",
+                   help="instead: N processes training at once, each with its share of the "
+                   "cores, against one process with every core (CPU; see docs/speed.md)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_perf)
 
 
 def cmd_perf(args) -> int:
+    if args.concurrent:
+        from mribench.train import perf_share
+
+        return perf_share.run(args)
     from mribench.train.perf import run
 
     return run(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from mribench.cli.wiring import blank_to_none as _blank_to_none
+from mribench.cli.wiring import positive
 from mribench.cli.wiring import truthy as _truthy
 
 
@@ -34,8 +35,17 @@ def _shard(value: str) -> tuple[int, int]:
     return int(k), int(n)
 
 
+def _threads(args) -> None:
+    """--threads N: torch threads per cell, beating every share (mribench.train.threads)."""
+    from mribench.train import threads
+
+    threads.request(args.threads)
+
+
 def cmd_suite(args) -> int:
     from mribench.config.suite_file import load_suite
+
+    _threads(args)
 
     suite = load_suite(args.suite, _overrides(args))
     if args.dry_run:
@@ -71,6 +81,7 @@ def cmd_tune(args) -> int:
     from mribench.run.tuning import tune
     from mribench.train.engine import resolve_device
 
+    _threads(args)
     suite = load_suite(args.suite, _overrides(args))
     opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
                         cache_dir=_blank_to_none(args.cache_dir), as_json=args.json)
@@ -104,6 +115,7 @@ def register(sub) -> None:
                    "the suite's resources (pip install 'brain-mri-benchmark[ray]')")
     p.add_argument("--address", default=None, help="with --executor ray: the cluster (auto, "
                    "HOST:PORT or ray://HOST:10001); default: start Ray on this machine")
+    _threads_option(p)
     p.add_argument("--json", action="store_true", help="print the result table as JSON on stdout")
     p.set_defaults(func=cmd_suite)
 
@@ -126,6 +138,7 @@ def register(sub) -> None:
         p.add_argument(flag, default=None, help=what)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any suite key")
+    _threads_option(p)
     p.add_argument("--json", action="store_true", help="print the trials as JSON on stdout")
     p.set_defaults(func=cmd_tune)
 
@@ -148,3 +161,10 @@ def register(sub) -> None:
                    "as NAME with alias champion: then `mribench predict models:/NAME@champion`")
     p.add_argument("--json", action="store_true", help="print every table as JSON on stdout")
     p.set_defaults(func=cmd_report)
+
+
+def _threads_option(p) -> None:
+    p.add_argument("--threads", type=positive, default=None, metavar="N",
+                   help="torch threads per cell (default: BENCHMARK_THREADS, else Ray's "
+                   "cpus_per_cell, else OMP_NUM_THREADS, else the machine's cores); with K "
+                   "shards or tune processes side by side on one node, give each cores/K")

@@ -57,7 +57,9 @@ def block_sides(built) -> list[tuple[str, int]]:
     built.backbone.eval()
     try:
         with torch.no_grad():
-            built.backbone(torch.zeros(1, chans, size, size))
+            # on the backbone's device: explanations resolve "stride:N" after the model moved
+            device = next(built.backbone.parameters()).device
+            built.backbone(torch.zeros(1, chans, size, size, device=device))
     finally:
         for h in handles:
             h.remove()

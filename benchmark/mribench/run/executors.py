@@ -19,13 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mribench import redact, tracking
+from mribench import environment, redact, tracking
 from mribench.config.schema import ResourcesConfig
 from mribench.console import console, esc
 from mribench.matrix import Cell
 from mribench.run import claims
 from mribench.run.cell import RunOptions, run_cell
 from mribench.run.eta import Eta
+from mribench.train import threads
 from mribench.train.engine import Diverged
 
 Pending = list[tuple[int, Cell]]  # (1-based number in the suite, cell)
@@ -40,6 +41,8 @@ class Job:
     force: bool = False
     started_ms: int = 0  # with --force, FINISHED runs older than this are rerun
     cwd: str = ""  # the driver's working directory: relative suite paths resolve against it
+    cpus: float | None = None  # the CPUs each cell was given (Ray's cpus_per_cell); None: alone
+    threads: int | None = None  # the driver's --threads, which beats any share
 
 
 @dataclass
@@ -73,6 +76,8 @@ def run_claimed(cell: Cell, job: Job, opts: RunOptions, owner: dict[str, str] | 
     try:
         with claims.held(taken.run_id), tracking.cell_run(cell.title, cell.tags(),
                                                           run_id=taken.run_id):
+            # torch's threads (and the loader's workers) from the cell's share (train/threads.py)
+            threads.apply_and_log(job.cpus)
             headline = run_cell(cell, opts)
     except Exception as err:  # one cell's failure must not stop the suite ...
         failed = tracking.store_failure(err)
@@ -224,6 +229,9 @@ class RayExecutor:
         progress.update(cells_bar, description=f"cells (Ray, {len(pending)} submitted)")
 
         task, device = ray.remote(_cell_task), "cuda" if self.gpus else "cpu"
+        # each task's torch threads follow its CPUs (a Ray worker would otherwise take them all)
+        job = replace(job, cpus=self.resources.cpus_per_cell,
+                      threads=threads.requested() or environment.threads())
         refs = {task.options(name=f"cell {number}", num_cpus=self.resources.cpus_per_cell,
                              num_gpus=self.gpus, max_retries=self.resources.max_retries,
                              retry_exceptions=False
@@ -311,6 +319,7 @@ def worker_options(job: Job, device: str, data_dir: str | None, cache_dir: str |
     """A Ray worker's view: the driver's store and working directory (when this machine has
     it, e.g. a shared file system), the device Ray gave it."""
     tracking.use_uri(job.tracking_uri)
+    threads.request(job.threads)
     if job.cwd and Path(job.cwd).is_dir():
         os.chdir(job.cwd)
     return RunOptions(device=device, data_dir=data_dir, cache_dir=cache_dir, prepared=prepared)

@@ -30,6 +30,7 @@ from mribench.run import claims, stopping
 from mribench.run.cell import RunOptions, run_cell
 from mribench.run.suite import SuiteOptions, preflight
 from mribench.tracking import locks
+from mribench.train import threads
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 HEARTBEAT_S = 20  # a live trial's process records a heartbeat this often ...
@@ -117,6 +118,8 @@ def _tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: 
                  **claims.owner_tags()}
         with tracking.cell_run(f"{title} trial {trial.number}", tags, role="trial",
                                stopped=(optuna.TrialPruned,)) as run_id, claims.held(run_id):
+            # parallel trials (tune processes side by side) share the machine: threads.py
+            threads.apply_and_log()
             headline = run_cell(candidate, replace(base, on_epoch=report))
         trial.set_user_attr("val_acc_best", headline["val_acc_best"])
         gate["ok"] = True

@@ -58,7 +58,8 @@ class Bench:
     """The models, loaders and precisions of one perf invocation; `round()` times each once."""
 
     def __init__(self, model: str, dataset: str, image_size: int, batch_size: int,
-                 per_class: int, data_dir: str | None, device: str, precision: str):
+                 per_class: int, data_dir: str | None, device: str, precision: str,
+                 passes: int = 1):
         torch.manual_seed(0)
         self.device = device
         fastpath.configure(False, device)
@@ -72,14 +73,14 @@ class Bench:
         cl = fastpath.channels_last(device)
 
         def loader(augment, channels_last):
-            return data.make_loader(self.train, pre, augment, mean=(0.5,) * 3, std=(0.25,) * 3,
+            return Repeat(passes, data.make_loader(self.train, pre, augment, mean=(0.5,) * 3, std=(0.25,) * 3,
                                     batch_size=batch_size, shuffle=True, seed=0,
                                     num_workers=fastpath.workers("auto", device), device=device,
-                                    channels_last=channels_last)
+                                    channels_last=channels_last))
         aug = AugmentConfig(rotation=10, hflip=True)
         self.loaders = {"fp32": loader(aug, False), "fast": loader(aug, cl),
                         "frozen_backbone": loader(None, cl)}
-        self.n = len(self.train)
+        self.n = len(self.train) * passes
         self.full = {}
         for name in ("fp32", "fast"):
             built = build(ModelConfig(name=model), StrategyConfig(name=strategies.FULL.name), k,
@@ -151,6 +152,21 @@ class Bench:
         return out
 
 
+class Repeat:
+    """A loader read `passes` times over as one measurement: a small image set (the device
+    check's data pack) still gives a GPU enough batches of a large size to time."""
+
+    def __init__(self, passes: int, loader):
+        self.passes, self.loader, self.batch_size = passes, loader, loader.batch_size
+
+    def __len__(self) -> int:
+        return self.passes * len(self.loader)
+
+    def __iter__(self):
+        for _ in range(self.passes):
+            yield from self.loader
+
+
 def resolve_fast(precision: str, device: str) -> str:
     """The fast path's precision: what `precision` resolves to, or bf16 where that is fp32 (so
     the fp32-vs-fast comparison always compares something)."""
@@ -183,7 +199,7 @@ def summarise(rounds: list[dict[str, tuple[float, int]]]) -> tuple[list[dict], l
 def run(args) -> int:
     device = resolve_device(args.device)
     bench = Bench(args.model, args.dataset, args.image_size, args.batch_size, args.per_class,
-                  args.data_dir, device, args.precision)
+                  args.data_dir, device, args.precision, args.passes)
     bench.warm_up()
     rounds = []
     for i in range(args.repeats):
@@ -199,7 +215,10 @@ def run(args) -> int:
              f"fast path {bench.fast}, {args.repeats} interleaved rounds")
     extra = {"model": args.model, "dataset": args.dataset, "device": device,
              "image_size": args.image_size, "batch_size": args.batch_size,
-             "images": bench.n, "repeats": args.repeats, "fast_precision": bench.fast}
+             "images": bench.n, "repeats": args.repeats, "fast_precision": bench.fast,
+             "passes": args.passes, "torch_threads": torch.get_num_threads()}
+    if device.startswith("cuda"):
+        extra["device_name"] = torch.cuda.get_device_name(device)
     if args.json:
         emit_table(ratios, title, True, extra={**extra, "measurements": measurements})
         return 0

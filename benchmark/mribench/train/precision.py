@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mribench.train import threads
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CUDA_WORKERS_MAX = 8  # enough to feed one GPU from the uint8 store; more only costs memory
 
@@ -95,12 +97,13 @@ def configure(deterministic: bool, device: str) -> dict[str, object]:
 
 
 def workers(setting: int | str, device: str) -> int:
-    """Loader worker processes. `auto`: on CUDA one per CPU core left after the training process
-    (at most 8); on CPU none, since the model wants every core and reading uint8 rows from the
-    store costs far less than a training step."""
+    """Loader worker processes. `auto`: on CUDA one per CPU of the cell's share (threads.py:
+    Ray's cpus_per_cell, --threads, the machine's cores) left after the training process (at
+    most 8), so cells sharing a machine do not start a full set of workers each; on CPU none,
+    since the model wants every core and reading uint8 rows from the store costs far less than
+    a training step."""
     if setting != "auto":
         return int(setting)
     if not str(device).startswith("cuda"):
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min(CUDA_WORKERS_MAX, (cores or 1) - 1))
+    return max(0, min(CUDA_WORKERS_MAX, threads.cell_cpus() - 1))
