@@ -137,6 +137,7 @@ def _worker(spec: dict) -> None:
         SplitConfig,
         StrategyConfig,
     )
+    from mribench.models import strategies
     from mribench.models.build import build
     from mribench.train.engine import train_one_epoch
 
@@ -151,7 +152,7 @@ def _worker(spec: dict) -> None:
     loader = data.make_loader(train, pre, AugmentConfig(rotation=10, hflip=True),
                               mean=(0.5,) * 3, std=(0.25,) * 3, batch_size=spec["batch_size"],
                               shuffle=True, seed=0, num_workers=0, device="cpu")
-    built = build(ModelConfig(name=spec["model"]), StrategyConfig(name="full"),
+    built = build(ModelConfig(name=spec["model"]), StrategyConfig(name=strategies.FULL.name),
                   len(prepared.classes), image_size=spec["image_size"])
     built.train()
     params = [p for g in built.param_groups(1e-4) for p in g["params"]]
