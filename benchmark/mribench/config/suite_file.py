@@ -20,6 +20,8 @@ def resolve_path(name_or_path: str | Path) -> Path:
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in str(name_or_path):
         if path.is_file():
             return path
+        if path.exists():  # a folder, a FIFO (reading it would block), a device
+            raise SuiteError(f"suite file {str(name_or_path)!r} is not a regular file")
         raise SuiteError(f"suite file {str(name_or_path)!r} not found (looked at {path.resolve()})")
     for folder in (Path("suites"), SUITES_DIR):
         candidate = folder / f"{name_or_path}.yaml"
