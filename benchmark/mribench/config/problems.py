@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import types
 import typing
 from typing import Any
 
@@ -140,7 +141,7 @@ def _unwrap(node: Any) -> Any:
             node = typing.get_args(node)[0]
             continue
         args = [a for a in typing.get_args(node) if a is not type(None)]
-        if typing.get_origin(node) in (typing.Union, getattr(__import__("types"), "UnionType"))\
+        if typing.get_origin(node) in (typing.Union, types.UnionType)\
                 and len(args) == 1:
             node = args[0]
             continue
