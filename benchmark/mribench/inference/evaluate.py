@@ -4,8 +4,10 @@ and the duplicate audit against the model's own training and validation images (
 travel inside the model: models/packaged.py)."""
 from __future__ import annotations
 
+import csv
+
 from mribench.console import emit_table
-from mribench.inference.locate import fetch
+from mribench.inference.locate import ModelDamaged, fetch
 
 SHOWN = ("n", "accuracy", "balanced_accuracy", "f1_macro", "kappa", "mcc", "ece")
 
@@ -22,20 +24,29 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
     ext = external.prepare_external(cfg, predictor.pre, predictor.classes, data_dir)
     rows = images.pixels_for([s.path for s in ext.samples], predictor.pre)  # decoded once, cached
     probs = predictor.probabilities([store.read(sha) for store, sha in rows])
-    seen = read_seen(predictor.folder)
+    try:
+        seen = read_seen(predictor.folder)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ModelDamaged(f"the logged model of run {run_id} ({uri}) is damaged: "
+                           f"seen_images.csv cannot be read ({err}); log it again (rerun its "
+                           "cell with --force)") from None
     exp_id = logged_model.experiment_of(run_id)
     title = f"evaluate on {cfg.name}"
     tags = {"role": "evaluation", "evaluated_model": uri, "external_set": cfg.name,
             "model_run_key": predictor.meta["run_key"]}
     child = tracking.create_run(exp_id, title, tags, parent_run_id=run_id)
-    with tracking.cell_run(title, tags, role="evaluation", run_id=child):
-        tracking.log_params({"model_uri": uri, "external_set": cfg.name,
-                             "label_map": cfg.label_map, "prediction_map": cfg.prediction_map,
-                             "near_bits": cfg.near_bits, "classes": ext.classes})
-        external.score_external(ext, probs, [(r["sha256"], r["phash"]) for r in seen],
-                                [r["file"] for r in seen],
-                                f"{len(seen)} training and validation images of the model's "
-                                f"cell ({predictor.meta['cell']}, run {run_id})")
+    try:
+        with tracking.cell_run(title, tags, role="evaluation", run_id=child):
+            tracking.log_params({"model_uri": uri, "external_set": cfg.name,
+                                 "label_map": cfg.label_map, "prediction_map": cfg.prediction_map,
+                                 "near_bits": cfg.near_bits, "classes": ext.classes})
+            external.score_external(ext, probs, [(r["sha256"], r["phash"]) for r in seen],
+                                    [r["file"] for r in seen],
+                                    f"{len(seen)} training and validation images of the model's "
+                                    f"cell ({predictor.meta['cell']}, run {run_id})")
+    except BaseException as err:  # a signal included: the run never stays RUNNING
+        _closed(child, err)
+        raise
     logged = logged_model.run_metrics(child)
     out = []
     for subset, prefix in (("whole", f"external_{cfg.key}"), ("clean", f"external_clean_{cfg.key}")):
@@ -51,3 +62,21 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
                "left out of clean)", as_json,
                extra={"model": uri, "model_run_id": run_id, "evaluation_run_id": child, **counts})
     return 0
+
+
+def _closed(run_id: str, err: BaseException) -> None:
+    """End the evaluation run KILLED (a signal) or FAILED if `cell_run` had not (the error came
+    before it started), and note it for the line the command ends with."""
+    from mlflow.tracking import MlflowClient
+
+    from mribench import tracking
+
+    killed = not isinstance(err, Exception)
+    try:
+        if MlflowClient().get_run(run_id).info.status == "RUNNING":
+            tracking.close_run(run_id, "KILLED" if killed else "FAILED",
+                               f"{type(err).__name__}: {err}")
+    except Exception:  # the store itself failed: the original error is what the user sees
+        return
+    if killed:
+        err.notes = [*getattr(err, "notes", []), f"the evaluation run {run_id} was marked KILLED"]
