@@ -74,7 +74,6 @@ def fetch(uri: str, device: str = "cpu"):
     import os
 
     from mribench import tracking
-    from mribench.models.packaged import Predictor
     from mribench.tracking import logged_model
 
     tracking.experiment_id_of("Default")  # points MLflow at the store, one line if unusable
