@@ -11,11 +11,16 @@ from mribench.inference.locate import fetch
 
 def predict(uri: str, paths: list[str], device: str = "cpu", csv_out: str | None = None,
             as_json: bool = False, explain: str | None = None, out: str | None = None) -> int:
+    from mribench import outputs
     from mribench.stats.metrics import safe_name
 
     if explain and not out:
         raise DataError("--explain writes overlay images: give the folder with --out DIR")
-    items = collect(paths)  # bad paths fail before the model is downloaded
+    # where results go, then what is read: both fail before the model is downloaded
+    csv_target = outputs.file_target(csv_out, "--csv") if csv_out else None
+    if out:
+        outputs.folder_target(out, "--out")
+    items = collect(paths)
     predictor, run_id = fetch(uri, device)
     pixels = [read(predictor, path) for path, _ in items]
     probs = predictor.probabilities(pixels)
@@ -29,11 +34,14 @@ def predict(uri: str, paths: list[str], device: str = "cpu", csv_out: str | None
     if explain:
         written = explain_images(predictor, items, pixels, probs, explain, Path(out), device)
         console.print(f"{explain} overlays of {len(written)} image(s) written to {out}")
-    if csv_out:
+    if csv_target:
         import pandas as pd
 
-        Path(csv_out).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(csv_out, index=False)
+        from mribench.files import atomic_write
+
+        # whole or not at all: a disk that fills up leaves any earlier file as it was
+        atomic_write(csv_target, lambda fh: fh.write(
+            pd.DataFrame(rows).to_csv(index=False).encode("utf-8")))
         console.print(f"{len(rows)} prediction(s) written to {csv_out}")
         if not as_json:
             return 0
