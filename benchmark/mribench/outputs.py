@@ -77,12 +77,10 @@ def _writable_folder(folder: Path, flag: str, given: str | Path) -> None:
 def registered_model_name(name: str) -> str:
     """A Model Registry name MLflow accepts (its own check: no `/` or `:`, not empty, not a
     path that normalises to something else), refused before any work."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.validation import _validate_model_name
+    from mribench.tracking.logged_model import name_problem
 
-    try:
-        _validate_model_name(name)
-    except MlflowException as err:
+    problem = name_problem(name)
+    if problem:
         raise OutputError(f"--register {name!r}: not a registered-model name MLflow accepts "
-                          f"({err.message.splitlines()[0]})") from None
+                          f"({problem})")
     return name

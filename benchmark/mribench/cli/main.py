@@ -90,10 +90,11 @@ def _stops(command, argv: list[str] | None) -> int:
         if os.environ.get("BENCHMARK_DEBUG"):
             raise
         stop = err if isinstance(err, stopping.Stopped) else stopping.Stopped(signal.SIGINT)
-        if not getattr(stop, "said", False):  # suite and tune say what they kept themselves
-            what = "; ".join(getattr(stop, "notes", [])) or "nothing was left half-written"
-            sys.stderr.write(f"stopped by {stop.name}: mribench {_name(argv)} did not finish "
-                             f"({_plain(what)})\n")
+        # suite and tune catch their own stop and say what they kept; here the other commands:
+        # what they printed or wrote so far is incomplete, the runs they opened were closed
+        notes = "".join(f"; {note}" for note in getattr(stop, "notes", []))
+        sys.stderr.write(f"stopped by {stop.name}: mribench {_name(argv)} did not finish"
+                         f"{_plain(notes)}; run it again for its full output\n")
         return stop.exit_code
 
 

@@ -67,15 +67,13 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
 def _closed(run_id: str, err: BaseException) -> None:
     """End the evaluation run KILLED (a signal) or FAILED if `cell_run` had not (the error came
     before it started), and note it for the line the command ends with."""
-    from mlflow.tracking import MlflowClient
-
     from mribench import tracking
 
     killed = not isinstance(err, Exception)
     try:
-        if MlflowClient().get_run(run_id).info.status == "RUNNING":
-            tracking.close_run(run_id, "KILLED" if killed else "FAILED",
-                               f"{type(err).__name__}: {err}")
+        tracking.close_if_running(run_id, "KILLED" if killed else "FAILED",
+                                  f"{type(err).__name__}: {err}",
+                                  err.name if getattr(err, "signum", None) else None)
     except Exception:  # the store itself failed: the original error is what the user sees
         return
     if killed:

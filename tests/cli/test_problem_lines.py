@@ -1,0 +1,101 @@
+"""Bad values read as one line per problem (YAML path, value, what is allowed, did you mean),
+and YAML alias bombs are refused at once with bounded memory, wherever they sit."""
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from mribench.cli.main import main
+from mribench.config import strict_yaml
+
+BASE = {"name": "t", "datasets": [{"name": "brain-tumor-mri-7023-sample"}],
+        "models": [{"name": "test_resnet"}], "strategies": ["scratch"]}
+
+
+def errors(argv: list[str], capsys) -> list[str]:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert all(line.startswith("error: ") for line in lines), captured.err
+    assert "Traceback" not in captured.err and "validation error" not in captured.err
+    assert "For further information" not in captured.err and "[type=" not in captured.err
+    return [line.removeprefix("error: ") for line in lines]
+
+
+def suite_file(tmp_path, **changes) -> str:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **changes}))
+    return str(path)
+
+
+def test_a_value_that_fits_no_member_of_a_union_is_one_line(tmp_path, capsys):
+    path = suite_file(tmp_path, datasets=[{"name": "brain-tumor-mri-7023-sample",
+                                           "train_per_class": 0}])
+    assert errors(["suite", path, "--dry-run"], capsys) == [
+        f"{path}: datasets[0].train_per_class: must be greater than 0 or 'all' (got 0)"]
+
+
+def test_misspelt_keys_and_names_get_did_you_mean_one_line_each(tmp_path, capsys):
+    path = suite_file(tmp_path, traning={"epochs": 1}, strategies=["scratchh"],
+                      models=[{"name": "test_resnt"}], epochs=3)
+    lines = errors(["suite", path, "--dry-run"], capsys)
+    assert len(lines) == 4, lines
+    assert f"{path}: traning: unknown key; did you mean 'training'?" in lines
+    assert f"{path}: epochs: unknown key; did you mean 'training.epochs'?" in lines
+    assert any(line.startswith(f"{path}: strategies[0].name: must be one of 'scratch'")
+               and line.endswith("(got 'scratchh'); did you mean 'scratch'?") for line in lines)
+    assert any(line.startswith(f"{path}: models[0].name: unknown model 'test_resnt'")
+               and line.endswith("did you mean 'test_resnet'?") for line in lines)
+
+
+def test_evaluate_flags_are_named_as_typed(capsys):
+    model = "0" * 32
+    (line,) = errors(["evaluate", model, "--dataset", "brain-tumor-mri-7023-sample",
+                      "--near-bits", "999"], capsys)
+    assert line == "evaluate: --near-bits: must be less than or equal to 256 (got 999)"
+    (line,) = errors(["evaluate", model, "--dataset", "brain-tumor-mri-7023-smaple"], capsys)
+    assert line.startswith("evaluate: unknown dataset 'brain-tumor-mri-7023-smaple'")
+    assert line.endswith("did you mean 'brain-tumor-mri-7023-sample'?")
+
+
+def _levels(first: str) -> list[str]:
+    """`&a0 [x x10]`, `&a1 [*a0 x10]`, ... `&a9 [*a8 x10]`: 10^10 values in ten entries."""
+    return [f"&a{i} [" + ", ".join([first if i == 0 else f"*a{i - 1}"] * 10) + "]"
+            for i in range(10)]
+
+
+@pytest.mark.parametrize("where", ["axes", "unknown-key", "set"])
+def test_a_billion_laughs_is_refused_at_once_with_bounded_memory(tmp_path, where):
+    """10^10 values in 10 lines: as an axis's values (which validation would expand), under an
+    unknown key, and as a --set value; refused by a real process in one line, exit 2."""
+    text = yaml.safe_dump(BASE)
+    args = []
+    if where == "axes":
+        text += "axes:\n  training.lr:\n" + "".join(f"    - {v}\n" for v in _levels("0.1"))
+    elif where == "unknown-key":
+        text += "lols:\n" + "".join(f"  a{i}: {v}\n" for i, v in enumerate(_levels("lol")))
+    else:
+        args = ["--set", "training.lr=[" + ", ".join(_levels("0.1")) + "]"]
+    (tmp_path / "bomb.yaml").write_text(text)
+    t0 = time.perf_counter()
+    try:
+        strict_yaml.load(text if where != "set" else args[1].partition("=")[2])
+    except yaml.YAMLError as err:
+        assert "over 100000 values" in str(err)
+    else:
+        raise AssertionError("the bomb was loaded")
+    took = time.perf_counter() - t0
+    print(f"{where}: refused in {took * 1000:.1f} ms in-process")
+    assert took < 1.0
+    done = subprocess.run([sys.executable, "-m", "mribench", "suite", "bomb.yaml", "--dry-run",
+                           *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "over 100000 values" in line and "Traceback" not in done.stderr
+    assert peak_mib < 1500, f"{peak_mib:.0f} MiB"  # the interpreter with torch imported, no more
