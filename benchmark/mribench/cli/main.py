@@ -68,9 +68,12 @@ def _describe(err: BaseException) -> tuple[str, int]:
         return "\n".join(lines(err)), 2
     if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
         # a disk that fills or fails mid-write, a folder that turned read-only: the environment
+        import errno
+
         where = f"{err.filename}: " if err.filename else ""
-        return f"{where}{err.strerror or err} (the command stopped; free space or fix the " \
-               "disk, then run it again)", 1
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        return f"{where}{err.strerror or err}; the command stopped" + (
+            " (free some space, then run it again)" if full else ""), 1
     return str(err), 1 if isinstance(err, EnvironmentFault) else 2
 
 
