@@ -242,7 +242,7 @@ def test_a_disk_that_fills_up_while_predict_writes_is_one_line_and_exit_1(cell, 
                 pass
         line = one_error(here(["predict", run_id, str(SAMPLE_DIR / "Testing"), "--csv",
                                str(disk / "out.csv")]), code=1)
-        assert "No space left on device" in line, line
+        assert f"{disk / 'out.csv'}: No space left on device" in line, line
         assert not (disk / "out.csv").exists()  # whole or nothing
         assert [p.name for p in disk.iterdir()] == ["filler"]  # no temporary file left
     finally:

@@ -40,8 +40,11 @@ def predict(uri: str, paths: list[str], device: str = "cpu", csv_out: str | None
         from mribench.files import atomic_write
 
         # whole or not at all: a disk that fills up leaves any earlier file as it was
-        atomic_write(csv_target, lambda fh: fh.write(
-            pd.DataFrame(rows).to_csv(index=False).encode("utf-8")))
+        try:
+            atomic_write(csv_target, lambda fh: fh.write(
+                pd.DataFrame(rows).to_csv(index=False).encode("utf-8")))
+        except OSError as err:  # a write error names no file: name the one being written
+            raise OSError(err.errno, err.strerror, str(csv_target)) from None
         console.print(f"{len(rows)} prediction(s) written to {csv_out}")
         if not as_json:
             return 0
