@@ -247,3 +247,23 @@ def test_a_disk_that_fills_up_while_predict_writes_is_one_line_and_exit_1(cell, 
         assert [p.name for p in disk.iterdir()] == ["filler"]  # no temporary file left
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_any_work(cell, here):
+    """A read-only file system (permissions do not stop root; a read-only mount does)."""
+    tmp, env, run_id = cell
+    disk = tmp / "read-only"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a read-only tmpfs cannot be mounted here ({mounted.stderr.strip()})")
+    try:
+        for args in (["predict", run_id, str(IMAGE), "--csv", str(disk / "sub" / "out.csv")],
+                     ["report", "guard.yaml", "--out", str(disk / "report")]):
+            done = here(args)
+            line = one_error(done)
+            assert f"the folder {disk} cannot be written" in line, line
+            assert "reading" not in done.stderr
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

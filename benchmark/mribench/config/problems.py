@@ -84,7 +84,8 @@ def _line(path: str, errs: list[dict], model: type[BaseModel] | None) -> str:
         else f" (got {_short(repr(given))})"
     hint = ""
     for e in errs:
-        hint = hint or did_you_mean(given, _candidates(e))
+        if "did you mean" not in e["msg"]:  # a validator of ours may have said it already
+            hint = hint or did_you_mean(given, _candidates(e))
     return f"{where}{' or '.join(messages)}{shown}{hint}"
 
 
