@@ -8,8 +8,9 @@ import signal
 import time
 
 import pytest
+import yaml
 
-from invocations import env_for, runs_of, tiny_suite
+from invocations import EXPERIMENT, env_for, runs_of
 from signalled import one_stop_line, stop
 
 
@@ -35,9 +36,16 @@ def test_perf_stopped_between_rounds_exits_130(tmp_path, weights_dir):
     assert "mribench perf did not finish" in one_stop_line(code, err, signal.SIGINT)
 
 
-def test_ctrl_c_mid_trial_ends_tune_and_its_runs_killed_with_130(tmp_path, smoke_data_dir):
-    suite = tiny_suite(tmp_path, seeds=[0], epochs=300)
-    env = env_for(tmp_path, smoke_data_dir)
+def test_ctrl_c_mid_trial_ends_tune_and_its_runs_killed_with_130(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "tiny", "experiment": EXPERIMENT,
+        "datasets": [{"name": "brain-tumor-mri-7023-sample"}],
+        "split": {"protocol": "official", "val_fraction": 0.25},
+        "preprocess": {"image_size": 32}, "training": {"epochs": 300, "batch_size": 8},
+        "models": [{"name": "test_resnet"}], "strategies": ["scratch"],
+        "explain": {"methods": []}}))
+    env = env_for(tmp_path, tmp_path / "no-data")
 
     def trial_running(_said: str) -> bool:
         time.sleep(0.3)  # one query every 0.3 s
