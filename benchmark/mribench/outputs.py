@@ -1,9 +1,10 @@
 """Where a command writes, checked before it does any work.
 
-A path that exists as the wrong kind (a folder where a file goes, a file where a folder goes or above it), a folder that cannot be
-written, a report folder outside the reports root. Each is one line naming the flag and the path
-(exit 2); a missing folder is created, as the commands always did. A disk that fills up during
-the write is the environment's failure: one line and exit 1 (`mribench.cli.main`)."""
+A path that exists as the wrong kind (a folder where a file goes, a file where a folder goes or
+above it), a folder that cannot be written, a report folder outside the reports root: each is one
+line naming the flag and the path (exit 2); a missing folder is created, as the commands always
+did. A disk that fills up during the write is the environment's failure: one line and exit 1
+(`mribench.cli.main`)."""
 from __future__ import annotations
 
 import os

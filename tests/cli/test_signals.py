@@ -24,7 +24,7 @@ def test_a_command_stopped_while_printing_exits_128_plus_the_signal(tmp_path, ar
     code, err, out = stop(args, signum, env, tmp_path)
     line = one_stop_line(code, err, signum)
     assert f"mribench {args[0]} did not finish" in line
-    assert len(out) >= 4096  # stopped while writing its results
+    assert len(out.encode()) >= 4096  # stopped while writing its results (bytes)
 
 
 def test_perf_stopped_between_rounds_exits_130(tmp_path, weights_dir):
