@@ -2,6 +2,7 @@
 and YAML alias bombs are refused at once with bounded memory, wherever they sit."""
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -99,3 +100,22 @@ def test_a_billion_laughs_is_refused_at_once_with_bounded_memory(tmp_path, where
     (line,) = [line for line in done.stderr.splitlines() if line.strip()]
     assert "over 100000 values" in line and "Traceback" not in done.stderr
     assert peak_mib < 1500, f"{peak_mib:.0f} MiB"  # the interpreter with torch imported, no more
+
+
+def test_output_paths_of_data_and_models_commands_are_checked_before_work(tmp_path, capsys,
+                                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("x")
+    image = tmp_path / "scan.png"
+    os.mkfifo(image)  # named like an image, never opened
+    cases = [
+        (["data", "audit", "brain-tumor-mri-7023-sample", "--csv", "a-file/groups.csv"],
+         "--csv a-file/groups.csv: a-file is a file, so nothing can be written under it"),
+        (["models", "fetch", "test_resnet", "--dir", "a-file"],
+         "--dir a-file: is a file, not a folder; name a folder"),
+        (["data", "artefacts", str(image), "--out", "a-file/grid.png"],
+         "--out a-file/grid.png: a-file is a file, so nothing can be written under it"),
+        (["data", "artefacts", str(image), "--out", "grid.png"], f"{image}: not a regular file"),
+    ]
+    for argv, said in cases:
+        assert errors(argv, capsys) == [said]
