@@ -1,6 +1,7 @@
 """`mribench predict`: a logged model's class probabilities for new images, and explanations."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mribench.console import console, emit_table
@@ -45,6 +46,9 @@ def predict(uri: str, paths: list[str], device: str = "cpu", csv_out: str | None
                 pd.DataFrame(rows).to_csv(index=False).encode("utf-8")))
         except OSError as err:  # a write error names no file: name the one being written
             raise OSError(err.errno, err.strerror, str(csv_target)) from None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(csv_target, 0o666 & ~umask)  # as an ordinary write makes it, not mkstemp's 0600
         console.print(f"{len(rows)} prediction(s) written to {csv_out}")
         if not as_json:
             return 0
