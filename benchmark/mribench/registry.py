@@ -28,5 +28,10 @@ class Registry(dict[str, T], Generic[T]):
 
     def find(self, name: str) -> T:
         if name not in self:
-            raise UnknownName(f"unknown {self.kind} {name!r}; {self.listed}: {sorted(self)}")
+            import difflib
+
+            close = difflib.get_close_matches(str(name), list(self), n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownName(f"unknown {self.kind} {name!r}{hint}; {self.listed}: "
+                              f"{sorted(self)}")
         return self[name]

@@ -189,7 +189,7 @@ def test_manifest_saved_by_excel_with_bom_is_read(tmp_path):
     assert data.classes == ["p", "q"] and root.is_dir()
     latin = tmp_path / "latin.csv"
     latin.write_bytes("path,label\nimgs/p/img00.png,tumeur_b\xe9nigne\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin.csv: not UTF-8 text \(byte 36"):
+    with pytest.raises(DataError, match=r"latin.csv:2: not UTF-8 text \(byte 36"):
         prepare(DatasetConfig(name="listed", manifest=str(latin)), SplitConfig(), PRE, seed=0,
                 fold=None, data_dir=None)
 

@@ -87,6 +87,10 @@ def cmd_audit(args) -> int:
     from mribench.data.samples import DataError
     from mribench.data.scan import scan_folder, scan_known, scan_manifest
 
+    if args.csv:  # where the groups go, before the scan and the hashing
+        from mribench.outputs import file_target
+
+        file_target(args.csv, "--csv")
     if not 0 <= args.near_bits <= HASH_BITS:
         raise DataError(f"--near-bits must be 0..{HASH_BITS}, got {args.near_bits}")
     images.set_cache_dir(args.cache_dir)
@@ -227,6 +231,9 @@ def cmd_fetch(args) -> int:
                    f"Nothing to fetch for {spec.name}", args.json)
         return 0
     dest = Path(args.dest or next(str(base) for _, base in candidate_dirs(args.data_dir, False)))
+    from mribench.outputs import folder_target
+
+    folder_target(dest, "--dest")  # before the download
     console.print(f"fetching {spec.name} from {spec.url or 'Kaggle ' + str(spec.kaggle)} into {dest}")
     row = fetch(spec, dest)
     emit_table([row], f"Fetched {spec.name}", args.json)
@@ -244,9 +251,13 @@ def cmd_artefacts(args) -> int:
         raise DataError(f"--artefacts: unknown {unknown}; known: {list(ARTEFACTS)}")
     if not 8 <= args.size <= 2048:
         raise DataError(f"--size must be 8..2048, got {args.size}")
+    from mribench.outputs import file_target
+
+    file_target(args.out, "--out")
     image = Path(args.image)
     if not image.is_file():
-        raise DataError(f"{image}: no such file")
+        raise DataError(f"{image}: no such file" if not image.exists() else
+                        f"{image}: not a regular file")
     from mribench.config.schema import PreprocessConfig
     from mribench.data.decode import decode, to_pixels
     from mribench.files import file_sha256

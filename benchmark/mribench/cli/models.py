@@ -98,12 +98,12 @@ def cmd_describe(args) -> int:
 
 def cmd_fetch(args) -> int:
     import shutil
-    from pathlib import Path
 
     from mribench.models import registry
     from mribench.models.weights import resolve
+    from mribench.outputs import folder_target
 
-    dest = Path(args.dir)
+    dest = folder_target(args.dir, "--dir")
     dest.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models:

@@ -46,6 +46,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from pydantic import ValidationError
+
     from mribench.config.external import ExternalConfig
     from mribench.inference.evaluate import evaluate
 
@@ -53,11 +55,21 @@ def cmd_evaluate(args) -> int:
     if len(sources) != 1:
         raise ValueError("evaluate: give exactly one of --dataset NAME, --root DIR, --manifest CSV")
     name = args.dataset_name or args.name or (args.root or args.manifest)
-    cfg = ExternalConfig(name=name, root=args.root, manifest=args.manifest,
-                         label_map=_mapping(args.label_map, "--label-map"),
-                         prediction_map=_mapping(args.prediction_map, "--prediction-map"),
-                         near_bits=args.near_bits, on_bad_image=args.on_bad_image,
-                         alias=args.alias)
+    try:
+        cfg = ExternalConfig(name=name, root=args.root, manifest=args.manifest,
+                             label_map=_mapping(args.label_map, "--label-map"),
+                             prediction_map=_mapping(args.prediction_map, "--prediction-map"),
+                             near_bits=args.near_bits, on_bad_image=args.on_bad_image,
+                             alias=args.alias)
+    except ValidationError as err:  # one line per flag at fault, named as typed
+        from mribench.config.problems import lines
+        from mribench.errors import UserError
+
+        flags = {"name": "--dataset" if args.dataset_name else "--name", "near_bits": "--near-bits",
+                 "alias": "--alias", "label_map": "--label-map",
+                 "prediction_map": "--prediction-map"}
+        raise UserError("\n".join(f"evaluate: {line}" for line in lines(
+            err, ExternalConfig, flags))) from None
     return evaluate(_uri(args, args.model_ref), cfg, blank_to_none(args.data_dir),
                     _device(args.device), args.json)
 

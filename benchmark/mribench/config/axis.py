@@ -148,7 +148,7 @@ def check(suite) -> None:
                 type(suite).model_validate(data)
             except ValidationError as err:
                 raise ValueError(f"axes.{axis.path}[{i}] = {entry.value!r}: "
-                                 + _problems(err)) from None
+                                 + _problems(err, type(suite))) from None
             except NoMatch as err:
                 raise ValueError(f"axes.{axis.path}: matches no setting ({err})") from None
             except ValueError as err:
@@ -173,7 +173,7 @@ def variants(suite) -> list[tuple[tuple[tuple[str, Any], ...], tuple[AxisValue, 
         try:
             variant = type(suite).model_validate(data)
         except ValidationError as err:
-            raise ValueError(_describe(err, axes, combo)) from None
+            raise ValueError(_describe(err, axes, combo, type(suite))) from None
         out.append((tuple(zip(names, (e.value for e in combo))), combo, variant))
     return out
 
@@ -234,23 +234,15 @@ def _write(data: dict, path: str, value: Any) -> None:
         node[leaf] = copy.deepcopy(value)
 
 
-def _describe(err: ValidationError, axes: list[Axis], combo) -> str:
+def _describe(err: ValidationError, axes: list[Axis], combo, model=None) -> str:
     """One line: the axis values, the YAML path that refused them and why."""
     values = ", ".join(f"{a.path} = {e.value!r}" for a, e in zip(axes, combo))
-    return f"axes ({values}): {_problems(err)}"
+    return f"axes ({values}): {_problems(err, model)}"
 
 
-def _problems(err: ValidationError) -> str:
-    problems: dict[str, list[str]] = {}
-    for e in err.errors():
-        # pydantic's frames for the members of a union (`constrained-int`, `literal['all']`)
-        # are not YAML keys: their messages are alternatives for one key
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]
-                        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(p))
-                        or isinstance(p, int)).lstrip(".")
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "no such setting"
-        problems.setdefault(where, []).append(msg)
-    return "; ".join(f"{w}: {' or '.join(m)}" if w else " or ".join(m)
-                     for w, m in problems.items())
+def _problems(err: ValidationError, model=None) -> str:
+    """The problems in one line (config/problems.py): an unknown key is `no such setting`."""
+    from mribench.config.problems import lines
+
+    return "; ".join(line.replace("unknown key", "no such setting", 1)
+                     for line in lines(err, model))

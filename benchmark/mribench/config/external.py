@@ -11,13 +11,14 @@ from mribench.config.strict import Strict
 
 def known_or_declared(ds) -> None:
     """A dataset is registered by name, or declared by a folder or a manifest."""
+    from mribench.config.problems import did_you_mean
     from mribench.data.registry import KNOWN
 
     if ds.name not in KNOWN and not (ds.root or ds.manifest):
         raise ValueError(
             f"unknown dataset {ds.name!r}: use one of {sorted(KNOWN)} "
             "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
-        )
+            + did_you_mean(ds.name, KNOWN))
 
 
 class ExternalConfig(Strict):

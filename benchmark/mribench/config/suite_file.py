@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mribench.config import strict_yaml
+from mribench.config import problems, strict_yaml
 from mribench.config.schema import SUITES_DIR, Suite, SuiteError
 
 
@@ -20,6 +20,8 @@ def resolve_path(name_or_path: str | Path) -> Path:
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in str(name_or_path):
         if path.is_file():
             return path
+        if path.exists():  # a folder, a FIFO (reading it would block), a device
+            raise SuiteError(f"suite file {str(name_or_path)!r} is not a regular file")
         raise SuiteError(f"suite file {str(name_or_path)!r} not found (looked at {path.resolve()})")
     for folder in (Path("suites"), SUITES_DIR):
         candidate = folder / f"{name_or_path}.yaml"
@@ -30,34 +32,9 @@ def resolve_path(name_or_path: str | Path) -> Path:
                      f"shipped suites: {known}")
 
 
-def _yaml_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "function-before") or "[" in str(part):
-            continue  # pydantic's internal validator frames, not YAML keys
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "<root>"
-
-
 def format_errors(err: ValidationError, source: str) -> str:
-    """One line for one problem (`file: key: what (got value)`), else one line per problem."""
-    problems = []
-    for e in err.errors():
-        got = e.get("input")
-        got_s = "" if isinstance(got, (dict, list)) else f" (got {_short(repr(got))})"
-        msg = e["msg"].removeprefix("Value error, ")
-        problems.append(f"{_yaml_path(e['loc'])}: {msg}{got_s}".removeprefix("<root>: "))
-    if len(problems) == 1:
-        return f"{source}: {problems[0]}"
-    return "\n".join([f"{source}: {len(problems)} problems in the suite"]
-                     + [f"  {p}" for p in problems])
-
-
-def _short(text: str, keep: int = 60) -> str:
-    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
+    """One line per problem: `file: key: what (got value)` (config/problems.py)."""
+    return "\n".join(f"{source}: {line}" for line in problems.lines(err, Suite))
 
 
 def parse_suite(data: Any, source: str = "<suite>", overrides: dict[str, Any] | None = None) -> Suite:

@@ -9,6 +9,7 @@ absent from a split; these always stop, since leaving them out would change the 
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,30 +173,60 @@ def scan_folder(root: Path) -> Scan:
 
 def scan_manifest(manifest: Path, root: Path | None) -> Scan:
     """CSV with header path,label[,split]; relative paths are relative to root or the CSV's folder."""
-    if not manifest.is_file():
-        raise DataError(f"manifest {manifest} does not exist")
     base = root or manifest.parent
     scan = Scan(base)
-    try:
-        # utf-8-sig: a manifest saved by Excel starts with a byte-order mark
-        with manifest.open(newline="", encoding="utf-8-sig") as fh:
-            _read_manifest(scan, manifest, base, csv.DictReader(fh))
-    except UnicodeDecodeError as err:
-        bad = err.object[err.start:err.start + 1]
-        raise DataError(f"{manifest}: not UTF-8 text (byte {err.start} is {bad!r}); save it as "
-                        "UTF-8 (with or without BOM)") from None
+    _read_manifest(scan, manifest, base, *read_csv(manifest))
     splits = {e.split for e in scan.entries}
     if "all" in splits and len(splits) > 1:
         raise DataError(f"{manifest}: some rows have a split and others do not; fill every row or none")
     return scan
 
 
-def _read_manifest(scan: Scan, manifest: Path, base: Path, reader: csv.DictReader) -> None:
-    missing_cols = {"path", "label"} - set(reader.fieldnames or [])
+def read_csv(manifest: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, [(line, row)]) of a CSV manifest, or one line naming the file, and the row,
+    for what is not one: a missing or special file (a FIFO is never opened: it would block),
+    text that is not UTF-8 (utf-8-sig: Excel's byte-order mark is fine), a NUL byte, a field
+    over the csv module's limit, a malformed row."""
+    if not manifest.exists():
+        raise DataError(f"manifest {manifest} does not exist")
+    if not manifest.is_file():
+        raise DataError(f"manifest {manifest} is not a regular file")
+    try:
+        raw = manifest.read_bytes()
+    except OSError as err:
+        raise DataError(f"manifest {manifest} cannot be read ({err.strerror or err})") from None
+    if b"\0" in raw:
+        line = raw[:raw.index(b"\0")].count(b"\n") + 1
+        raise DataError(f"{manifest}:{line}: a NUL byte; a manifest is plain text (re-export it "
+                        "as CSV)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        bad = err.object[err.start:err.start + 1]
+        raise DataError(f"{manifest}:{line}: not UTF-8 text (byte {err.start} is {bad!r}); save "
+                        "it as UTF-8 (with or without BOM)") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict]] = []
+    ended = 0  # the line the last good row ended on: a bad one starts right after
+    try:
+        header = list(reader.fieldnames or [])
+        ended = reader.line_num
+        for row in reader:
+            rows.append((ended + 1, row))
+            ended = reader.line_num
+    except csv.Error as err:
+        raise DataError(f"{manifest}:{ended + 1}: not a CSV row ({err})") from None
+    return header, rows
+
+
+def _read_manifest(scan: Scan, manifest: Path, base: Path, header: list[str],
+                   rows: list[tuple[int, dict]]) -> None:
+    missing_cols = {"path", "label"} - set(header)
     if missing_cols:
         raise DataError(f"{manifest}: missing column(s) {sorted(missing_cols)}; "
-                        f"header is {reader.fieldnames}, expected path,label[,split]")
-    for line, row in enumerate(reader, start=2):
+                        f"header is {header}, expected path,label[,split]")
+    for line, row in rows:
         split = (row.get("split") or "").strip().lower()
         if split and split not in SPLIT_NAMES:
             raise DataError(f"{manifest}:{line}: split {row['split']!r} is not one of "
@@ -205,6 +236,7 @@ def _read_manifest(scan: Scan, manifest: Path, base: Path, reader: csv.DictReade
             raise DataError(f"{manifest}:{line}: empty path or label")
         path = (base / row["path"].strip()).resolve()
         if not path.is_file():
-            scan.problems.append((str(path), f"listed in {manifest.name}:{line} but missing"))
+            what = "not a regular file" if path.exists() else "missing"
+            scan.problems.append((str(path), f"listed in {manifest.name}:{line} but {what}"))
             continue
         scan.entries.append(Entry(path, label, SPLIT_NAMES.get(split, "all")))

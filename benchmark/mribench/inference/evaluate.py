@@ -4,8 +4,10 @@ and the duplicate audit against the model's own training and validation images (
 travel inside the model: models/packaged.py)."""
 from __future__ import annotations
 
+import csv
+
 from mribench.console import emit_table
-from mribench.inference.locate import fetch
+from mribench.inference.locate import ModelDamaged, fetch
 
 SHOWN = ("n", "accuracy", "balanced_accuracy", "f1_macro", "kappa", "mcc", "ece")
 
@@ -23,21 +25,30 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
     rows = images.pixels_for([s.path for s in ext.samples], predictor.pre)  # decoded once, cached
     # raw: score_external scores them raw and calibrated with the model's temperature
     probs = predictor.probabilities([store.read(sha) for store, sha in rows], raw=True)
-    seen = read_seen(predictor.folder)
+    try:
+        seen = read_seen(predictor.folder)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ModelDamaged(f"the logged model of run {run_id} ({uri}) is damaged: "
+                           f"seen_images.csv cannot be read ({err}); log it again (rerun its "
+                           "cell with --force)") from None
     exp_id = logged_model.experiment_of(run_id)
     title = f"evaluate on {cfg.name}"
     tags = {"role": "evaluation", "evaluated_model": uri, "external_set": cfg.name,
             "model_run_key": predictor.meta["run_key"]}
     child = tracking.create_run(exp_id, title, tags, parent_run_id=run_id)
-    with tracking.cell_run(title, tags, role="evaluation", run_id=child):
-        tracking.log_params({"model_uri": uri, "external_set": cfg.name,
-                             "label_map": cfg.label_map, "prediction_map": cfg.prediction_map,
-                             "near_bits": cfg.near_bits, "classes": ext.classes})
-        external.score_external(ext, probs, [(r["sha256"], r["phash"]) for r in seen],
-                                [r["file"] for r in seen],
-                                f"{len(seen)} training and validation images of the model's "
-                                f"cell ({predictor.meta['cell']}, run {run_id})",
-                                predictor.temperature or 1.0)
+    try:
+        with tracking.cell_run(title, tags, role="evaluation", run_id=child):
+            tracking.log_params({"model_uri": uri, "external_set": cfg.name,
+                                 "label_map": cfg.label_map, "prediction_map": cfg.prediction_map,
+                                 "near_bits": cfg.near_bits, "classes": ext.classes})
+            external.score_external(ext, probs, [(r["sha256"], r["phash"]) for r in seen],
+                                    [r["file"] for r in seen],
+                                    f"{len(seen)} training and validation images of the model's "
+                                    f"cell ({predictor.meta['cell']}, run {run_id})",
+                                    predictor.temperature or 1.0)
+    except BaseException as err:  # a signal included: the run never stays RUNNING
+        _closed(child, err)
+        raise
     logged = logged_model.run_metrics(child)
     out = []
     for subset, prefix in (("whole", f"external_{cfg.key}"), ("clean", f"external_clean_{cfg.key}")):
@@ -53,3 +64,19 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
                "left out of clean)", as_json,
                extra={"model": uri, "model_run_id": run_id, "evaluation_run_id": child, **counts})
     return 0
+
+
+def _closed(run_id: str, err: BaseException) -> None:
+    """End the evaluation run KILLED (a signal) or FAILED if `cell_run` had not (the error came
+    before it started), and note it for the line the command ends with."""
+    from mribench import tracking
+
+    killed = not isinstance(err, Exception)
+    try:
+        tracking.close_if_running(run_id, "KILLED" if killed else "FAILED",
+                                  f"{type(err).__name__}: {err}",
+                                  err.name if getattr(err, "signum", None) else None)
+    except Exception:  # the store itself failed: the original error is what the user sees
+        return
+    if killed:
+        err.notes = [*getattr(err, "notes", []), f"the evaluation run {run_id} was marked KILLED"]

@@ -116,7 +116,6 @@ def fetch(uri: str, device: str = "cpu"):
     import os
 
     from mribench import tracking
-    from mribench.models.packaged import Predictor
     from mribench.tracking import logged_model
 
     tracking.experiment_id_of("Default")  # points MLflow at the store, one line if unusable
@@ -129,6 +128,57 @@ def fetch(uri: str, device: str = "cpu"):
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise ModelNotFound(f"no logged model at {uri} in {tracking.tracking_uri()}: {first}") \
             from None
-    if not Path(package, "manifest.json").is_file():
+    if not Path(package, "manifest.json").exists():
         raise ModelNotFound(f"{uri} is not a model logged by mribench (no package inside)")
-    return Predictor(package, device=device), run_id
+    return open_package(Path(package), f"run {run_id} ({uri})", device), run_id
+
+
+class ModelDamaged(UserError):
+    """A logged model whose files cannot be used; the message names the run and the file."""
+
+
+def open_package(package: Path, where: str, device: str):
+    """The Predictor of a downloaded package; a file that is missing, truncated, not what it
+    should be, or does not fit the network the manifest describes is one line naming it."""
+    import json
+
+    import torch
+
+    from mribench.models.packaged import MANIFEST, WEIGHTS, Predictor
+
+    def damaged(name: str, why: str) -> ModelDamaged:
+        return ModelDamaged(f"the logged model of {where} is damaged: {name} {why}; log it again "
+                            "(rerun its cell with --force) or name another model")
+
+    try:
+        if not (package / MANIFEST).is_file():
+            raise ValueError("is not a regular file")
+        meta = json.loads((package / MANIFEST).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or "classes" not in meta:
+            raise ValueError("holds no model description")
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise damaged(MANIFEST, f"cannot be read ({_why(err)})") from None
+    if not (package / WEIGHTS).is_file():
+        raise damaged(WEIGHTS, "is missing")
+    try:  # mapped, not read: a truncated or foreign file fails here at no cost
+        torch.load(package / WEIGHTS, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises several types for a damaged file
+        raise damaged(WEIGHTS, f"cannot be read ({_why(err)})") from None
+    try:
+        return Predictor(package, device=device)
+    except RuntimeError as err:  # load_state_dict: names or shapes differ
+        raise damaged(WEIGHTS, f"does not fit the network {MANIFEST} describes "
+                      f"({_why(err)})") from None
+    except (KeyError, TypeError, ValueError) as err:  # a manifest missing or mangling a key
+        raise damaged(MANIFEST, f"is incomplete ({_why(err)})") from None
+
+
+def _why(err: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        from mribench.config.problems import one_line
+
+        return one_line(err)
+    text = " ".join(str(err).split())[:200]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -7,6 +7,7 @@ highest class probability is below P (decide when confident, refer the rest), an
 says how many images were referred."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mribench.console import console, emit_table
@@ -19,13 +20,18 @@ from mribench.inference.locate import fetch
 def predict(uri: str, paths: list[str], device: str = "cpu", csv_out: str | None = None,
             as_json: bool = False, explain: str | None = None, out: str | None = None,
             raw: bool = False, abstain_below: float | None = None) -> int:
+    from mribench import outputs
     from mribench.stats.metrics import safe_name
 
     if explain and not out:
         raise DataError("--explain writes overlay images: give the folder with --out DIR")
     if abstain_below is not None and not 0 < abstain_below <= 1:
         raise UserError(f"--abstain-below: a probability in (0, 1], got {abstain_below:g}")
-    items = collect(paths)  # bad paths fail before the model is downloaded
+    # where results go, then what is read: both fail before the model is downloaded
+    csv_target = outputs.file_target(csv_out, "--csv") if csv_out else None
+    if out:
+        outputs.folder_target(out, "--out")
+    items = collect(paths)
     predictor, run_id = fetch(uri, device)
     pixels = [read(predictor, path) for path, _ in items]
     probs = predictor.probabilities(pixels, raw=raw)
@@ -53,11 +59,20 @@ def predict(uri: str, paths: list[str], device: str = "cpu", csv_out: str | None
     if explain:
         written = explain_images(predictor, items, pixels, probs, explain, Path(out), device)
         console.print(f"{explain} overlays of {len(written)} image(s) written to {out}")
-    if csv_out:
+    if csv_target:
         import pandas as pd
 
-        Path(csv_out).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(csv_out, index=False)
+        from mribench.files import atomic_write
+
+        # whole or not at all: a disk that fills up leaves any earlier file as it was
+        try:
+            atomic_write(csv_target, lambda fh: fh.write(
+                pd.DataFrame(rows).to_csv(index=False).encode("utf-8")))
+        except OSError as err:  # a write error names no file: name the one being written
+            raise OSError(err.errno, err.strerror, str(csv_target)) from None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(csv_target, 0o666 & ~umask)  # as an ordinary write makes it, not mkstemp's 0600
         console.print(f"{len(rows)} prediction(s) written to {csv_out}")
         if not as_json:
             return 0

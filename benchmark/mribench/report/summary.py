@@ -67,7 +67,15 @@ def current_runs(runs: pd.DataFrame, suite, include_all: bool) -> pd.DataFrame:
 def report(suite_name: str, experiment: str | None, as_json: bool, include_all: bool = False,
            compare: bool = False, out: str | None = None, write_files: bool = True,
            register: str | None = None) -> int:
+    from mribench import outputs
+
     suite = load_suite(suite_name)
+    # where it writes and what it registers, checked before the runs are read
+    folder = None if not write_files else outputs.folder_target(
+        out or outputs.report_folder(suite.name), "--out" if out else "report folder",
+        ours="index.html")
+    if register:
+        outputs.registered_model_name(register)
     name = experiment or suite.experiment_name
     exp_id = tracking.experiment_id_of(name)
     if exp_id is None:
@@ -111,7 +119,6 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
              **({"robustness": {"table": robust.table, "pairs": robust.pairs}} if robust else {}),
              **({"calibration": calibration_report.as_json(calibrated)} if calibrated else {})}
     if write_files:
-        folder = Path(out or Path("reports") / suite.name)
         page, md = _write(folder, suite, results, rows, pairs, datasets, exp_id, robust,
                           calibrated)
         extra |= {"html": str(page), "markdown": str(md)}

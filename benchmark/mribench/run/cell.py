@@ -215,7 +215,7 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision, sta
         def predict_loader(samples):
             return loader("test", False, samples)
     # a killed run of this cell left a checkpoint: training resumes from it (run/keeping.py)
-    ckpt = keeping.open_checkpoints(cell, opts.cache_dir, cfg.epochs, first_step) \
+    ckpt = keeping.open_checkpoints(cell, opts.cache_dir, cfg.epochs, first_step, net) \
         if opts.evaluate_test else None
     peeked: list[float] = ckpt.extra.setdefault("peeked", []) if ckpt else []
 

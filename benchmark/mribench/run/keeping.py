@@ -18,15 +18,19 @@ def checkpoint_root(cell, cache_dir: str | None) -> Path:
     return Path(folder).expanduser().resolve() if folder else cache_root(cache_dir) / "checkpoints"
 
 
-def open_checkpoints(cell, cache_dir: str | None, epochs: int,
-                     first_step: int = 0) -> Checkpoints | None:
+def open_checkpoints(cell, cache_dir: str | None, epochs: int, first_step: int = 0,
+                     net=None) -> Checkpoints | None:
     """The cell's checkpoints (None when training.checkpoint_every is 0). One left by a killed
     run of the same run_key is resumed from: said on the console and in the `resumed_from` tag,
-    and the epochs it had trained are logged again into this run (their curves stay whole)."""
+    and the epochs it had trained are logged again into this run (their curves stay whole).
+    One that is damaged or does not fit `net` is moved aside, said, and tagged
+    `checkpoint_set_aside`; the cell trains from epoch 0."""
     if cell.training.checkpoint_every == 0:
         return None
     ckpt = Checkpoints.open(checkpoint_root(cell, cache_dir), cell.run_key,
-                            cell.training.checkpoint_every)
+                            cell.training.checkpoint_every, net)
+    if ckpt.discarded:
+        tracking.set_tags({"checkpoint_set_aside": ckpt.discarded})
     if ckpt.saved is None:
         return ckpt
     where = ckpt.describe(epochs)

@@ -9,6 +9,7 @@ too. A second signal during that clean-up ends the process at once (the default 
 """
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ class Stopped(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(f"stopped by {self.name}")
+        _quiet_library_tracebacks()
 
     @property
     def name(self) -> str:
@@ -29,6 +31,35 @@ class Stopped(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class _AfterStop(logging.Filter):
+    """Drops a log record whose exception comes from the stop (a library cleaning up logs
+    "Error closing cursor" with a traceback whose cause is the Stopped): the command says what
+    happened in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        seen = 0
+        while err is not None and seen < 20:
+            if isinstance(err, KeyboardInterrupt):
+                return False
+            err, seen = err.__context__ or err.__cause__, seen + 1
+        return True
+
+
+_AFTER_STOP = _AfterStop()
+
+
+def _quiet_library_tracebacks() -> None:
+    """Put `_AfterStop` on every logging handler there is now (the clean-up that follows a
+    stop runs with these)."""
+    handlers = {logging.lastResort, *logging.getLogger().handlers}
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        handlers.update(getattr(logger, "handlers", []))
+    for handler in handlers:
+        if handler is not None and _AFTER_STOP not in handler.filters:
+            handler.addFilter(_AFTER_STOP)
 
 
 def _raise_stopped(signum: int, _frame) -> None:

@@ -9,6 +9,7 @@ and several processes can share one study.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import warnings
@@ -62,6 +63,9 @@ def tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: i
     """Run trials until the study holds `trials` finished (complete or pruned) trials in total;
     returns the exit code (128 + N after signal N)."""
     url = storage or DEFAULT_STORAGE
+    quiet = _QuietStops()  # Optuna logs a stopped trial with a traceback; the stop is one line
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(quiet)
     try:
         with stopping.on_signals():
             return _tune(suite, model, strategy, dataset, trials, opts, url, lr_range)
@@ -72,6 +76,26 @@ def tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: i
             "command again: --trials counts the study's finished trials, so only the rest run."),
             soft_wrap=True)
         return stop.exit_code
+    finally:
+        optuna_log.removeFilter(quiet)
+
+
+class _QuietStops(logging.Filter):
+    """Drop Optuna's two warnings about a trial a signal ended ("failed ... because of the
+    following error: Stopped" with its traceback, then "failed with value None"): the command
+    says what happened in one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        trial = text.split(" failed", 1)[0]
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.stopped.add(trial)
+            return False
+        return not (trial in self.stopped and "failed with value" in text)
 
 
 def _tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: int,

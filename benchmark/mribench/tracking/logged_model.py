@@ -19,6 +19,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -128,6 +129,17 @@ def download_package(uri: str, dest: str | None = None) -> Path:
     """The package folder inside a logged model, as local files."""
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
     return root / "artifacts" / "package"
+
+
+def name_problem(name: str) -> str | None:
+    """Why MLflow would refuse `name` for a registered model (its own check), or None."""
+    from mlflow.utils.validation import _validate_model_name
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as err:
+        return err.message.splitlines()[0]
+    return None
 
 
 def register(model_uri: str, name: str, alias: str, description: str) -> int:

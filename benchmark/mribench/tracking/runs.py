@@ -38,6 +38,18 @@ def close_run(run_id: str, status: str, reason: str) -> None:
     client.set_terminated(run_id, status)
 
 
+def close_if_running(run_id: str, status: str, reason: str, stop_signal: str | None = None) -> bool:
+    """End the run with `status` if it is still RUNNING (an error before its context started);
+    True when it was."""
+    client = MlflowClient()
+    if client.get_run(run_id).info.status != "RUNNING":
+        return False
+    if stop_signal:
+        client.set_tag(run_id, "stop_signal", stop_signal)
+    close_run(run_id, status, reason)
+    return True
+
+
 def set_run_tag(run_id: str, key: str, value: str) -> None:
     MlflowClient().set_tag(run_id, key, value)
 

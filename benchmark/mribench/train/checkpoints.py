@@ -18,6 +18,7 @@ import random
 import shutil
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,19 +47,52 @@ class Checkpoints:
     skip: int = 0
     sums: dict | None = None
     rng_after_skip: dict | None = None
+    discarded: str | None = None  # why a checkpoint found at `open` was set aside
 
     @classmethod
-    def open(cls, root: Path, run_key: str, every: int) -> "Checkpoints":
+    def open(cls, root: Path, run_key: str, every: int,
+             model: torch.nn.Module | None = None) -> "Checkpoints":
+        """The cell's checkpoint, when there is one it can resume from. One that cannot be read
+        (truncated, empty, not a checkpoint), was written by another format or cell, or does not
+        fit `model` (a library upgrade renamed or resized a layer) is said in one line naming
+        the file and why, and moved aside (`set_aside`): the cell starts from epoch 0."""
         ckpt = cls(Path(root) / run_key, run_key, every)
-        if ckpt.file.is_file():
-            try:
-                saved = torch.load(ckpt.file, map_location="cpu", weights_only=True)
-            except Exception:  # a damaged or foreign file is never trusted: train from epoch 0
-                saved = None
-            if saved and saved.get("format") == FORMAT and saved.get("run_key") == run_key:
-                ckpt.saved = saved
-                ckpt.extra = dict(saved.get("extra", {}))
+        if not ckpt.file.exists() and not ckpt.file.is_symlink():
+            return ckpt
+        try:
+            if not ckpt.file.is_file():
+                raise ValueError("not a regular file")
+            saved = torch.load(ckpt.file, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for a damaged file
+            ckpt.set_aside(f"cannot be read ({_why(err)})")
+            return ckpt
+        problem = unusable(saved, run_key, model)
+        if problem:
+            ckpt.set_aside(problem)
+            return ckpt
+        ckpt.saved = saved
+        ckpt.extra = dict(saved.get("extra", {}))
         return ckpt
+
+    def set_aside(self, reason: str) -> Path | None:
+        """Rename the checkpoint to `<root>/<run_key>.last.pt.corrupt-<UTC time>` (kept for
+        a look, outside the folder a finished cell removes) and say so in one line."""
+        self.discarded = reason
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.folder.parent / f"{self.run_key}.last.pt.corrupt-{stamp}"
+        try:
+            self.file.rename(target)
+        except OSError as err:
+            self.every = 0  # never overwrite what could not be kept
+            console.print(f"checkpoint {self.file} {reason}; it could not be moved aside "
+                          f"({err.strerror or err}), so checkpoints are off for this cell; "
+                          "training starts from epoch 0", style="yellow", markup=False,
+                          highlight=False)
+            return None
+        console.print(f"checkpoint {self.file} {reason}: moved aside to {target.name}; "
+                      "training starts from epoch 0", style="yellow", markup=False,
+                      highlight=False)
+        return target
 
     @property
     def file(self) -> Path:
@@ -89,6 +123,59 @@ class Checkpoints:
         if s.get("batch"):
             return f"epoch {s['epoch'] + 1} of {epochs}, batch {s['batch']}"
         return f"epoch {s.get('epoch', 0)} of {epochs}"
+
+
+REQUIRED = ("epoch", "model", "optimizer", "scheduler", "scaler", "history", "best_epoch",
+            "best_loss", "best_state", "waited", "batch", "rng")
+
+
+class CheckpointUnusable(RuntimeError):
+    """A checkpoint that passed `open`'s checks but could not be restored (its optimizer state
+    does not fit): it has been moved aside; the message names it, and a rerun starts over."""
+
+
+def unusable(saved, run_key: str, model: torch.nn.Module | None) -> str | None:
+    """Why a loaded checkpoint cannot be resumed from, or None."""
+    if not isinstance(saved, dict):
+        return f"is not a checkpoint (it holds a {type(saved).__name__})"
+    if saved.get("format") != FORMAT:
+        return (f"was written in checkpoint format {saved.get('format')!r} (this version reads "
+                f"format {FORMAT})")
+    if saved.get("run_key") != run_key:
+        return f"belongs to another cell (run_key {saved.get('run_key')!r})"
+    missing = [k for k in REQUIRED if k not in saved]
+    if missing:
+        return f"is incomplete (no {', '.join(missing)})"
+    if model is not None:
+        return _misfit(saved["model"], plain(model).state_dict())
+    return None
+
+
+def _misfit(saved: dict, wanted: dict) -> str | None:
+    """How saved weights differ from the model's (names and shapes), or None when they fit."""
+    if not isinstance(saved, dict):
+        return "does not fit the model (no weights)"
+    missing = [k for k in wanted if k not in saved]
+    extra = [k for k in saved if k not in wanted]
+    shapes = [k for k in wanted if k in saved and hasattr(saved[k], "shape")
+              and tuple(saved[k].shape) != tuple(wanted[k].shape)]
+    if not (missing or extra or shapes):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weight(s) missing, e.g. {missing[0]}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected, e.g. {extra[0]}")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} of another shape, e.g. {k} {list(saved[k].shape)} where "
+                     f"the model has {list(wanted[k].shape)}")
+    return "does not fit the model (" + "; ".join(parts) + ")"
+
+
+def _why(err: BaseException) -> str:
+    first = (str(err).strip().splitlines() or [""])[0][:200]
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def plain(net: torch.nn.Module) -> torch.nn.Module:

@@ -295,7 +295,14 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
         for done in range(saved["epoch"] + bool(saved["batch"])):  # the same trainable set
             if on_epoch_start(done):
                 add_new_params(optimizer, scheduler, param_groups())
-        checkpoints.restore(saved, net, optimizer, scheduler, precision)
+        try:
+            checkpoints.restore(saved, net, optimizer, scheduler, precision)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+            # the weights were checked at `open`; this is the optimizer's or scheduler's state
+            ckpt.set_aside(f"cannot be restored ({checkpoints._why(err)})")
+            raise checkpoints.CheckpointUnusable(
+                f"checkpoint {ckpt.file} cannot be restored ({checkpoints._why(err)}); it was "
+                "moved aside: run the suite again to train this cell from epoch 0") from None
         result = FitResult(list(saved["history"]), saved["best_epoch"])
         best_loss, best_state, waited = saved["best_loss"], saved["best_state"], saved["waited"]
         first = saved["epoch"] + 1
