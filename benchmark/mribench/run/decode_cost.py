@@ -1,0 +1,69 @@
+"""Decoding images on first use, costed apart from training: per image set and preprocessing,
+whether the decoded-pixel store in the cache folder already holds it (warm: nothing to decode)
+and, when not, the set's unique files / a decode rate measured on a few of its real files (the
+same decode + resize a run does, data/decode.py)."""
+from __future__ import annotations
+
+import time
+
+from mribench.config.schema import PreprocessConfig
+from mribench.data.decode import decode, perceptual_hash, to_pixels
+from mribench.data.locate import cache_root, find_root
+from mribench.data.samples import DataError
+from mribench.data.scan import IMAGE_EXTENSIONS
+from mribench.data.store import PixelStore
+from mribench.files import file_sha256
+
+SAMPLE = 12  # real files decoded to measure the rate (spread over the set)
+
+
+def _files(name: str, root: str | None, data_dir: str | None) -> list:
+    try:
+        folder = find_root(name, root, data_dir)
+    except (DataError, OSError):
+        return []
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def decode_rate(files: list, pre: PreprocessConfig) -> float:
+    """Seconds per image to decode, resize and perceptual-hash (what a run does to a new file),
+    the median over SAMPLE of `files` after one untimed warm-up file (lazy imports)."""
+    picked = files[:: max(1, len(files) // SAMPLE)][:SAMPLE]
+    perceptual_hash(decode(picked[0]))
+    times = []
+    for path in picked:
+        start = time.perf_counter()
+        img = decode(path)
+        to_pixels(img, pre)
+        perceptual_hash(img)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def stores(cells, data_dir: str | None, cache_dir: str | None) -> list[dict]:
+    """One row per (image set, preprocessing) the cells read: files, unique images, whether the
+    pixel store is warm, and the seconds to decode it on first use (0 when warm)."""
+    wanted: dict[tuple, tuple] = {}
+    for cell in cells:
+        sets = [cell.dataset] + list(cell.dataset.external)
+        for ds in sets:
+            if ds.manifest:
+                continue  # a manifest's files are only known once the run reads it
+            pre = cell.preprocess
+            wanted.setdefault((ds.name, ds.root, pre.image_size, pre.channels,
+                               pre.interpolation), (ds, pre))
+    rows = []
+    folder = cache_root(cache_dir)
+    for (name, root, size, _, _), (_ds, pre) in wanted.items():
+        files = _files(name, root, data_dir)
+        if not files:
+            continue
+        sources = {file_sha256(p): p for p in files}  # the run's own store key (store.py)
+        warm = PixelStore(folder, pre, sources).load() is None  # what a run would adopt
+        per_image = 0.0 if warm else decode_rate(files, pre)
+        rows.append({"dataset": name, "px": size, "files": len(files), "unique": len(sources),
+                     "cache": "warm" if warm else "cold", "seconds_per_image": per_image,
+                     "seconds": round(per_image * len(sources), 3)})
+    return rows
