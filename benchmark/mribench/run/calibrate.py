@@ -36,8 +36,8 @@ from mribench.train.engine import train_one_epoch
 from mribench.train.precision import Precision
 
 TIMED = 8  # timed batches per rate at most, after one untimed warm-up batch
-BUDGET_S = 15.0  # ... fewer (three at least) once a rate has taken this long: ~1 min per model
-HEAD_TIMED = 30  # a head step takes microseconds: many, so a descheduled one does not count
+BUDGET_S = 30.0  # ... fewer (three at least) once this long has passed: ~1 min per model
+HEAD_TIMED = 9  # head steps per round: microseconds each, so a descheduled one does not count
 CPU_BATCH = 16  # the largest batch timed on CPU: per-image time has levelled off by then
 HEAD_FEATURES = 1280  # head rate's input width when the model does not say (EfficientNet's)
 VERSION = 3  # part of the cache key: a change to how rates are measured re-measures
@@ -113,19 +113,29 @@ def rates(model: ModelConfig, size: int, channels: int, batch: int, classes: int
     return measured
 
 
-def _timed(step, batch: int, device: str, timed: int = TIMED) -> list[float]:
-    """[fastest, median, slowest] seconds per image of `step` over a batch: one warm-up batch
-    (allocator, cuDNN autotuning, lazy inits) discarded, then `timed` batches, three at least."""
-    step()
-    _sync(device)
-    times: list[float] = []
-    begun = time.perf_counter()
-    while len(times) < timed and (len(times) < 3 or time.perf_counter() - begun < BUDGET_S):
-        start = time.perf_counter()
+def _timed(steps: dict, batch: int, device: str) -> dict:
+    """{name: [fastest, median, slowest] seconds per image} of each step over a batch: one
+    warm-up batch each (allocator, cuDNN autotuning, lazy inits) discarded, then the steps in
+    interleaved rounds (A B A B ...: a busy spell on a shared machine hits each alike), TIMED
+    rounds, three at least once BUDGET_S has passed. A step's time is the median over the
+    round's repeats (head: HEAD_TIMED of them; microseconds, so a descheduled one is noise)."""
+    for step, _ in steps.values():
         step()
-        _sync(device)
-        times.append((time.perf_counter() - start) / batch)
-    return [min(times), statistics.median(times), max(times)]
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    begun = time.perf_counter()
+    rounds = 0
+    while rounds < TIMED and (rounds < 3 or time.perf_counter() - begun < BUDGET_S):
+        for name, (step, repeats) in steps.items():
+            once = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                step()
+                _sync(device)
+                once.append((time.perf_counter() - start) / batch)
+            times[name].append(statistics.median(once))
+        rounds += 1
+    return {name: [min(t), statistics.median(t), max(t)] for name, t in times.items()}
 
 
 def measure(model: ModelConfig, size: int, channels: int, batch: int, classes: int, device: str,
@@ -147,7 +157,7 @@ def measure(model: ModelConfig, size: int, channels: int, batch: int, classes: i
         built.eval()
         with torch.no_grad(), prec.autocast():
             built.model(x)
-    out = {"forward": _timed(forward, batch, device)}
+    steps = {"forward": (forward, 1)}
     if strategy is not None:
         params = [p for g in built.param_groups(1e-4) for p in g["params"]]
         optimizer = torch.optim.Adam(params, lr=1e-4)
@@ -155,7 +165,7 @@ def measure(model: ModelConfig, size: int, channels: int, batch: int, classes: i
         def train_step() -> None:
             built.train()
             train_one_epoch(built.model, [(x, y)], optimizer, loss, device, precision=prec)
-        out["train"] = _timed(train_step, batch, device)
+        steps["train"] = (train_step, 1)
     # feature reuse's epochs: a linear head on stored pooled features (microseconds per image)
     head = nn.Linear(getattr(built.model, "num_features", HEAD_FEATURES), classes).to(device)
     feats = torch.randn(batch, head.in_features, device=device)
@@ -165,5 +175,5 @@ def measure(model: ModelConfig, size: int, channels: int, batch: int, classes: i
         head_opt.zero_grad()
         loss(head(feats), y).backward()
         head_opt.step()
-    out["head"] = _timed(head_step, batch, device, HEAD_TIMED)
-    return out
+    steps["head"] = (head_step, HEAD_TIMED)
+    return _timed(steps, batch, device)
