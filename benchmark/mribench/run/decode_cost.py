@@ -4,6 +4,7 @@ and, when not, the set's unique files / a decode rate measured on a few of its r
 same decode + resize a run does, data/decode.py)."""
 from __future__ import annotations
 
+import hashlib
 import time
 
 from mribench.config.schema import PreprocessConfig
@@ -66,4 +67,34 @@ def stores(cells, data_dir: str | None, cache_dir: str | None) -> list[dict]:
         rows.append({"dataset": name, "px": size, "files": len(files), "unique": len(sources),
                      "cache": "warm" if warm else "cold", "seconds_per_image": per_image,
                      "seconds": round(per_image * len(sources), 3)})
+    return rows
+
+
+def robust_audits(cells, data_dir: str | None, cache_dir: str | None) -> list[dict]:
+    """Datasets whose robust-copy audit (`dedup: robust` / `split.groups: robust`) runs before
+    their cells: its cache (data/copies.py's candidate pairs and their scores) warm or cold.
+    Not costed: its time depends on the candidate pairs found (docs/speed.md has a measurement)."""
+    from mribench.data import copies
+
+    folder = cache_root(cache_dir)
+    scores = None
+    rows, seen = [], set()
+    for cell in cells:
+        ds = cell.dataset
+        robust = ds.dedup == "robust" or getattr(cell.split, "groups", None) == "robust"
+        if not robust or ds.manifest or (ds.name, ds.root) in seen:
+            continue
+        seen.add((ds.name, ds.root))
+        files = _files(ds.name, ds.root, data_dir)
+        if not files:
+            continue
+        unique = sorted({file_sha256(p) for p in files})
+        digest = hashlib.sha256(("\n".join(unique) + f"\n{ds.copy_match.candidates}")
+                                .encode()).hexdigest()[:16]  # copies.scored_candidates' key
+        pairs = copies._read_json(folder / copies.CANDIDATE_FILE.format(digest)).get("pairs")
+        if pairs is not None and scores is None:
+            scores = copies._read_json(folder / copies.SCORE_FILE)
+        warm = pairs is not None and all(f"{a} {b}" in scores for a, b in pairs)
+        rows.append({"dataset": ds.name, "unique": len(unique),
+                     "cache": "warm" if warm else "cold"})
     return rows

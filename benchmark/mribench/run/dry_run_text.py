@@ -47,6 +47,14 @@ def costs(est: dict) -> None:
              f"{duration(d['seconds'])} ({1000 * d['seconds_per_image']:.0f} ms/image)"
              for d in cold]
             + [f"{d['dataset']} {d['px']} px: warm (cached)" for d in warm])
+    audits = est.get("robust_audits", [])
+    if audits:
+        cold_audits = [a for a in audits if a["cache"] == "cold"]
+        extra["copy audit"] = (
+            "robust-copy audit before the cells, not in the total: "
+            + "; ".join(f"{a['dataset']} ({a['unique']:,} images) {a['cache']}" for a in audits)
+            + (" (cold: minutes per thousand images on a 2-core CPU, docs/speed.md)"
+               if cold_audits else ""))
     if est.get("calibration_load") is not None:
         busy = est["calibration_load"] > 0.8 * (est["cores"] or 1)
         extra["load"] = (f"calibrated at load average {est['calibration_load']} on "

@@ -245,6 +245,7 @@ def estimate(cells: list[Cell], device: str, data_dir: str | None,
             "high_seconds": round(total[2], 1),
             "unknown_cells": sum(r["unknown_cells"] for r in rows), "how": HOW,
             "decoding": decoding, "decode_seconds": round(decode_s, 1),
+            "robust_audits": decode_cost.robust_audits(cells, data_dir, cache_dir),
             "calibration_load": max((x for x in loads if x is not None), default=None),
             "load_now": calibrate.load(), "cores": os.cpu_count()}
 
