@@ -27,6 +27,16 @@ def _files(name: str, root: str | None, data_dir: str | None) -> list:
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def _classes(ds, files: list) -> int:
+    """Classes x split folders of a subset (subset_per_class counts per class and split)."""
+    from mribench.data.registry import KNOWN
+
+    spec = KNOWN.get(ds.name)
+    if spec is not None and not ds.root:
+        return len(spec.classes) * len(spec.expected)
+    return len({p.parent for p in files}) or 1
+
+
 def decode_rate(files: list, pre: PreprocessConfig) -> float:
     """Seconds per image to decode, resize and perceptual-hash (what a run does to a new file),
     the median over SAMPLE of `files` after one untimed warm-up file (lazy imports)."""
@@ -61,12 +71,17 @@ def stores(cells, data_dir: str | None, cache_dir: str | None) -> list[dict]:
         files = _files(name, root, data_dir)
         if not files:
             continue
-        sources = {file_sha256(p): p for p in files}  # the run's own store key (store.py)
-        warm = PixelStore(folder, pre, sources).load() is None  # what a run would adopt
+        if _ds.subset_per_class:  # a subset's store holds its own files: costed, not looked up
+            unique = min(len(files), _ds.subset_per_class * _classes(_ds, files))
+            warm = False
+        else:
+            sources = {file_sha256(p): p for p in files}  # the run's own store key (store.py)
+            unique = len(sources)
+            warm = PixelStore(folder, pre, sources).load() is None  # what a run would adopt
         per_image = 0.0 if warm else decode_rate(files, pre)
-        rows.append({"dataset": name, "px": size, "files": len(files), "unique": len(sources),
+        rows.append({"dataset": name, "px": size, "files": len(files), "unique": unique,
                      "cache": "warm" if warm else "cold", "seconds_per_image": per_image,
-                     "seconds": round(per_image * len(sources), 3)})
+                     "seconds": round(per_image * unique, 3)})
     return rows
 
 
