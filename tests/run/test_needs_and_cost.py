@@ -156,12 +156,12 @@ def test_estimate_calibrates_at_the_cells_batch_with_its_own_training_step(monke
     the per-image rate enters the cost as images x seconds per image."""
     from mribench.run import calibrate, decode_cost
 
-    asked = []
+    asked, load = [], [1.0]
 
     def fake_rates(model, size, channels, batch, classes, device, precision, cache_dir=None,
                    fresh=False, strategy=None):
         asked.append((size, batch, calibrate.strategy_key(strategy)))
-        return {"forward": [0.01] * 3, "head": [0.0] * 3, "train": [0.02] * 3, "load": 1.0}
+        return {"forward": [0.01] * 3, "head": [0.0] * 3, "train": [0.02] * 3, "load": load[0]}
     monkeypatch.setattr(calibrate, "rates", fake_rates)
     monkeypatch.setattr(calibrate, "describe", str)  # names the GPU: none on a CPU machine
     monkeypatch.setattr(decode_cost, "stores", lambda cells, data_dir, cache_dir: [])
@@ -170,6 +170,11 @@ def test_estimate_calibrates_at_the_cells_batch_with_its_own_training_step(monke
     est = estimate.estimate(cells, "cpu", None)
     assert set(asked) == {(224, 16, "none"), (128, 16, "partial2")}
     assert {r["batch"] for r in est["rows"]} == {16}
+    assert all(r["high_seconds"] < 2 * r["seconds"] for r in est["rows"])  # load 1.0: not busy
+    load[0] = 9.0  # a calibration on a busy machine: the high end allows for the load changing
+    busy = estimate.estimate(cells, "cpu", None)
+    assert all(r["high_seconds"] >= 2 * r["seconds"] - 0.2 for r in busy["rows"])  # rounding
+    assert busy["high_seconds"] >= 2 * busy["seconds"] - 100  # startup allowances aside
     asked.clear()
     estimate.estimate(cells, "cuda:0", None)
     assert {a[1] for a in asked} == {32}
