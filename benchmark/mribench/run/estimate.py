@@ -14,10 +14,10 @@ own batch size (capped on CPU; run/calibrate.py):
   explanations per explained image (a CAM: a training step; LIME: lime_samples forward passes;
   faithfulness adds ~40 forward passes per map; the randomisation check doubles them).
 The range: fastest calibrated batch, early stopping at its earliest (patience + 1 epochs), and
-10 s per cell of set-up and logging, up to the slowest calibrated batch x 1.2 (the input
+5 s per cell of set-up and logging, up to the slowest calibrated batch x 1.2 (the input
 pipeline: docs/speed.md measured real epochs at 0.86-0.98 of synthetic throughput), every
 epoch run, and 60 s per cell (SETUP; plus STARTUP once per invocation); on a busy machine at
-least BUSY_SPREAD x the central figure. Decoding images on
+least 1 / BUSY_SPREAD to BUSY_SPREAD x the central figure. Decoding images on
 first use is costed apart (run/decode_cost.py: a measured rate x the images of each image set
 whose pixel store is cold) and added to the suite's total. Not included: the robust-copy audit
 of `dedup: robust` (once per dataset, then cached) and weight downloads.
@@ -38,19 +38,21 @@ from mribench.run import calibrate, decode_cost
 
 PIPELINE = 1.2  # the high end's allowance for the input pipeline (see the docstring)
 # seconds per cell for building the model, logging to MLflow, figures and saving the model: low
-# / mid / high (a smoke cell of 24 images took 35 s here on a loaded 2-core machine, almost all
-# of it this), and once per invocation for imports and opening the store
-SETUP = (10.0, 30.0, 60.0)
+# / mid / high (a smoke cell of 24 images took 35 s here at load ~17, a reference cell of 202
+# images 13 s at load ~3, almost all of it this), and once per invocation for imports and
+# opening the store
+SETUP = (5.0, 15.0, 60.0)
 STARTUP = (10.0, 30.0, 90.0)
 FAITHFULNESS_PASSES = 40
-# on a busy machine (load average above 0.8 x cores at calibration) the high end is at least this
-# x the central figure: the same forward pass ran at 0.038 and 0.17 s per image five minutes
-# apart on the shared 2-core development machine (2026-12-07), while a calibration's rounds
-# span only the half minute it ran
+# on a busy machine (load average above 0.8 x cores at calibration) the range spans at least
+# this factor either side of the central figure: the same forward pass ran at 0.038 and 0.17 s
+# per image five minutes apart on the shared 2-core development machine (2026-12-07), and cells
+# of the reference suite ran 0.5-0.9x their estimate as the others' load fell, while a
+# calibration's rounds span only the half minute it ran
 BUSY_SPREAD = 2.0
-HOW = ("range: fastest calibrated batch, earliest early stop and 10 s of set-up and logging per "
-       "cell, to the slowest batch x 1.2 (input pipeline; on a busy machine at least 2x the "
-       "central figure), every epoch and 60 s per cell; "
+HOW = ("range: fastest calibrated batch, earliest early stop and 5 s of set-up and logging per "
+       "cell, to the slowest batch x 1.2 (input pipeline), every epoch and 60 s per cell; on a "
+       "busy machine at least 0.5-2x the central figure; "
        "decoding cold image sets included (0.5-2x the sampled rate); the robust-copy audit "
        "(dedup: robust) and weight downloads not included")
 
@@ -236,8 +238,8 @@ def estimate(cells: list[Cell], device: str, data_dir: str | None,
     rows = []
     for (dataset, model, strategy), g in groups.items():
         low, mid, high = g["seconds"]
-        if busy:  # the others' load will change during the run: see BUSY_SPREAD
-            high = max(high, BUSY_SPREAD * mid)
+        if busy:  # the others' load will change during the run, either way: see BUSY_SPREAD
+            low, high = min(low, mid / BUSY_SPREAD), max(high, BUSY_SPREAD * mid)
         rows.append({"dataset": dataset, "model": model, "strategy": strategy,
                      "cells": g["cells"], "px": g.get("size"), "batch": g.get("batch"),
                      "path": g.get("path", "?"),
