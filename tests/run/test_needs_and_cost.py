@@ -121,9 +121,11 @@ def test_split_sizes_follow_the_registry_counts_and_fractions():
 
 
 def test_feature_reuse_is_costed_as_one_pass_and_end_to_end_per_epoch():
-    """At the same rates a frozen backbone that reuses its features costs one forward pass over
-    the images; with augmentation it recomputes them every epoch; full fine-tuning trains."""
-    rates = {"train": [0.03, 0.03, 0.03], "forward": [0.01, 0.01, 0.01]}
+    """At the same rates a frozen backbone that reuses its features costs ONE forward pass over
+    its images plus head epochs on stored features (not epochs x passes); with augmentation it
+    runs its own (frozen: head-only) training step every epoch."""
+    rates = {"train": [0.03, 0.03, 0.03], "forward": [0.01, 0.01, 0.01],
+             "head": [1e-5, 1e-5, 1e-5]}
     cells = expand(load_suite("reference", {"explain.methods": []}))
     n = estimate.Sizes(train=1000, val=200, test=300, classes=4)
     frozen = next(c for c in cells if c.strategy.name == "frozen")
@@ -132,13 +134,89 @@ def test_feature_reuse_is_costed_as_one_pass_and_end_to_end_per_epoch():
     recompute = estimate.cell_cost(augmented, rates, n)
     assert reuse["path"] == "feature reuse" and recompute["path"] == "end to end"
     epochs = frozen.training.epochs
-    # mid estimate: set-up + one pass (train + val) + test and the external sets
+    assert epochs == 30
     externals = 3264 + 253
-    assert reuse["seconds"][1] == pytest.approx(30 + (1200 + 300 + externals) * 0.01)
-    assert recompute["seconds"][1] == pytest.approx(30 + epochs * 1200 * 0.01
+    # mid estimate: set-up + one pass (train + val) + head epochs + test and the external sets
+    assert reuse["forward_images"] == 1200 + 300 + externals
+    assert reuse["seconds"][1] == pytest.approx(15 + 1200 * 0.01 + epochs * 1200 * 1e-5
+                                                + (300 + externals) * 0.01)
+    # ten times the epochs add only head steps: 27 more epochs x 1200 images x 10 us = 0.3 s
+    longer = replace(frozen, training=frozen.training.model_copy(update={"epochs": 300}))
+    more = estimate.cell_cost(longer, rates, n)["seconds"][1] - reuse["seconds"][1]
+    assert more == pytest.approx(270 * 1200 * 1e-5)
+    assert recompute["seconds"][1] == pytest.approx(15 + epochs * (1000 * 0.03 + 200 * 0.01)
                                                     + (300 + externals) * 0.01)
     low, mid, high = recompute["seconds"]
     assert low < mid < high  # earliest early stop ... every epoch, x 1.2 pipeline allowance
+
+
+def test_estimate_calibrates_at_the_cells_batch_with_its_own_training_step(monkeypatch):
+    """The reference suite (batch 32) is calibrated at batch 16 on CPU (capped), at 32 on a
+    GPU; frozen cells that reuse features ask for no training step, partial2 cells for theirs;
+    the per-image rate enters the cost as images x seconds per image."""
+    from mribench.run import calibrate, decode_cost
+
+    asked, load = [], [1.0]
+
+    def fake_rates(model, size, channels, batch, classes, device, precision, cache_dir=None,
+                   fresh=False, strategy=None):
+        asked.append((size, batch, calibrate.strategy_key(strategy)))
+        return {"forward": [0.01] * 3, "head": [0.0] * 3, "train": [0.02] * 3, "load": load[0]}
+    monkeypatch.setattr(calibrate, "rates", fake_rates)
+    monkeypatch.setattr(calibrate, "describe", str)  # names the GPU: none on a CPU machine
+    monkeypatch.setattr(decode_cost, "stores", lambda cells, data_dir, cache_dir: [])
+    cells = expand(load_suite("reference"))
+    assert {c.training.batch_size for c in cells} == {32}
+    est = estimate.estimate(cells, "cpu", None)
+    assert set(asked) == {(224, 16, "none"), (128, 16, "partial2")}
+    assert {r["batch"] for r in est["rows"]} == {16}
+    big = [r for r in est["rows"] if r["dataset"] == "brain-tumor-mri-7023"]
+    assert all(r["high_seconds"] < 2 * r["seconds"] for r in big)  # load 1.0: not busy
+    load[0] = 9.0  # a calibration on a busy machine: the high end allows for the load changing
+    busy = estimate.estimate(cells, "cpu", None)
+    assert all(r["high_seconds"] >= 2 * r["seconds"] - 0.2 for r in busy["rows"])  # rounding
+    assert all(r["low_seconds"] <= r["seconds"] / 2 + 0.2 for r in busy["rows"])
+    assert busy["high_seconds"] >= 2 * busy["seconds"] - 100  # startup allowances aside
+    asked.clear()
+    estimate.estimate(cells, "cuda:0", None)
+    assert {a[1] for a in asked} == {32}
+    # 7023 partial2 at 128 px: 3 epochs x (5967 train x 0.02 + 1053 val x 0.01) + test 1311 and
+    # externals 3517 x 0.01 + 15 s set-up
+    row = next(r for r in est["rows"] if r["dataset"] == "brain-tumor-mri-7023"
+               and r["strategy"] == "partial2")
+    n = estimate.sizes(cells[0].dataset, cells[0].split, None)
+    assert row["seconds"] == pytest.approx(
+        15 + 3 * (n.train * 0.02 + n.val * 0.01) + (n.test + 3264 + 253) * 0.01, abs=0.1)
+
+
+def test_decoding_is_costed_while_the_pixel_store_is_cold_and_free_once_warm(tmp_path):
+    """The sample set's 64 real files: a measured decode rate x its images while the cache
+    folder has no pixel store for it; nothing once a run has filled the store."""
+    from mribench.config.schema import PreprocessConfig
+    from mribench.data import images
+    from mribench.data.registry import SAMPLE_DIR
+    from mribench.files import file_sha256
+    from mribench.run import decode_cost
+
+    suite = load_suite("smoke", {"datasets": [{"name": "brain-tumor-mri-7023-sample"}]})
+    cells = expand(suite)
+    cold = decode_cost.stores(cells, None, str(tmp_path))
+    assert [(d["cache"], d["files"]) for d in cold] == [("cold", 64)]
+    assert 0 < cold[0]["seconds_per_image"] < 1 and cold[0]["seconds"] > 0
+    pre = cells[0].preprocess
+    files = sorted(p for p in SAMPLE_DIR.rglob("*.jpg"))
+    sources = {file_sha256(p): p for p in files}
+    images.set_cache_dir(tmp_path)
+    try:
+        store = images.open_store(pre, sources)
+        for sha, path in sources.items():
+            images.inspect(path, sha, store)
+        store.finish()
+    finally:
+        images.set_cache_dir(None)
+    warm = decode_cost.stores(cells, None, str(tmp_path))
+    assert [(d["cache"], d["seconds"]) for d in warm] == [("warm", 0)]
+    assert isinstance(pre, PreprocessConfig)
 
 
 def test_remaining_times_extrapolate_from_what_has_run():
@@ -162,11 +240,22 @@ def test_remaining_times_extrapolate_from_what_has_run():
     assert Eta.say(125, "cell") == "cell ~2 min 05 s left"
 
 
-def test_calibration_batch_is_small_on_cpu_and_the_cells_own_on_gpu():
+def test_calibration_batch_is_the_cells_own_capped_on_cpu_with_a_strategy_step():
+    """Batches of 2 overstated CPU cost ~5x (docs/speed.md): the cell's batch, capped at 16 on
+    CPU; a warm-up batch, then at least three timed ones; partial trains its last blocks only
+    (cheaper than a full step), feature reuse needs no training step."""
+    from mribench.config.schema import StrategyConfig
     from mribench.run import calibrate
 
-    assert calibrate.batch_for(32, "cpu") == 2 and calibrate.batch_for(32, "cuda:0") == 32
-    rates = calibrate.measure(ModelConfig(name="test_resnet"), 32, 3, 2, 4, "cpu", "auto")
-    for name in ("train", "forward"):
+    assert calibrate.batch_for(32, "cpu") == 16 and calibrate.batch_for(8, "cpu") == 8
+    assert calibrate.batch_for(32, "cuda:0") == 32
+    model = ModelConfig(name="test_resnet")
+    rates = calibrate.measure(model, 32, 3, 8, 4, "cpu", "auto",
+                              StrategyConfig(name="partial", blocks=1))
+    for name in ("train", "forward", "head"):
         fast, median, slow = rates[name]
         assert 0 < fast <= median <= slow
+    reuse = calibrate.measure(model, 32, 3, 8, 4, "cpu", "auto", None)
+    assert "train" not in reuse and reuse["forward"][0] > 0
+    assert calibrate.strategy_key(StrategyConfig(name="partial", blocks=2)) == "partial2"
+    assert calibrate.strategy_key(StrategyConfig(name="scratch")) == "full"

@@ -95,9 +95,10 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the cell matrix, what the "
                    "suite needs here (data, weights) and its estimated cost, then exit")
     p.add_argument("--no-estimate", action="store_true", help="with --dry-run: skip the cost "
-                   "estimate (and its calibration, a few seconds per model and image size)")
+                   "estimate (and its calibration, under a minute per model and image size on a CPU)")
     p.add_argument("--recalibrate", action="store_true", help="with --dry-run: measure this "
-                   "machine again (the rates are cached per machine, model, size and device)")
+                   "machine again (the rates are cached per machine, model, size, strategy, batch and "
+                   "device)")
     p.add_argument("--epochs", default=None, help="override training.epochs")
     p.add_argument("--data-dir", default=None, help="where datasets live (else "
                    "BENCHMARK_DATA_DIR, else ./data)")

@@ -1,11 +1,19 @@
 """How fast this machine trains and evaluates one model at one image size: a few timed batches
-of synthetic images through the real network (the same `build`, precision and training step as
-a cell), cached per machine, model, size and device so a second dry run measures nothing.
+of synthetic images through the real network (the same `build`, strategy, precision and training
+step as a cell), cached per machine, model, size, strategy, batch and device so a second dry run
+measures nothing.
 
-Two rates per (model, size): seconds per image of a training step with every parameter
-trainable (scratch / full), and of an evaluation forward pass (validation, test, feature
-extraction, kNN). Each is kept as fastest / median / slowest over the timed batches, so the
-estimate's range carries the machine's own jitter (a shared machine's load included).
+Rates per (model, size, strategy), seconds per image at the cell's batch size (capped on CPU):
+- forward: an evaluation pass in eval mode under no_grad (validation, test, external sets,
+  feature extraction, kNN);
+- train: a training step of the cell's strategy (full / scratch: every parameter; partial N:
+  backward through the last N block groups only; frozen with augmentation: the head), skipped
+  for feature reuse, whose epochs run on stored features;
+- head: a training step of a linear head on stored feature vectors (feature reuse's epochs).
+One warm-up batch is discarded, then several batches are timed; each rate is kept as fastest /
+median / slowest, so the estimate's range carries the machine's own jitter (load included).
+Batches of 2 (the first calibration) overstated CPU cost ~5x: per-batch overhead and no
+vectorisation across images (docs/speed.md).
 """
 from __future__ import annotations
 
@@ -27,9 +35,12 @@ from mribench.train import precision as fastpath
 from mribench.train.engine import train_one_epoch
 from mribench.train.precision import Precision
 
-TIMED = 3  # timed batches per rate at most, after one untimed warm-up batch
-BUDGET_S = 4.0  # ... fewer (two at least) once a rate has taken this long: a dry run stays short
-VERSION = 2  # part of the cache key: a change to how rates are measured re-measures
+TIMED = 8  # timed batches per rate at most, after one untimed warm-up batch
+BUDGET_S = 30.0  # ... fewer (three at least) once this long has passed: ~1 min per model
+HEAD_TIMED = 9  # head steps per round: microseconds each, so a descheduled one does not count
+CPU_BATCH = 16  # the largest batch timed on CPU: per-image time has levelled off by then
+HEAD_FEATURES = 1280  # head rate's input width when the model does not say (EfficientNet's)
+VERSION = 3  # part of the cache key: a change to how rates are measured re-measures
 
 
 def machine() -> str:
@@ -45,9 +56,19 @@ def describe(device: str) -> str:
 
 
 def batch_for(batch_size: int, device: str) -> int:
-    """CPU time per image hardly depends on the batch: measure small ones (a dry run should
-    take seconds); a GPU's does, so measure the cell's own batch size there."""
-    return batch_size if device.startswith("cuda") else min(batch_size, 2)
+    """The cell's own batch size (per-image time depends on it: tiny batches pay per-batch
+    overhead and lose vectorisation), capped at CPU_BATCH on CPU so a dry run stays short."""
+    return batch_size if device.startswith("cuda") else min(batch_size, CPU_BATCH)
+
+
+def strategy_key(strategy: StrategyConfig | None) -> str:
+    """What the train rate was measured with: none (feature reuse: no training step through the
+    network), full, or the strategy as built (partial N, frozen head)."""
+    if strategy is None:
+        return "none"
+    if strategy.name in ("scratch", "full", "gradual"):  # gradual: interpolated from full
+        return "full"
+    return f"{strategy.name}{strategy.blocks if strategy.name == 'partial' else ''}"
 
 
 def _sync(device: str) -> None:
@@ -68,18 +89,21 @@ def load() -> float | None:
 
 
 def rates(model: ModelConfig, size: int, channels: int, batch: int, classes: int, device: str,
-          precision: str, cache_dir: str | None = None, fresh: bool = False) -> dict:
-    """{"train": [fast, median, slow], "forward": [...]} seconds per image, measured once per
-    machine and key (cached in the cache folder's calibration/rates.json)."""
+          precision: str, cache_dir: str | None = None, fresh: bool = False,
+          strategy: StrategyConfig | None = None) -> dict:
+    """{"forward": [fast, median, slow], "head": [...], "train": [...] (absent for strategy
+    None)} seconds per image, measured once per machine and key (cached in the cache folder's
+    calibration/rates.json)."""
     key = "|".join(map(str, (VERSION, machine(), device, model.name, model.head.type, size,
-                             channels, batch, precision)))
+                             channels, batch, precision, strategy_key(strategy))))
     path = _cache_file(cache_dir)
     cached = json.loads(path.read_text()) if path.is_file() else {}
     if key in cached and not fresh:
         return cached[key]
-    console.print(f"calibrating {model.name} at {size} px on {device} (batch {batch}) ...",
-                  highlight=False, markup=False)
-    measured = {**measure(model, size, channels, batch, classes, device, precision),
+    console.print(f"calibrating {model.name} at {size} px on {device} (batch {batch}, "
+                  f"training step: {strategy_key(strategy)}) ...", highlight=False, markup=False)
+    measured = {**measure(model, size, channels, batch, classes, device, precision, strategy),
+                "batch": batch,
                 "load": load(), "when": time.strftime("%Y-%m-%d %H:%M")}
     cached[key] = measured
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,39 +113,67 @@ def rates(model: ModelConfig, size: int, channels: int, batch: int, classes: int
     return measured
 
 
+def _timed(steps: dict, batch: int, device: str) -> dict:
+    """{name: [fastest, median, slowest] seconds per image} of each step over a batch: one
+    warm-up batch each (allocator, cuDNN autotuning, lazy inits) discarded, then the steps in
+    interleaved rounds (A B A B ...: a busy spell on a shared machine hits each alike), TIMED
+    rounds, three at least once BUDGET_S has passed. A step's time is the median over the
+    round's repeats (head: HEAD_TIMED of them; microseconds, so a descheduled one is noise)."""
+    for step, _ in steps.values():
+        step()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    begun = time.perf_counter()
+    rounds = 0
+    while rounds < TIMED and (rounds < 3 or time.perf_counter() - begun < BUDGET_S):
+        for name, (step, repeats) in steps.items():
+            once = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                step()
+                _sync(device)
+                once.append((time.perf_counter() - start) / batch)
+            times[name].append(statistics.median(once))
+        rounds += 1
+    return {name: [min(t), statistics.median(t), max(t)] for name, t in times.items()}
+
+
 def measure(model: ModelConfig, size: int, channels: int, batch: int, classes: int, device: str,
-            precision: str) -> dict:
+            precision: str, strategy: StrategyConfig | None = None) -> dict:
     torch.manual_seed(0)
-    built = build(model, StrategyConfig(name="scratch"), classes, in_chans=channels,
-                  image_size=size, load_weights=False)  # same compute as pretrained weights
+    built_as = StrategyConfig(name="scratch") if strategy_key(strategy) in ("none", "full") \
+        else strategy  # scratch: same compute as full fine-tuning, no weights needed
+    built = build(model, built_as, classes, in_chans=channels, image_size=size,
+                  load_weights=False)  # same compute as pretrained weights
     fastpath.place(built.model, device)
     prec = Precision.of(precision, device)
     x = torch.randn(batch, channels, size, size, device=device)
     if fastpath.channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch,), device=device)
-    params = [p for g in built.param_groups(1e-4) for p in g["params"]]
-    optimizer = torch.optim.Adam(params, lr=1e-4)
     loss = nn.CrossEntropyLoss()
 
-    def train_step() -> None:
-        built.train()
-        train_one_epoch(built.model, [(x, y)], optimizer, loss, device, precision=prec)
-
     def forward() -> None:
-        built.model.eval()
+        built.eval()
         with torch.no_grad(), prec.autocast():
             built.model(x)
-    out = {}
-    for name, step in (("train", train_step), ("forward", forward)):
-        step()  # warm-up: allocator, cuDNN autotuning, lazy inits
-        _sync(device)
-        times: list[float] = []
-        begun = time.perf_counter()
-        while len(times) < TIMED and (len(times) < 2 or time.perf_counter() - begun < BUDGET_S):
-            start = time.perf_counter()
-            step()
-            _sync(device)
-            times.append((time.perf_counter() - start) / batch)
-        out[name] = [min(times), statistics.median(times), max(times)]
-    return out
+    steps = {"forward": (forward, 1)}
+    if strategy is not None:
+        params = [p for g in built.param_groups(1e-4) for p in g["params"]]
+        optimizer = torch.optim.Adam(params, lr=1e-4)
+
+        def train_step() -> None:
+            built.train()
+            train_one_epoch(built.model, [(x, y)], optimizer, loss, device, precision=prec)
+        steps["train"] = (train_step, 1)
+    # feature reuse's epochs: a linear head on stored pooled features (microseconds per image)
+    head = nn.Linear(getattr(built.model, "num_features", HEAD_FEATURES), classes).to(device)
+    feats = torch.randn(batch, head.in_features, device=device)
+    head_opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+
+    def head_step() -> None:
+        head_opt.zero_grad()
+        loss(head(feats), y).backward()
+        head_opt.step()
+    steps["head"] = (head_step, HEAD_TIMED)
+    return _timed(steps, batch, device)

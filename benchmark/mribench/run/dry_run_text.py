@@ -27,7 +27,8 @@ def needs(found: dict) -> None:
 def costs(est: dict) -> None:
     several = len({r["dataset"] for r in est["rows"]}) > 1
     rows = [{**({"dataset": r["dataset"]} if several else {}), "model": r["model"],
-             "strategy": r["strategy"], "cells": r["cells"], "px": r["px"], "path": r["path"],
+             "strategy": r["strategy"], "cells": r["cells"], "px": r["px"],
+             "batch": r.get("batch"), "path": r["path"],
              "images x epochs": f"{r['images_x_epochs']:,}",
              "time": duration(r["seconds"]) if r["px"] else "unknown",
              "range": (f"{duration(r['low_seconds'])} - {duration(r['high_seconds'])}"
@@ -35,7 +36,25 @@ def costs(est: dict) -> None:
     total = (f"{duration(est['seconds'])} [{duration(est['low_seconds'])} - "
              f"{duration(est['high_seconds'])}] for {est['cells']} cells, "
              f"{est['images_x_epochs']:,} images x epochs")
+    cold = [d for d in est.get("decoding", []) if d["cache"] == "cold"]
+    warm = [d for d in est.get("decoding", []) if d["cache"] == "warm"]
+    if cold:
+        total += f", incl. {duration(est['decode_seconds'])} decoding images on first use"
     extra = {"suite": total, "on": est["device"], "how": est["how"]}
+    if cold or warm:
+        extra["decoding"] = "; ".join(
+            [f"{d['dataset']} {d['px']} px: {d['unique']:,} images, cold, "
+             f"{duration(d['seconds'])} ({1000 * d['seconds_per_image']:.0f} ms/image)"
+             for d in cold]
+            + [f"{d['dataset']} {d['px']} px: warm (cached)" for d in warm])
+    audits = est.get("robust_audits", [])
+    if audits:
+        cold_audits = [a for a in audits if a["cache"] == "cold"]
+        extra["copy audit"] = (
+            "robust-copy audit before the cells, not in the total: "
+            + "; ".join(f"{a['dataset']} ({a['unique']:,} images) {a['cache']}" for a in audits)
+            + (" (cold: minutes per thousand images on a 2-core CPU, docs/speed.md)"
+               if cold_audits else ""))
     if est.get("calibration_load") is not None:
         busy = est["calibration_load"] > 0.8 * (est["cores"] or 1)
         extra["load"] = (f"calibrated at load average {est['calibration_load']} on "

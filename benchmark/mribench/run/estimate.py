@@ -1,22 +1,26 @@
 """What a suite will cost before it runs: images x epochs per cell and wall time on this machine,
 from the calibrated rates (run/calibrate.py) and the cell's own split sizes, epochs and passes.
 
-A cell's seconds, per image-pass at the calibrated rate of its (model, size):
-- end to end (scratch, full, partial, gradual, a frozen backbone with augmentation): every
-  epoch trains on the training images and evaluates the validation images; partial / gradual
-  train part of the network, so their step lies between a forward pass and a full training
-  step (interpolated by the share of block groups that train; the range spans both ends);
-- feature reuse (frozen / linear_probe without augmentation) and kNN: one forward pass over
-  train + validation + test, then head epochs on stored features, which cost next to nothing;
+A cell's seconds, per image-pass at the rates calibrated for its (model, size, strategy) at its
+own batch size (capped on CPU; run/calibrate.py):
+- end to end (scratch, full, partial, a frozen backbone with augmentation): every epoch trains on
+  the training images with the strategy's own step (partial N: backward through the last N
+  block groups only) and evaluates the validation images forward; gradual lies between a
+  forward pass and a full step, interpolated by the share of block groups that train;
+- feature reuse (frozen / linear_probe without augmentation) and kNN: ONE forward pass over
+  train + validation (not epochs x passes), then head epochs on the stored feature vectors at
+  the calibrated head rate (microseconds per image);
 - then the test set (and each external set, each robustness artefact x severity) once forward,
   explanations per explained image (a CAM: a training step; LIME: lime_samples forward passes;
   faithfulness adds ~40 forward passes per map; the randomisation check doubles them).
 The range: fastest calibrated batch, early stopping at its earliest (patience + 1 epochs), and
-10 s per cell of set-up and logging, up to the slowest calibrated batch x 1.2 (the input
+5 s per cell of set-up and logging, up to the slowest calibrated batch x 1.2 (the input
 pipeline: docs/speed.md measured real epochs at 0.86-0.98 of synthetic throughput), every
-epoch run, and 60 s per cell (SETUP; plus STARTUP once per invocation). Not included:
-decoding images on first use (once per dataset and image size, then cached; ~100 s for the
-7023 set on a 2-core CPU) and weight downloads.
+epoch run, and 60 s per cell (SETUP; plus STARTUP once per invocation); on a busy machine at
+least 1 / BUSY_SPREAD to BUSY_SPREAD x the central figure. Decoding images on
+first use is costed apart (run/decode_cost.py: a measured rate x the images of each image set
+whose pixel store is cold) and added to the suite's total. Not included: the robust-copy audit
+of `dedup: robust` (once per dataset, then cached) and weight downloads.
 """
 from __future__ import annotations
 
@@ -30,18 +34,27 @@ from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError
 from mribench.matrix import Cell
 from mribench.models import registry, strategies
-from mribench.run import calibrate
+from mribench.run import calibrate, decode_cost
 
 PIPELINE = 1.2  # the high end's allowance for the input pipeline (see the docstring)
 # seconds per cell for building the model, logging to MLflow, figures and saving the model: low
-# / mid / high (a smoke cell of 24 images took 35 s here on a loaded 2-core machine, almost all
-# of it this), and once per invocation for imports and opening the store
-SETUP = (10.0, 30.0, 60.0)
+# / mid / high (a smoke cell of 24 images took 35 s here at load ~17, a reference cell of 202
+# images 13 s at load ~3, almost all of it this), and once per invocation for imports and
+# opening the store
+SETUP = (5.0, 15.0, 60.0)
 STARTUP = (10.0, 30.0, 90.0)
 FAITHFULNESS_PASSES = 40
-HOW = ("range: fastest calibrated batch, earliest early stop and 10 s of set-up and logging per "
-       "cell, to the slowest batch x 1.2 (input pipeline), every epoch and 60 s per cell; image "
-       "decoding on first use and weight downloads not included")
+# on a busy machine (load average above 0.8 x cores at calibration) the range spans at least
+# this factor either side of the central figure: the same forward pass ran at 0.038 and 0.17 s
+# per image five minutes apart on the shared 2-core development machine (2026-12-07), and cells
+# of the reference suite ran 0.5-0.9x their estimate as the others' load fell, while a
+# calibration's rounds span only the half minute it ran
+BUSY_SPREAD = 2.0
+HOW = ("range: fastest calibrated batch, earliest early stop and 5 s of set-up and logging per "
+       "cell, to the slowest batch x 1.2 (input pipeline), every epoch and 60 s per cell; on a "
+       "busy machine at least 0.5-2x the central figure; "
+       "decoding cold image sets included (0.5-2x the sampled rate); the robust-copy audit "
+       "(dedup: robust) and weight downloads not included")
 
 
 @dataclass(frozen=True)
@@ -146,30 +159,44 @@ def reuses_features(cell: Cell) -> bool:
             and cell.training.feature_reuse) or cell.strategy.name == "knn"
 
 
+def train_strategy(cell: Cell):
+    """The strategy whose training step is calibrated: None where no step runs through the
+    network (feature reuse: one forward pass, then the head on stored features)."""
+    return None if reuses_features(cell) else cell.strategy
+
+
 def cell_cost(cell: Cell, rates: dict, n: Sizes) -> dict:
-    """Images x epochs and (low, mid, high) seconds of one cell at the given rates."""
-    fwd, train = rates["forward"], rates["train"]
+    """Images x epochs and (low, mid, high) seconds of one cell at the given rates: forward,
+    head and (end to end) train, each [fastest, median, slowest] seconds per image at the
+    cell's batch size, the train step measured with the cell's own strategy."""
+    fwd, head = rates["forward"], rates.get("head", [0.0, 0.0, 0.0])
+    train = rates.get("train")
     epochs = 0 if cell.strategy.name == "knn" else cell.training.epochs
     earliest = min(epochs, cell.training.patience + 1) if cell.training.patience else epochs
     robust = cell.robustness
     tests = n.test * (1 + (len(robust.artefacts) * len(robust.severities) if robust else 0))
     tests += _external_images(cell)
     steps, forwards = _explain_passes(cell, n.classes)
+    reuse = reuses_features(cell)
     out = {"images_x_epochs": n.train * epochs, "epochs": epochs,
-           "path": "feature reuse" if reuses_features(cell) else "end to end"}
+           "path": "feature reuse" if reuse else "end to end",
+           "forward_images": (n.train + n.val if reuse else 0) + tests + forwards}
     secs = []
     for i, (e, overhead) in enumerate(((earliest, SETUP[0]), (epochs, SETUP[1]),
                                        (epochs, SETUP[2]))):
-        f, t = fwd[i], train[i]
-        if reuses_features(cell):
-            work = (n.train + n.val) * f  # head epochs on stored features: next to nothing
-        elif strategies.backbone_always_frozen(cell.strategy):  # frozen, augmented: recomputed
-            work = e * (n.train + n.val) * f
+        f, h = fwd[i], head[i]
+        if reuse:  # one forward pass over train + validation, then head epochs on features
+            work = (n.train + n.val) * f + e * (n.train + n.val) * h
         else:
-            share = 1.0 if cell.strategy.name in ("scratch", "full") else _share_trained(cell)
-            step = (f if i == 0 and share < 1 else t if i == 2 else f + share * (t - f))
-            work = e * (n.train * step + n.val * f)
-        work += tests * f + steps * t + forwards * f
+            if cell.strategy.name == "gradual":  # between a forward pass and a full step
+                share = _share_trained(cell)
+                t = f if i == 0 else train[i] if i == 2 else f + share * (train[i] - f)
+            else:  # measured with the cell's own strategy (partial: its trained blocks)
+                t = train[i]
+            work = e * (n.train * t + n.val * f)
+        # test and external sets once forward; CAMs need a backward pass through the whole
+        # network: bounded by the train step (a full one for end-to-end cells)
+        work += tests * f + steps * (train[i] if train else 3 * f) + forwards * f
         secs.append(work * (PIPELINE if i == 2 else 1.0) + overhead)
     out["seconds"] = secs
     return out
@@ -193,11 +220,11 @@ def estimate(cells: list[Cell], device: str, data_dir: str | None,
         pre = cell.preprocess
         batch = calibrate.batch_for(cell.training.batch_size, device)
         key = (cell.model.name, cell.model.head.type, pre.image_size, pre.channels, batch,
-               cell.training.precision)
+               cell.training.precision, calibrate.strategy_key(train_strategy(cell)))
         # --recalibrate measures each (model, size) once in this dry run, then reads the cache
         rates = calibrate.rates(cell.model, pre.image_size, pre.channels, batch, n.classes,
                                 device, cell.training.precision, cache_dir,
-                                fresh and key not in measured)
+                                fresh and key not in measured, train_strategy(cell))
         measured.add(key)
         loads.append(rates.get("load"))
         cost = cell_cost(cell, rates, n)
@@ -205,22 +232,34 @@ def estimate(cells: list[Cell], device: str, data_dir: str | None,
         g["path"] = cost["path"]
         g["seconds"] = [a + b for a, b in zip(g["seconds"], cost["seconds"])]
         g["size"] = pre.image_size
+        g["batch"] = batch
+    load = max((x for x in loads if x is not None), default=None)
+    busy = load is not None and load > 0.8 * (os.cpu_count() or 1)
     rows = []
     for (dataset, model, strategy), g in groups.items():
         low, mid, high = g["seconds"]
+        if busy:  # the others' load will change during the run, either way: see BUSY_SPREAD
+            low, high = min(low, mid / BUSY_SPREAD), max(high, BUSY_SPREAD * mid)
         rows.append({"dataset": dataset, "model": model, "strategy": strategy,
-                     "cells": g["cells"], "px": g.get("size"), "path": g.get("path", "?"),
+                     "cells": g["cells"], "px": g.get("size"), "batch": g.get("batch"),
+                     "path": g.get("path", "?"),
                      "images_x_epochs": g["images_x_epochs"], "seconds": round(mid, 1),
                      "low_seconds": round(low, 1), "high_seconds": round(high, 1),
                      "unknown_cells": g["unknown"]})
-    total = [sum(r[k] for r in rows) + start for k, start in
-             zip(("low_seconds", "seconds", "high_seconds"), STARTUP)]
+    # decoding on first use: measured per cold pixel store, in the total (a warm cache costs 0);
+    # the range: half to twice the sampled rate (file sizes vary, so does the machine's load)
+    decoding = decode_cost.stores(cells, data_dir, cache_dir)
+    decode_s = sum(d["seconds"] for d in decoding)
+    total = [sum(r[k] for r in rows) + start + decode_s * scale for k, start, scale in
+             zip(("low_seconds", "seconds", "high_seconds"), STARTUP, (0.5, 1.0, 2.0))]
     return {"device": calibrate.describe(device), "rows": rows, "cells": len(cells),
             "images_x_epochs": sum(r["images_x_epochs"] for r in rows),
             "seconds": round(total[1], 1), "low_seconds": round(total[0], 1),
             "high_seconds": round(total[2], 1),
             "unknown_cells": sum(r["unknown_cells"] for r in rows), "how": HOW,
-            "calibration_load": max((x for x in loads if x is not None), default=None),
+            "decoding": decoding, "decode_seconds": round(decode_s, 1),
+            "robust_audits": decode_cost.robust_audits(cells, data_dir, cache_dir),
+            "calibration_load": load,
             "load_now": calibrate.load(), "cores": os.cpu_count()}
 
 
