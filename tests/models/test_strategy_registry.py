@@ -33,6 +33,10 @@ SECOND_MEANING = {
     ("report/tables.py", "full"),
     ("stats/compare.py", "full"),
     ("report/frontier.py", "full"),
+    ("report/calibration.py", "full"),
+    ("report/composition.py", "full"),
+    ("report/slices.py", "full"),
+    ("report/summary.py", "full"),
     ("models/summary.py", "norm"),  # a layer kind in the layer counts
     ("models/timm_specs.py", "norm"),  # a substring of normalisation layers' type names
     ("models/build.py", "scratch"),  # weight_source: no weights loaded

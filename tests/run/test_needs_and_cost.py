@@ -258,4 +258,4 @@ def test_calibration_batch_is_the_cells_own_capped_on_cpu_with_a_strategy_step()
     reuse = calibrate.measure(model, 32, 3, 8, 4, "cpu", "auto", None)
     assert "train" not in reuse and reuse["forward"][0] > 0
     assert calibrate.strategy_key(StrategyConfig(name="partial", blocks=2)) == "partial2"
-    assert calibrate.strategy_key(StrategyConfig(name="scratch")) == "full"
+    assert calibrate.strategy_key(StrategyConfig(name="scratch")) == calibrate.WHOLE

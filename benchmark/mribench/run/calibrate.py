@@ -30,6 +30,7 @@ from torch import nn
 from mribench.config.schema import ModelConfig, StrategyConfig
 from mribench.console import console
 from mribench.data.locate import cache_root
+from mribench.models import strategies
 from mribench.models.build import build
 from mribench.train import precision as fastpath
 from mribench.train.engine import train_one_epoch
@@ -61,14 +62,19 @@ def batch_for(batch_size: int, device: str) -> int:
     return batch_size if device.startswith("cuda") else min(batch_size, CPU_BATCH)
 
 
+NO_STEP, WHOLE = "none", "whole"  # rate keys: no training step; every block trained
+
+
 def strategy_key(strategy: StrategyConfig | None) -> str:
     """What the train rate was measured with: none (feature reuse: no training step through the
-    network), full, or the strategy as built (partial N, frozen head)."""
+    network), every block trained (`whole`), or the strategy as built (partial N, frozen head)."""
     if strategy is None:
-        return "none"
-    if strategy.name in ("scratch", "full", "gradual"):  # gradual: interpolated from full
-        return "full"
-    return f"{strategy.name}{strategy.blocks if strategy.name == 'partial' else ''}"
+        return NO_STEP
+    spec = strategies.spec_of(strategy)
+    # scratch and full train everything; gradual is interpolated from the whole network's step
+    if spec.name in (strategies.SCRATCH.name, strategies.FULL.name) or spec.steps:
+        return WHOLE
+    return f"{spec.name}{strategy.blocks if spec.name == strategies.PARTIAL.name else ''}"
 
 
 def _sync(device: str) -> None:
@@ -141,7 +147,8 @@ def _timed(steps: dict, batch: int, device: str) -> dict:
 def measure(model: ModelConfig, size: int, channels: int, batch: int, classes: int, device: str,
             precision: str, strategy: StrategyConfig | None = None) -> dict:
     torch.manual_seed(0)
-    built_as = StrategyConfig(name="scratch") if strategy_key(strategy) in ("none", "full") \
+    built_as = StrategyConfig(name=strategies.SCRATCH.name) \
+        if strategy_key(strategy) in (NO_STEP, WHOLE) \
         else strategy  # scratch: same compute as full fine-tuning, no weights needed
     built = build(model, built_as, classes, in_chans=channels, image_size=size,
                   load_weights=False)  # same compute as pretrained weights

@@ -132,7 +132,7 @@ def _external_images(cell: Cell) -> int:
 def _share_trained(cell: Cell) -> float:
     """partial / gradual: the share of block groups that train (gradual: averaged over epochs)."""
     groups = max(1, len(registry.get(cell.model.name).groups))
-    if cell.strategy.name == "partial":
+    if cell.strategy.name == strategies.PARTIAL.name:
         return min(cell.strategy.blocks, groups) / groups
     epochs = cell.training.epochs
     trained = [strategies.trainable_groups(cell.strategy, groups, e) for e in range(epochs)]
@@ -154,9 +154,14 @@ def _explain_passes(cell: Cell, classes: int) -> tuple[float, float]:
     return steps * twice, forwards * twice
 
 
+def _neighbours(cell: Cell) -> bool:
+    """kNN: a neighbour index on features, no epochs."""
+    return strategies.spec_of(cell.strategy).fit == strategies.NEIGHBOURS
+
+
 def reuses_features(cell: Cell) -> bool:
     return (strategies.backbone_always_frozen(cell.strategy) and not cell.augment.active
-            and cell.training.feature_reuse) or cell.strategy.name == "knn"
+            and cell.training.feature_reuse) or _neighbours(cell)
 
 
 def train_strategy(cell: Cell):
@@ -171,7 +176,7 @@ def cell_cost(cell: Cell, rates: dict, n: Sizes) -> dict:
     cell's batch size, the train step measured with the cell's own strategy."""
     fwd, head = rates["forward"], rates.get("head", [0.0, 0.0, 0.0])
     train = rates.get("train")
-    epochs = 0 if cell.strategy.name == "knn" else cell.training.epochs
+    epochs = 0 if _neighbours(cell) else cell.training.epochs
     earliest = min(epochs, cell.training.patience + 1) if cell.training.patience else epochs
     robust = cell.robustness
     tests = n.test * (1 + (len(robust.artefacts) * len(robust.severities) if robust else 0))
@@ -188,7 +193,7 @@ def cell_cost(cell: Cell, rates: dict, n: Sizes) -> dict:
         if reuse:  # one forward pass over train + validation, then head epochs on features
             work = (n.train + n.val) * f + e * (n.train + n.val) * h
         else:
-            if cell.strategy.name == "gradual":  # between a forward pass and a full step
+            if strategies.spec_of(cell.strategy).steps:  # gradual: between a forward pass and a full step
                 share = _share_trained(cell)
                 t = f if i == 0 else train[i] if i == 2 else f + share * (train[i] - f)
             else:  # measured with the cell's own strategy (partial: its trained blocks)
