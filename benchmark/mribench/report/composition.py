@@ -19,6 +19,18 @@ from mribench.stats.metrics import safe_name
 NAMES = {"test_clean": "clean", "test": "full"}
 
 
+def _per_seed_total(runs: pd.DataFrame, name: str) -> float | None:
+    """A count over the test images of one seed's runs: summed over the folds of k-fold cells
+    (each fold tests other images), averaged over seeds (each seed tests the same ones)."""
+    col = f"metrics.{name}"
+    if col not in runs:
+        return None
+    values = pd.to_numeric(runs[col], errors="coerce")
+    seeds = runs["tags.seed"] if "tags.seed" in runs else pd.Series(0, index=runs.index)
+    totals = values.groupby(seeds).sum(min_count=1).dropna()
+    return float(totals.mean()) if len(totals) else None
+
+
 def _mean(runs: pd.DataFrame, name: str) -> float | None:
     col = f"metrics.{name}"
     if col not in runs:
@@ -30,7 +42,7 @@ def _mean(runs: pd.DataFrame, name: str) -> float | None:
 def subset_summary(runs: pd.DataFrame, prefix: str, classes: list[str]) -> dict:
     """{prefix}_classes (images per class), _majority_baseline, _chance_baseline,
     _recall_{class} (None where the subset has no image of it), _macro_classes, _groups."""
-    counts = {c: _mean(runs, f"{prefix}_support_{safe_name(c)}") for c in classes}
+    counts = {c: _per_seed_total(runs, f"{prefix}_support_{safe_name(c)}") for c in classes}
     if not classes or any(v is None for v in counts.values()):
         return {}
     per_class = {c: int(round(v)) for c, v in counts.items()}
@@ -42,7 +54,7 @@ def subset_summary(runs: pd.DataFrame, prefix: str, classes: list[str]) -> dict:
         out[f"{prefix}_recall_{safe_name(c)}"] = (
             None if per_class[c] == 0 else _mean(runs, f"{prefix}_recall_{safe_name(c)}"))
     out[f"{prefix}_macro_classes"] = sum(n > 0 for n in per_class.values())
-    groups = _mean(runs, f"{prefix}_groups")
+    groups = _per_seed_total(runs, f"{prefix}_groups")
     if groups is not None:
         out[f"{prefix}_groups"] = int(round(groups))
     return out

@@ -14,6 +14,7 @@ from mribench import stats
 from mribench.stats.compare import correctness, seed_matrix
 
 COLUMNS = ("source", "size")
+MIN_SLICE = 10  # images: rarer values are pooled into one "other" slice
 BASELINE = {"clean": "metadata_baseline_test_clean_accuracy", "full": "metadata_baseline_test_accuracy"}
 
 
@@ -27,15 +28,29 @@ def slice_rows(results, subset: str) -> list[dict]:
         for column in COLUMNS:
             if not all(column in f for _, f in frames):
                 continue
-            values = sorted(set().union(*(set(f[column].astype(str)) for _, f in frames)))
+            frames_now = _pooled(frames, column)
+            values = sorted(set().union(*(set(f[column]) for _, f in frames_now)))
             if len(values) < 2:
                 continue
             for value in values:
-                row = _slice(frames, column, value, subset)
+                row = _slice(frames_now, column, value, subset)
                 if row:
                     rows.append({"dataset": dataset, "config": name, "slice": column,
                                  "value": value, **row})
     return rows
+
+
+def _pooled(frames, column: str) -> list:
+    """The frames with `column` as text, values held by fewer than MIN_SLICE images (counted over
+    the frames of one seed: the folds of k-fold cells test different images) pooled into one
+    `other (N values)` slice: a slice of one or two images says nothing, and the binary set has
+    over a hundred original sizes."""
+    first = frames[0][0]
+    counts = pd.concat([f[column].astype(str) for seed, f in frames if seed == first]).value_counts()
+    rare = set(counts[counts < MIN_SLICE].index)
+    label = f"other ({len(rare)} values)"
+    return [(seed, f.assign(**{column: f[column].astype(str).map(
+        lambda v: label if v in rare else v)})) for seed, f in frames]
 
 
 def _slice(frames, column: str, value: str, subset: str) -> dict | None:
