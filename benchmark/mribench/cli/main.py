@@ -53,7 +53,9 @@ def _command(argv: list[str] | None = None) -> int:
         # included) 1
         text, code = _describe(err)
         for line in text.splitlines() or [""]:
-            console.print("[red]error:[/] " + _escape(line), highlight=False, soft_wrap=True)
+            # one `error:` per problem; an indented line continues the one above (a listing)
+            prefix = "" if line[:1].isspace() else "[red]error:[/] "
+            console.print(prefix + _escape(line), highlight=False, soft_wrap=True)
         return code
     finally:
         set_results_stream(None)

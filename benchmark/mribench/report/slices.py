@@ -48,6 +48,8 @@ def _pooled(frames, column: str) -> list:
     first = frames[0][0]
     counts = pd.concat([f[column].astype(str) for seed, f in frames if seed == first]).value_counts()
     rare = set(counts[counts < MIN_SLICE].index)
+    if len(rare) < 2:  # one rare value keeps its name: pooling it would only hide it
+        rare = set()
     label = f"other ({len(rare)} values)"
     return [(seed, f.assign(**{column: f[column].astype(str).map(
         lambda v: label if v in rare else v)})) for seed, f in frames]
