@@ -281,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(os.environ.get("DEVICE_CHECK_WORK") or "/tmp/mribench-device-check")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if args.quick and not Path(args.data_dir).is_dir():
+        # the rehearsal runs on the sample shipped in the package: no data pack needed (a fresh
+        # clone has none), only a data folder that exists
+        args.data_dir = str(work / "data")
+        Path(args.data_dir).mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
            "BENCHMARK_CACHE_DIR": str(work / "cache"), "BENCHMARK_WEIGHTS_DIR": str(work / "weights"),
            "BENCHMARK_DATA_DIR": args.data_dir, "BENCHMARK_OFFLINE": "1", "HF_HUB_OFFLINE": "1",

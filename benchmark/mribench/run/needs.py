@@ -22,8 +22,9 @@ from mribench.models import registry, strategies, weights
 from mribench.models.registry import ModelSpec
 
 
-class NeedsMissing(weights.WeightsNotFound):
-    """Data, weights or both are missing; the message lists all of them (exit 2)."""
+class NeedsMissing(weights.WeightsNotFound, DataError):
+    """Data, weights or both are missing; the message lists all of them (exit 2). Both kinds:
+    callers that catch a missing dataset or missing weights still catch it."""
 
 
 @dataclass(frozen=True)
