@@ -49,6 +49,9 @@ def cell_of_parent(run_id: str, model: str | None, strategy: str | None, seed: i
         return None
     children = client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{run_id}'",
                                   order_by=["attributes.start_time ASC"])
+    # cells carry a run_key; a cell's own children (`mribench evaluate` runs) do not, and do not
+    # make it a suite run
+    children = [r for r in children if "run_key" in r.data.tags]
     if not children:
         return None
     wanted = {"model": model, "strategy": strategy, "seed": None if seed is None else str(seed),
