@@ -20,7 +20,8 @@ def one_line_error(argv: list[str], capsys) -> str:
     lines = [line for line in captured.err.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error: ")]
     assert errors == lines[-1:], captured.err  # one line, last (after progress, if any)
-    assert all(line.startswith(("checking dataset", "split ", "warning: ")) for line in lines[:-1]), captured.err
+    progress = ("checking dataset", "split ", "warning: ")
+    assert all(line.startswith(progress) for line in lines[:-1]), captured.err
     assert "Traceback" not in captured.err and captured.out == ""
     return lines[-1]
 

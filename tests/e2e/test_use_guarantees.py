@@ -107,9 +107,14 @@ def test_sigterm_during_evaluate_ends_its_run_killed_and_exits_143(cell):
     line = one_stop_line(code, err, signal.SIGTERM)
     (new,) = [r for r in client.search_runs([exp], "tags.role = 'evaluation'")
               if r.info.run_id not in before]
+    assert not evaluating()  # the promise: never left RUNNING
+    if new.info.status == "FINISHED":
+        # on an idle machine the sample's evaluation can end between seeing the run RUNNING
+        # and the signal landing: then nothing was cut short, and the line must not say so
+        assert "marked KILLED" not in line
+        return
     assert new.info.status == "KILLED" and new.data.tags["stop_signal"] == "SIGTERM"
     assert f"the evaluation run {new.info.run_id} was marked KILLED" in line
-    assert not evaluating()
 
 
 # ---------------------------------------------------------------------------- damaged model
