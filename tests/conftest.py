@@ -61,6 +61,15 @@ def _work_in_a_temporary_folder(tmp_path_factory):
     os.chdir(before)
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_uri_left_as_found(monkeypatch):
+    """The product points MLflow at its store process-wide (mlflow.set_tracking_uri); a test that
+    runs a command in this process must not leave the next test reading that store."""
+    from mlflow.tracking._tracking_service import utils
+
+    monkeypatch.setattr(utils, "_tracking_uri", utils._tracking_uri)  # restored after the test
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The folder holding the real sets; tests that take it skip (saying why) without it."""

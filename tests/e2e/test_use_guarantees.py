@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -62,6 +63,7 @@ def here(cell, monkeypatch, capsys):
     tmp, env, _ = cell
     for key in ("MLFLOW_TRACKING_URI", "BENCHMARK_CACHE_DIR"):
         monkeypatch.setenv(key, env[key])
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])  # for the test's own reads (conftest resets)
     monkeypatch.chdir(tmp)
 
     def call(args: list[str]) -> subprocess.CompletedProcess:

@@ -5,6 +5,7 @@ travel inside the model: models/packaged.py)."""
 from __future__ import annotations
 
 import csv
+import uuid
 
 from mribench.console import emit_table
 from mribench.inference.locate import ModelDamaged, fetch
@@ -33,10 +34,13 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
                            "cell with --force)") from None
     exp_id = logged_model.experiment_of(run_id)
     title = f"evaluate on {cfg.name}"
+    # the invocation's own tag finds its run if a signal lands inside create_run, after MLflow
+    # stored the run but before its id came back
     tags = {"role": "evaluation", "evaluated_model": uri, "external_set": cfg.name,
-            "model_run_key": predictor.meta["run_key"]}
-    child = tracking.create_run(exp_id, title, tags, parent_run_id=run_id)
+            "model_run_key": predictor.meta["run_key"], "invocation_id": uuid.uuid4().hex}
+    child = None
     try:
+        child = tracking.create_run(exp_id, title, tags, parent_run_id=run_id)
         with tracking.cell_run(title, tags, role="evaluation", run_id=child):
             tracking.log_params({"model_uri": uri, "external_set": cfg.name,
                                  "label_map": cfg.label_map, "prediction_map": cfg.prediction_map,
@@ -47,7 +51,7 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
                                     f"cell ({predictor.meta['cell']}, run {run_id})",
                                     predictor.temperature or 1.0)
     except BaseException as err:  # a signal included: the run never stays RUNNING
-        _closed(child, err)
+        _closed(child or tracking.run_tagged(exp_id, "invocation_id", tags["invocation_id"]), err)
         raise
     logged = logged_model.run_metrics(child)
     out = []
@@ -66,17 +70,19 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
     return 0
 
 
-def _closed(run_id: str, err: BaseException) -> None:
+def _closed(run_id: str | None, err: BaseException) -> None:
     """End the evaluation run KILLED (a signal) or FAILED if `cell_run` had not (the error came
     before it started), and note it for the line the command ends with."""
     from mribench import tracking
 
+    if run_id is None:  # stopped before the run was stored
+        return
     killed = not isinstance(err, Exception)
     try:
-        tracking.close_if_running(run_id, "KILLED" if killed else "FAILED",
-                                  f"{type(err).__name__}: {err}",
-                                  err.name if getattr(err, "signum", None) else None)
+        ended = tracking.close_if_running(run_id, "KILLED" if killed else "FAILED",
+                                           f"{type(err).__name__}: {err}",
+                                           err.name if getattr(err, "signum", None) else None)
     except Exception:  # the store itself failed: the original error is what the user sees
         return
-    if killed:
+    if killed and ended == "KILLED":  # a signal after the run ended FINISHED cut nothing short
         err.notes = [*getattr(err, "notes", []), f"the evaluation run {run_id} was marked KILLED"]

@@ -38,16 +38,28 @@ def close_run(run_id: str, status: str, reason: str) -> None:
     client.set_terminated(run_id, status)
 
 
-def close_if_running(run_id: str, status: str, reason: str, stop_signal: str | None = None) -> bool:
-    """End the run with `status` if it is still RUNNING (an error before its context started);
-    True when it was."""
+def close_if_running(run_id: str, status: str, reason: str, stop_signal: str | None = None) -> str:
+    """End the run with `status` if it is still RUNNING (an error before its context started,
+    or one its context did not see); the status it ends with either way."""
     client = MlflowClient()
-    if client.get_run(run_id).info.status != "RUNNING":
-        return False
+    ended = client.get_run(run_id).info.status
+    if ended != "RUNNING":
+        return ended
     if stop_signal:
         client.set_tag(run_id, "stop_signal", stop_signal)
     close_run(run_id, status, reason)
-    return True
+    return status
+
+
+def run_tagged(experiment_id: str, key: str, value: str) -> str | None:
+    """The id of the experiment's run whose tag `key` is `value` (a unique token), or None.
+    Best effort: on a failing store, None."""
+    try:
+        runs = MlflowClient().search_runs([experiment_id], f"tags.`{key}` = '{value}'",
+                                          max_results=1)
+    except Exception:
+        return None
+    return runs[0].info.run_id if runs else None
 
 
 def set_run_tag(run_id: str, key: str, value: str) -> None:
@@ -107,8 +119,8 @@ def cell_run(title: str, tags: dict[str, str], role: str = "cell",
         run = mlflow.start_run(run_id=run_id, nested=True)
     else:
         run = mlflow.start_run(run_name=title, nested=True, tags={**tags, "role": role})
-    mlflow.set_tags({"git_commit": git_commit(), "package_version": mribench.__version__})
-    try:
+    try:  # from here the run is MLflow's active run: a signal must end it, not atexit's FINISHED
+        mlflow.set_tags({"git_commit": git_commit(), "package_version": mribench.__version__})
         yield run.info.run_id
     except BaseException as err:
         _end_with(err, stopped)
