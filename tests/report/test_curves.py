@@ -95,8 +95,8 @@ def test_a_size_above_what_a_class_has_is_drawn_at_the_count_used():
 
     # classes of 300 and 400 training images: 500 per class takes them all (n_train 700)
     used = {"10": 20, "500": 700, "all": 700}
-    runs = pd.DataFrame([{"tags.config_key": value, "tags.axis.train_per_class": value,
-                          "params.n_train": str(n), "params.classes": json.dumps(["a", "b"])}
+    runs = pd.DataFrame([{"config_key": value, "axis.train_per_class": value,
+                          "n_train": str(n), "classes": json.dumps(["a", "b"])}
                          for value, n in used.items()])
     rows = [{"config_key": value, "dataset": "d", "model": "m", "strategy": "knn", "n": 1,
              "seeds": 1, "test_clean_accuracy": 0.8, "test_clean_accuracy_ci95": (0.7, 0.9),

@@ -46,13 +46,13 @@ def test_a_suite_mixing_four_class_and_binary_sets_reports_each_with_its_classes
 
     four, two = ["glioma", "meningioma", "notumor", "pituitary"], ["no", "yes"]
     runs = pd.DataFrame([
-        {"run_id": "a", "tags.dataset": "d4", "tags.config_key": "k1", "tags.model": "m",
-         "tags.strategy": "frozen", "tags.seed": "0", "tags.fold": "", "params.classes":
-         json.dumps(four), "metrics.test_clean_recall_glioma": 0.5,
-         "metrics.test_clean_recall_notumor": 1.0},
-        {"run_id": "b", "tags.dataset": "d2", "tags.config_key": "k2", "tags.model": "m",
-         "tags.strategy": "frozen", "tags.seed": "0", "tags.fold": "0", "params.classes":
-         json.dumps(two), "metrics.test_clean_recall_yes": 0.75}])
+        {"run_id": "a", "dataset": "d4", "config_key": "k1", "model": "m",
+         "strategy": "frozen", "seed": "0", "fold": "", "classes":
+         json.dumps(four), "test_clean_recall_glioma": 0.5,
+         "test_clean_recall_notumor": 1.0},
+        {"run_id": "b", "dataset": "d2", "config_key": "k2", "model": "m",
+         "strategy": "frozen", "seed": "0", "fold": "0", "classes":
+         json.dumps(two), "test_clean_recall_yes": 0.75}])
     predictions = {
         "a": pd.DataFrame({"true": ["glioma", "notumor"], "pred": ["meningioma", "notumor"],
                            "clean": [True, True]}),

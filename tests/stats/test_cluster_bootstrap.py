@@ -94,10 +94,10 @@ def test_group_variance_with_singleton_groups_is_the_image_variance():
 def test_report_comparisons_read_the_groups_from_the_predictions():
     from mribench.stats.compare import paired_rows
 
-    runs = pd.DataFrame([{"run_id": f"{c}{s}", "status": "FINISHED", "tags.dataset": "d",
-                          "tags.config_key": c, "tags.model": c, "tags.strategy": "full",
-                          "tags.seed": str(s), "tags.fold": "-", "params.split.protocol": "official",
-                          "params.n_train": "80", "params.n_val": "20"}
+    runs = pd.DataFrame([{"run_id": f"{c}{s}", "status": "FINISHED", "dataset": "d",
+                          "config_key": c, "model": c, "strategy": "full",
+                          "seed": str(s), "fold": "-", "split.protocol": "official",
+                          "n_train": "80", "n_val": "20"}
                          for c in ("A", "B") for s in (0, 1)])
     group = np.arange(40) // 4  # ten images, four copies each
 

@@ -20,11 +20,11 @@ def runs_table(protocol: str = "official", folds=("-",)):
         for seed in ("0", "1"):
             for fold in folds:
                 rows.append({"run_id": f"{config}{seed}{fold}", "status": "FINISHED",
-                             "tags.dataset": "d", "tags.config_key": config, "tags.model": model,
-                             "tags.strategy": "full", "tags.seed": seed, "tags.fold": fold,
-                             "params.split.protocol": protocol, "params.n_train": "80",
-                             "params.n_val": "20"})
-    rows.append({**rows[-1], "run_id": "B2", "tags.seed": "2"})  # no partner in A: ignored
+                             "dataset": "d", "config_key": config, "model": model,
+                             "strategy": "full", "seed": seed, "fold": fold,
+                             "split.protocol": protocol, "n_train": "80",
+                             "n_val": "20"})
+    rows.append({**rows[-1], "run_id": "B2", "seed": "2"})  # no partner in A: ignored
     return pd.DataFrame(rows)
 
 
@@ -101,7 +101,7 @@ def test_runs_without_clean_flags_are_compared_on_the_full_test_only():
 
 def test_one_seed_is_labelled_as_a_statement_about_the_trained_models():
     runs = runs_table()
-    one = runs[runs["tags.seed"] == runs["tags.seed"].iloc[0]]
+    one = runs[runs["seed"] == runs["seed"].iloc[0]]
     full = {r["subset"]: r for r in paired_rows(one, predictions)}["full"]
     assert full["covers"] == "test images only (1 seed)"
     assert "these trained models only" in full["test"]

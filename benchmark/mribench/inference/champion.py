@@ -20,10 +20,10 @@ def best_run(rows: list[dict], runs: pd.DataFrame) -> tuple[dict, pd.Series, str
     if not scored:
         raise ModelNotFound(f"no configuration has a {metric}: nothing to register")
     best = max(scored, key=lambda r: r[metric])
-    members = runs[(runs["tags.config_key"] == best["config_key"])
-                   & (runs["tags.dataset"] == best["dataset"])]
-    members = members.assign(acc=pd.to_numeric(members["metrics.test_accuracy"], errors="coerce"))
-    members = members.sort_values(["acc", "tags.seed"]).reset_index(drop=True)
+    members = runs[(runs["config_key"] == best["config_key"])
+                   & (runs["dataset"] == best["dataset"])]
+    members = members.assign(acc=pd.to_numeric(members["test_accuracy"], errors="coerce"))
+    members = members.sort_values(["acc", "seed"]).reset_index(drop=True)
     return best, members.iloc[(len(members) - 1) // 2], metric
 
 
@@ -34,7 +34,7 @@ def register_best(name: str, suite_name: str, rows: list[dict], runs: pd.DataFra
     run_id = run["run_id"]
     uri = logged_model.logged_model_uri(run_id)
     if uri is None:
-        raise ModelNotFound(f"run {run_id} ({best['config']}, seed {run['tags.seed']}) logged no "
+        raise ModelNotFound(f"run {run_id} ({best['config']}, seed {run['seed']}) logged no "
                             "model (artifacts.model: none, or it predates logged models); rerun "
                             "that cell with --force to log one")
     ci = best.get(f"{metric}_ci95")
@@ -44,12 +44,12 @@ def register_best(name: str, suite_name: str, rows: list[dict], runs: pd.DataFra
     description = (f"Best configuration of suite {suite_name} by mean {metric}: {what} "
                    f"on {best['dataset']}, {metric} {best[metric]:.3f}{interval} over {best['n']} "
                    f"run(s); test accuracy {best.get('test_accuracy', float('nan')):.3f}. This "
-                   f"version: seed {run['tags.seed']} (the median test accuracy of the "
+                   f"version: seed {run['seed']} (the median test accuracy of the "
                    f"configuration, {run['acc']:.3f}), run {run_id}, run_key "
-                   f"{run['tags.run_key']}.")
+                   f"{run['run_key']}.")
     version = logged_model.register(uri, name, ALIAS, description)
     console.print(f"registered {name} version {version} ({what}, seed "
-                  f"{run['tags.seed']}) with alias {ALIAS}: use models:/{name}@{ALIAS}",
+                  f"{run['seed']}) with alias {ALIAS}: use models:/{name}@{ALIAS}",
                   markup=False, highlight=False)
     return {"registered_model": name, "version": version, "alias": ALIAS, "run_id": run_id,
             "config": best["config"], "metric": metric, "description": description}

@@ -37,34 +37,27 @@ def cell_of_parent(run_id: str, model: str | None, strategy: str | None, seed: i
     """A suite's parent run id (what `mribench suite` prints last) names no model itself: the
     model of its one cell matching --model/--strategy/--seed/--dataset, or a ModelNotFound
     listing its cells and how to pick one. None when `run_id` is not a parent run."""
-    from mlflow.tracking import MlflowClient
-
     from mribench import tracking
 
     tracking.experiment_id_of("Default")  # points MLflow at the store, one line if unusable
-    client = MlflowClient()
-    try:
-        exp_id = client.get_run(run_id).info.experiment_id
-    except Exception:  # noqa: BLE001 - no such run: the caller's runs:/ URI reports it
+    children = tracking.child_runs(run_id)
+    if children is None:  # no such run: the caller's runs:/ URI reports it
         return None
-    children = client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{run_id}'",
-                                  order_by=["attributes.start_time ASC"])
     # cells carry a run_key; a cell's own children (`mribench evaluate` runs) do not, and do not
     # make it a suite run
-    children = [r for r in children if "run_key" in r.data.tags]
+    children = [r for r in children if "run_key" in r.tags]
     if not children:
         return None
     wanted = {"model": model, "strategy": strategy, "seed": None if seed is None else str(seed),
               "dataset": dataset}
-    picked = [r for r in children if r.info.status == "FINISHED"
-              and all(v is None or r.data.tags.get(k) == v
-                      or (k == "model" and r.data.tags.get("model_name") == v)
+    picked = [r for r in children if r.status == "FINISHED"
+              and all(v is None or r.tags.get(k) == v
+                      or (k == "model" and r.tags.get("model_name") == v)
                       for k, v in wanted.items())]
     if len(picked) == 1 and any(v is not None for v in wanted.values()):
-        return f"runs:/{picked[0].info.run_id}/model"
-    lines = [f"  {r.info.run_id}  {r.info.run_name or ''} ({r.info.status.lower()})"
-             for r in children]
-    first = children[0].data.tags
+        return f"runs:/{picked[0].run_id}/model"
+    lines = [f"  {r.run_id}  {r.name} ({r.status.lower()})" for r in children]
+    first = children[0].tags
     chosen = ", ".join(f"--{k} {v}" for k, v in wanted.items() if v is not None)
     why = (f"{len(picked)} of them match {chosen}" if chosen else
            "name one of them")

@@ -57,7 +57,7 @@ def unit(frame: pd.DataFrame, score: str = "max_prob") -> tuple[np.ndarray, ...]
 
 
 def _logged(runs: pd.DataFrame, name: str) -> float | None:
-    col = f"metrics.{name}"
+    col = name
     values = pd.to_numeric(runs[col], errors="coerce").dropna() if col in runs else []
     return float(np.mean(values)) if len(values) else None
 

@@ -22,17 +22,17 @@ NAMES = {"test_clean": "clean", "test": "full"}
 def _per_seed_total(runs: pd.DataFrame, name: str) -> float | None:
     """A count over the test images of one seed's runs: summed over the folds of k-fold cells
     (each fold tests other images), averaged over seeds (each seed tests the same ones)."""
-    col = f"metrics.{name}"
+    col = name
     if col not in runs:
         return None
     values = pd.to_numeric(runs[col], errors="coerce")
-    seeds = runs["tags.seed"] if "tags.seed" in runs else pd.Series(0, index=runs.index)
+    seeds = runs["seed"] if "seed" in runs else pd.Series(0, index=runs.index)
     totals = values.groupby(seeds).sum(min_count=1).dropna()
     return float(totals.mean()) if len(totals) else None
 
 
 def _mean(runs: pd.DataFrame, name: str) -> float | None:
-    col = f"metrics.{name}"
+    col = name
     if col not in runs:
         return None
     values = pd.to_numeric(runs[col], errors="coerce").dropna()

@@ -32,8 +32,8 @@ def _number(text: str) -> float | None:
 
 def _per_class(runs: pd.DataFrame) -> float | None:
     """Training images per class the runs used: n_train / classes, mean over the runs."""
-    n_train = pd.to_numeric(runs.get("params.n_train"), errors="coerce")
-    classes = runs.get("params.classes")
+    n_train = pd.to_numeric(runs.get("n_train"), errors="coerce")
+    classes = runs.get("classes")
     if n_train is None or classes is None or n_train.isna().all():
         return None
     try:
@@ -44,7 +44,7 @@ def _per_class(runs: pd.DataFrame) -> float | None:
 
 
 def axis_names(runs: pd.DataFrame) -> list[str]:
-    return [c.removeprefix("tags.axis.") for c in runs.columns if c.startswith("tags.axis.")]
+    return [c.removeprefix("axis.") for c in runs.columns if c.startswith("axis.")]
 
 
 def _fields(*models) -> set[str]:
@@ -95,13 +95,13 @@ def curve_points(runs: pd.DataFrame, rows: list[dict]) -> list[dict]:
     names = axis_names(runs)
     if not names:
         return []
-    first = runs.groupby("tags.config_key").first()
-    by_key = {key: group for key, group in runs.groupby("tags.config_key")}
+    first = runs.groupby("config_key").first()
+    by_key = {key: group for key, group in runs.groupby("config_key")}
     one_model = len({r["model"] for r in rows}) == 1
     several = len({r["dataset"] for r in rows}) > 1
     points = []
     for name in names:
-        column = f"tags.axis.{name}"
+        column = f"axis.{name}"
         values = {k: first.at[k, column] for k in first.index
                   if isinstance(first.at[k, column], str)}
         numeric = {k: _number(v) for k, v in values.items()}
@@ -123,8 +123,8 @@ def curve_points(runs: pd.DataFrame, rows: list[dict]) -> list[dict]:
                 x = min(x, used) if used is not None else x
             if x is None:
                 continue
-            others = [f"{o}={first.at[key, f'tags.axis.{o}']}" for o in names if o != name
-                      and isinstance(first.at[key, f"tags.axis.{o}"], str)]
+            others = [f"{o}={first.at[key, f'axis.{o}']}" for o in names if o != name
+                      and isinstance(first.at[key, f"axis.{o}"], str)]
             line = (f"{row['dataset']}: " if several else "") + (
                 row["strategy"] if one_model else f"{row['model']}/{row['strategy']}") + (
                 f" [{', '.join(others)}]" if others else "")

@@ -27,7 +27,7 @@ EXTRA = {"optimizer_state_mb": "optimizer MiB", "peak_rss_mb": "peak RSS MiB",
 
 
 def _mean(runs: pd.DataFrame, metric: str) -> float | None:
-    col = f"metrics.{metric}"
+    col = metric
     if col not in runs:
         return None
     values = pd.to_numeric(runs[col], errors="coerce").dropna()
@@ -46,11 +46,11 @@ def frontier_rows(results, rows: list[dict]) -> list[dict]:
         if row.get(key) is None or row.get("params_trainable") is None:
             continue
         first = runs.iloc[0]
-        axes = first.get("tags.axes") if "tags.axes" in runs else None
+        axes = first.get("axes") if "axes" in runs else None
         point = {"config": name, "group": " / ".join(
-            p for p in (dataset if results.runs["tags.dataset"].nunique() > 1 else "",
+            p for p in (dataset if results.runs["dataset"].nunique() > 1 else "",
                         axes if isinstance(axes, str) else "") if p) or "all",
-                 "strategy": first["tags.strategy"], "model": first["tags.model"],
+                 "strategy": first["strategy"], "model": first["model"],
                  "accuracy": row[key], "subset": "clean" if "clean" in key else "full",
                  "ci95": row.get(f"{key}_ci95") or row.get(f"{key}_seed_ci95"),
                  "params_trainable": row["params_trainable"],

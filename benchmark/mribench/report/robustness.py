@@ -88,7 +88,7 @@ def analyse(results, rows: list[dict], reference: dict | None) -> Robustness | N
         for which in ("clean", "full"):  # the configurations table shows both subsets
             if which == "clean" and subset != "clean":
                 continue
-            parts = [(r["tags.seed"], _correct(loaded[r["run_id"]], which)
+            parts = [(r["seed"], _correct(loaded[r["run_id"]], which)
                       .groupby(["file", "group"], as_index=False)["correct"].mean()
                       .rename(columns={"correct": "value"})) for r in runs]
             if all(len(p) for _, p in parts) and name in row_of:
@@ -96,10 +96,10 @@ def analyse(results, rows: list[dict], reference: dict | None) -> Robustness | N
                 key = "robust_clean_mca" if which == "clean" else "robust_mca"
                 row_of[name] |= {key: mca["mean"], f"{key}_ci95": mca["ci95"],
                                  f"{key}_images": mca["images"], f"{key}_groups": mca["groups"]}
-        long = [(r["tags.seed"], _correct(loaded[r["run_id"]], subset)) for r in runs]
-        base = [(r["tags.seed"], correctness(results.load(r["run_id"]), subset)) for r in runs]
+        long = [(r["seed"], _correct(loaded[r["run_id"]], subset)) for r in runs]
+        base = [(r["seed"], correctness(results.load(r["run_id"]), subset)) for r in runs]
         by_config[name] = {"dataset": dataset, "long": long, "row": row_of.get(name, {}),
-                           "axes": runs[0].get("tags.axes")}
+                           "axes": runs[0].get("axes")}
         # severity 0: the uncorrupted test (metrics/predictions.csv), the same for every panel
         point = (_interval([(s, b.assign(value=b["correct"])) for s, b in base])
                  if all(b is not None and len(b) for _, b in base) else None)
@@ -147,7 +147,7 @@ def _reference_for(c: dict, by_config: dict, reference: dict | None) -> str | No
 
 
 def _same(a, b) -> bool:
-    """Two `tags.axes` values (a string, or missing: None / NaN) are the same axis values."""
+    """Two `axes` values (a string, or missing: None / NaN) are the same axis values."""
     return (a if isinstance(a, str) else "") == (b if isinstance(b, str) else "")
 
 

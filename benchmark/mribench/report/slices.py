@@ -22,7 +22,7 @@ def slice_rows(results, subset: str) -> list[dict]:
     """One row per configuration, slice column and value: images, accuracy and its interval."""
     rows = []
     for dataset, name, runs in results.configs():
-        frames = [(run["tags.seed"], results.load(run["run_id"])) for _, run in runs.iterrows()]
+        frames = [(run["seed"], results.load(run["run_id"])) for _, run in runs.iterrows()]
         if not frames or any(f is None for _, f in frames):
             continue
         for column in COLUMNS:
@@ -80,7 +80,7 @@ def add_baseline(rows: list[dict], results) -> None:
     for row in rows:
         runs = by_name.get(row["config"])
         for metric in (*BASELINE.values(), "metadata_baseline_test_chance"):
-            col = f"metrics.{metric}"
+            col = metric
             if runs is not None and col in runs:
                 values = pd.to_numeric(runs[col], errors="coerce").dropna()
                 if len(values):

@@ -54,14 +54,14 @@ def current_runs(runs: pd.DataFrame, suite, include_all: bool) -> pd.DataFrame:
     if runs.empty:
         return runs
     if not include_all:
-        runs = runs[runs["tags.run_key"].isin(current)]
+        runs = runs[runs["run_key"].isin(current)]
     # a --force rerun repeats a cell: its newest finished run counts, once
     runs = (runs[runs["status"] == "FINISHED"].sort_values("start_time", ascending=False)
-            .drop_duplicates("tags.run_key"))
+            .drop_duplicates("run_key"))
     # the suite knows which runs repeat one configuration; runs of older versions (--all) use
     # their config_key tag, or stand alone when they predate it
-    tagged = runs.get("tags.config_key", runs["tags.run_key"]).fillna(runs["tags.run_key"])
-    return runs.assign(**{"tags.config_key": runs["tags.run_key"].map(current).fillna(tagged)})
+    tagged = runs.get("config_key", runs["run_key"]).fillna(runs["run_key"])
+    return runs.assign(config_key=runs["run_key"].map(current).fillna(tagged))
 
 
 def report(suite_name: str, experiment: str | None, as_json: bool, include_all: bool = False,

@@ -34,14 +34,14 @@ class Results:
     def configs(self):
         """(dataset, config label, runs of the configuration), in a stable order; labels name
         the dataset too when the suite has several, so every label is unique."""
-        several = self.runs["tags.dataset"].nunique() > 1
-        for dataset, on_dataset in self.runs.groupby("tags.dataset", sort=True):
+        several = self.runs["dataset"].nunique() > 1
+        for dataset, on_dataset in self.runs.groupby("dataset", sort=True):
             label = label_of(on_dataset)
             groups = [((f"{dataset}: " if several else "") + label(g.iloc[0]), g)
-                      for _, g in on_dataset.groupby("tags.config_key")]
+                      for _, g in on_dataset.groupby("config_key")]
             # numbers in labels in numeric order: `[train_per_class=25]` before `=100`
             for name, group in sorted(groups, key=lambda item: _natural(item[0])):
-                yield dataset, name, group.sort_values(["tags.seed", "tags.fold"])
+                yield dataset, name, group.sort_values(["seed", "fold"])
 
 
 def _natural(label: str) -> list:
@@ -50,7 +50,7 @@ def _natural(label: str) -> list:
 
 
 def _metric(runs: pd.DataFrame, name: str) -> list[float]:
-    col = f"metrics.{name}"
+    col = name
     return [] if col not in runs else pd.to_numeric(runs[col], errors="coerce").dropna().tolist()
 
 
@@ -73,7 +73,7 @@ def _accuracy(results: Results, runs: pd.DataFrame, subset: str) -> dict:
         frame = correctness(results.load(run["run_id"]), subset)
         if frame is None:
             return out  # a run without predictions: only the seed spread can be given
-        parts.append((run["tags.seed"], frame.assign(value=frame["correct"])))
+        parts.append((run["seed"], frame.assign(value=frame["correct"])))
     table = seed_matrix(parts)
     if table.size == 0:  # no image in the subset (every test image leaked)
         return out
@@ -90,9 +90,9 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
     rows = []
     for dataset, name, runs in results.configs():
         first = runs.iloc[0]
-        row = {"dataset": dataset, "config": name, "model": first["tags.model"],
-               "strategy": first["tags.strategy"], "n": len(runs),
-               "seeds": int(runs["tags.seed"].nunique()), "config_key": first["tags.config_key"]}
+        row = {"dataset": dataset, "config": name, "model": first["model"],
+               "strategy": first["strategy"], "n": len(runs),
+               "seeds": int(runs["seed"].nunique()), "config_key": first["config_key"]}
         for subset, prefix in SUBSETS.items():
             # composition first: the bootstrap's image and group counts take precedence
             row |= subset_summary(runs, prefix, classes_of(runs))
@@ -105,7 +105,7 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
             row["leakage_gap"] = row["test_accuracy"] - row["test_clean_accuracy"]
         row["leaked_test_images"] = _mean(_metric(runs, "test_leaked_near"))
         row["seconds_per_epoch"] = _mean(_metric(runs, "seconds_per_epoch"))
-        trainable = pd.to_numeric(runs.get("params.params_trainable"), errors="coerce")
+        trainable = pd.to_numeric(runs.get("params_trainable"), errors="coerce")
         row["params_trainable"] = None if trainable is None or trainable.isna().all() \
             else int(trainable.dropna().iloc[0])
         for metric, value in published.get((row["model"], row["strategy"]), {}).items():
@@ -117,8 +117,8 @@ def configuration_rows(results: Results, published: dict[tuple[str, str], dict])
                 row[f"ours_{metric}_seed_ci95"] = [spread["ci95_low"], spread["ci95_high"]]
         for metric in external_metrics(results.runs):  # external test sets (external.py)
             row[metric] = _mean(_metric(runs, metric))
-        for metric in (c[len("metrics."):] for c in results.runs.columns
-                       if c.startswith("metrics.external_") and "_support_" in c):
+        for metric in (c for c in results.runs.columns
+                       if c.startswith("external_") and "_support_" in c):
             row[metric] = _mean(_metric(runs, metric))  # images per class of each external set
         rows.append(row)
     return rows
@@ -133,8 +133,7 @@ EXTERNAL = re.compile(r"^external_(clean_)?[A-Za-z0-9_.-]+?_(accuracy|balanced_a
 
 def external_metrics(runs: pd.DataFrame) -> list[str]:
     """The external-set metrics present in the runs, grouped per set (full, then clean)."""
-    names = [c[len("metrics."):] for c in runs.columns if c.startswith("metrics.")]
-    found = [n for n in names if EXTERNAL.match(n) and not runs[f"metrics.{n}"].isna().all()]
+    found = [n for n in runs.columns if EXTERNAL.match(n) and not runs[n].isna().all()]
     return sorted(found, key=lambda n: (n.replace("external_clean_", "external_"), n))
 
 
@@ -143,12 +142,12 @@ def run_rows(results: Results) -> list[dict]:
     rows = []
     for dataset, name, runs in results.configs():
         for _, run in runs.iterrows():
-            row = {"dataset": dataset, "config": name, "seed": run["tags.seed"],
-                   "fold": run["tags.fold"], "run_id": run["run_id"]}
+            row = {"dataset": dataset, "config": name, "seed": run["seed"],
+                   "fold": run["fold"], "run_id": run["run_id"]}
             for prefix in SUBSETS.values():
                 for key in ("accuracy", "accuracy_wilson_low", "accuracy_wilson_high", "n",
                             "groups"):
-                    value = run.get(f"metrics.{prefix}_{key}")
+                    value = run.get(f"{prefix}_{key}")
                     if value is not None and not (isinstance(value, float) and math.isnan(value)):
                         row[f"{prefix}_{key}"] = int(value) if key in ("n", "groups") \
                             else float(value)
@@ -197,7 +196,7 @@ def classes_of(runs: pd.DataFrame) -> list[str]:
     """The class names, from the first of these runs that logged them."""
     import json
 
-    for value in runs.get("params.classes", pd.Series(dtype=object)).dropna():
+    for value in runs.get("classes", pd.Series(dtype=object)).dropna():
         try:
             return list(json.loads(value))
         except (TypeError, ValueError):

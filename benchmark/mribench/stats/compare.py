@@ -54,21 +54,21 @@ def group_vector(parts: list[tuple[str, pd.DataFrame]], files) -> np.ndarray:
 
 
 def label_of(runs: pd.DataFrame) -> Callable[[pd.Series], str]:
-    one_model = runs["tags.model"].nunique() == 1
+    one_model = runs["model"].nunique() == 1
 
     def label(run: pd.Series) -> str:  # the shortest name that still tells configurations apart
-        name = run["tags.strategy"] if one_model else f"{run['tags.model']}/{run['tags.strategy']}"
-        axes = run.get("tags.axes")  # a suite's axes: `train_per_class=10, image_size=128`
+        name = run["strategy"] if one_model else f"{run['model']}/{run['strategy']}"
+        axes = run.get("axes")  # a suite's axes: `train_per_class=10, image_size=128`
         return f"{name} [{axes}]" if isinstance(axes, str) and axes else name
     return label
 
 
 def _shared(runs_a: pd.DataFrame, runs_b: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     """(seed, fold, run_a, run_b) for every repeat both configurations ran."""
-    by_repeat = runs_b.set_index(["tags.seed", "tags.fold"])["run_id"].to_dict()
-    return [(r["tags.seed"], r["tags.fold"], r["run_id"], by_repeat[(r["tags.seed"], r["tags.fold"])])
-            for _, r in runs_a.sort_values(["tags.seed", "tags.fold"]).iterrows()
-            if (r["tags.seed"], r["tags.fold"]) in by_repeat]
+    by_repeat = runs_b.set_index(["seed", "fold"])["run_id"].to_dict()
+    return [(r["seed"], r["fold"], r["run_id"], by_repeat[(r["seed"], r["fold"])])
+            for _, r in runs_a.sort_values(["seed", "fold"]).iterrows()
+            if (r["seed"], r["fold"]) in by_repeat]
 
 
 def _paired_frames(repeats, load: Loader, subset: str) -> list[dict] | None:
@@ -156,10 +156,10 @@ def paired_rows(runs: pd.DataFrame, load: Loader) -> list[dict]:
     """Every pair of configurations of each dataset, on each subset, Holm-adjusted per subset."""
     runs = runs[runs["status"] == "FINISHED"]
     rows = []
-    for dataset, on_dataset in runs.groupby("tags.dataset"):
-        configs = {key: group for key, group in on_dataset.groupby("tags.config_key")}
+    for dataset, on_dataset in runs.groupby("dataset"):
+        configs = {key: group for key, group in on_dataset.groupby("config_key")}
         label = label_of(on_dataset)
-        protocol = str(on_dataset.get("params.split.protocol", pd.Series(["official"])).iloc[0])
+        protocol = str(on_dataset.get("split.protocol", pd.Series(["official"])).iloc[0])
         train_size = _train_size(on_dataset)
         for key_a, key_b in combinations(sorted(configs, key=lambda k: label(configs[k].iloc[0])), 2):
             base = {"dataset": dataset, "a": label(configs[key_a].iloc[0]),
@@ -182,7 +182,7 @@ def paired_rows(runs: pd.DataFrame, load: Loader) -> list[dict]:
 
 def _train_size(runs: pd.DataFrame) -> float:
     """Images each repeat's model learnt from (train + validation), for the NB correction."""
-    sizes = [pd.to_numeric(runs.get(f"params.n_{s}"), errors="coerce") for s in ("train", "val")]
+    sizes = [pd.to_numeric(runs.get(f"n_{s}"), errors="coerce") for s in ("train", "val")]
     if any(s is None for s in sizes):
         return float("nan")
     return float((sizes[0] + sizes[1]).mean())

@@ -20,11 +20,12 @@ class RunState:
     start_time: int  # ms since the epoch, set by the client that created the run
     tags: dict[str, str]
     metrics: dict[str, float]
+    name: str = ""  # the run's display name
 
 
 def _state(run) -> RunState:
     return RunState(run.info.run_id, run.info.status, run.info.start_time or 0,
-                    dict(run.data.tags), dict(run.data.metrics))
+                    dict(run.data.tags), dict(run.data.metrics), run.info.run_name or "")
 
 
 def runs_of_key(experiment_id: str, run_key: str) -> list[RunState]:
@@ -40,9 +41,45 @@ def running_runs(experiment_id: str) -> list[RunState]:
 
 
 def search_cells(experiment_id: str) -> pd.DataFrame:
-    """Every cell run of the experiment with its tags, params and metrics (for reports)."""
-    return mlflow.search_runs([experiment_id], filter_string="tags.role = 'cell'",
-                              max_results=50000)
+    """Every cell run of the experiment, one row each, with plain column names (see
+    `plain_columns`): `run_id`, `status`, `start_time`, ..., the tags (`seed`, `fold`,
+    `dataset`, `config_key`, `run_key`, `axis.<name>`, ...), the metrics (`test_accuracy`, ...)
+    and the params (`n_train`, `classes`, `split.protocol`, ...)."""
+    return plain_columns(mlflow.search_runs([experiment_id], filter_string="tags.role = 'cell'",
+                                            max_results=50000))
+
+
+_SOURCES = ("tags.", "metrics.", "params.")  # MLflow's column prefixes, in order of precedence
+
+
+def plain_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    """MLflow's run frame with its `tags.`/`metrics.`/`params.` prefixes taken off, so no module
+    outside tracking/ spells them. Where two columns get one name, the run's attributes
+    (`run_id`, `status`, `start_time`, ...) win over its tags, tags over metrics and metrics over
+    params, and the loser is dropped: a cell logs `seed` and `fold` both as tags (`fold` "-"
+    without folds: what reports group on) and as params of its resolved config ("None")."""
+    taken = {c for c in runs.columns if not c.startswith(_SOURCES)}
+    renames: dict[str, str] = {}
+    for prefix in _SOURCES:
+        for column in runs.columns:
+            plain = column.removeprefix(prefix)
+            if column.startswith(prefix) and plain not in taken:
+                renames[column] = plain
+                taken.add(plain)
+    keep = [c for c in runs.columns if not c.startswith(_SOURCES) or c in renames]
+    return runs[keep].rename(columns=renames)
+
+
+def child_runs(run_id: str) -> list[RunState] | None:
+    """The runs nested under `run_id`, oldest first; None when there is no such run."""
+    client = MlflowClient()
+    try:
+        exp_id = client.get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - MLflow raises several types for an unknown run id
+        return None
+    return [_state(r) for r in client.search_runs(
+        [exp_id], f"tags.mlflow.parentRunId = '{run_id}'",
+        order_by=["attributes.start_time ASC"])]
 
 
 def experiment_id_of(name: str) -> str | None:
