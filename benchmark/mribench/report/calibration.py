@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from mribench import tracking
+from mribench.run import layout
 from mribench.stats import metrics, selective
 
 CAL = "calibrated_prob_"
-ROBUST = "robustness/predictions.csv"
 SHOWN = ("aurc", "eaurc", "accuracy_at_coverage_80", "accuracy_at_coverage_90")
 
 
@@ -44,9 +44,7 @@ def _columns(frame: pd.DataFrame, prefix: str) -> list[str]:
 
 
 def _subset(frame: pd.DataFrame, subset: str) -> pd.DataFrame:
-    if subset == "clean":
-        return frame[frame["clean"].astype(str).str.lower() == "true"]
-    return frame
+    return layout.in_subset(frame, subset)
 
 
 def unit(frame: pd.DataFrame, score: str = "max_prob") -> tuple[np.ndarray, ...]:
@@ -73,15 +71,15 @@ def _reliability(frames: list[pd.DataFrame], prefix: str) -> pd.DataFrame:
 def analyse(results, rows: list[dict], n_boot: int = 1000) -> Calibration | None:
     """Everything the calibration sections show; None when no run has calibrated
     probabilities (runs logged before calibration existed)."""
-    subset = "clean" if any("test_clean_accuracy" in r for r in rows) else "full"
-    prefix = "test_clean" if subset == "clean" else "test"
+    subset = layout.leading_subset(rows)
+    prefix = layout.PREFIXES[subset]
     out = Calibration(subset)
     for _, name, runs in results.configs():
         frames = []
         for _, run in runs.iterrows():
             frame = results.load(run["run_id"])
             if frame is None or not _columns(frame, CAL) or \
-                    (subset == "clean" and "clean" not in frame):
+                    (subset == layout.CLEAN and not layout.has_clean_flags(frame)):
                 out.left_out += 1
                 continue
             part = _subset(frame, subset)
@@ -116,10 +114,10 @@ def _under_artefacts(name: str, runs: pd.DataFrame, subset: str, n_boot: int) ->
     """AURC and accuracy at 90 % coverage per artefact (all severities' images together)."""
     frames = []
     for run_id in runs["run_id"]:
-        if ROBUST not in tracking.artifact_paths(run_id, "robustness"):
+        frame = tracking.load_predictions(run_id, layout.ROBUST_PREDICTIONS)
+        if frame is None:
             continue
-        frame = pd.read_csv(tracking.download(run_id, ROBUST))
-        if _columns(frame, CAL) and (subset == "full" or "clean" in frame):
+        if _columns(frame, CAL) and (subset == layout.FULL or layout.has_clean_flags(frame)):
             frames.append(_subset(frame, subset))
     out = []
     for artefact in dict.fromkeys(a for f in frames for a in f["artefact"]):

@@ -13,10 +13,11 @@ import math
 
 import pandas as pd
 
+from mribench.run import layout
 from mribench.stats import composition
 from mribench.stats.metrics import safe_name
 
-NAMES = {"test_clean": "clean", "test": "full"}
+NAMES = {prefix: name for name, prefix in layout.PREFIXES.items()}  # test_clean -> clean
 
 
 def _per_seed_total(runs: pd.DataFrame, name: str) -> float | None:

@@ -30,6 +30,7 @@ from mribench.report.tables import (
     recall_table,
     run_rows,
 )
+from mribench.run import layout
 from mribench.stats.metrics import safe_name
 
 READING = [
@@ -99,7 +100,7 @@ def _csv(frame: pd.DataFrame | list[dict], folder: Path, name: str, index: bool 
 
 def _run_display(run: dict) -> dict:
     out = {"config": run["config"], "seed": run["seed"], "fold": run["fold"]}
-    for subset, prefix in (("clean", "test_clean"), ("full", "test")):
+    for subset, prefix in layout.PREFIXES.items():
         if run.get(f"{prefix}_accuracy") is None:
             continue
         low, high = run.get(f"{prefix}_accuracy_wilson_low"), run.get(f"{prefix}_accuracy_wilson_high")
@@ -141,9 +142,9 @@ def _explanations(results: Results, folder: Path) -> list[Section]:
     maps: dict[str, dict[str, np.ndarray]] = {}
     for _, name, runs in results.configs():
         for run_id in runs["run_id"]:
-            files = tracking.artifact_paths(run_id, "explanations")
-            if "explanations/maps.npz" in files:
-                loaded = _load_maps(tracking.download(run_id, "explanations/maps.npz"))
+            files = tracking.artifact_paths(run_id, layout.EXPLANATIONS)
+            if layout.EXPLANATION_MAPS in files:
+                loaded = _load_maps(tracking.download(run_id, layout.EXPLANATION_MAPS))
                 if loaded:
                     maps[name] = loaded
             images = sorted(f for f in files if f.endswith(".png"))
@@ -235,7 +236,7 @@ def build(folder: Path, results: Results, rows: list[dict], pairs: list[dict], m
     for old in list(folder.glob("*.png")) + list(folder.glob("*.csv")):
         old.unlink()  # a rerun must not leave figures of configurations that are gone
     classes = classes_of(results.runs)
-    subset = "clean" if any("test_clean_accuracy" in r for r in rows) else "full"
+    subset = layout.leading_subset(rows)
     shown = slices.with_baseline(display_rows(rows), rows)
     names = [r["config"] for r in rows]
     sections = [

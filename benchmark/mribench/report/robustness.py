@@ -22,10 +22,9 @@ import numpy as np
 import pandas as pd
 
 from mribench import stats, tracking
+from mribench.run import layout
 from mribench.stats.compare import correctness, group_vector, seed_matrix
 from mribench.stats.configurations import compare_configurations
-
-ARTIFACT = "robustness/predictions.csv"
 
 
 @dataclass
@@ -39,9 +38,7 @@ class Robustness:
 
 
 def _predictions(run_id: str) -> pd.DataFrame | None:
-    if ARTIFACT not in tracking.artifact_paths(run_id, "robustness"):
-        return None
-    return pd.read_csv(tracking.download(run_id, ARTIFACT))
+    return tracking.load_predictions(run_id, layout.ROBUST_PREDICTIONS)
 
 
 def _matrix(parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
@@ -51,8 +48,7 @@ def _matrix(parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
 
 def _correct(frame: pd.DataFrame, subset: str) -> pd.DataFrame:
     """artefact, severity, file, correct (0/1) on the subset."""
-    if subset == "clean":
-        frame = frame[frame["clean"].astype(str).str.lower() == "true"]
+    frame = layout.in_subset(frame, subset)
     # duplicate group of the test image (older runs have none: each image its own group)
     group = frame["group"] if "group" in frame else frame["file"]
     return pd.DataFrame({"artefact": frame["artefact"], "severity": frame["severity"].astype(int),
@@ -75,7 +71,7 @@ def analyse(results, rows: list[dict], reference: dict | None) -> Robustness | N
     if not any(f is not None for f in loaded.values()):
         return None
     frames = [f for f in loaded.values() if f is not None]
-    subset = "clean" if all("clean" in f for f in frames) else "full"
+    subset = layout.CLEAN if all(layout.has_clean_flags(f) for f in frames) else layout.FULL
     artefacts = list(dict.fromkeys(a for f in frames for a in f["artefact"]))
     severities = sorted({int(s) for f in frames for s in f["severity"]})
     out = Robustness(subset, artefacts, severities)
@@ -85,7 +81,7 @@ def analyse(results, rows: list[dict], reference: dict | None) -> Robustness | N
         runs = [r for _, r in runs.iterrows() if loaded.get(r["run_id"]) is not None]
         if not runs:
             continue
-        for which in ("clean", "full"):  # the configurations table shows both subsets
+        for which in layout.SUBSETS:  # the configurations table shows both subsets
             if which == "clean" and subset != "clean":
                 continue
             parts = [(r["seed"], _correct(loaded[r["run_id"]], which)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import pandas as pd
 
 from mribench import stats
+from mribench.run import layout
 from mribench.stats.compare import correctness, seed_matrix
 
 COLUMNS = ("source", "size")
 MIN_SLICE = 10  # images: rarer values are pooled into one "other" slice
-BASELINE = {"clean": "metadata_baseline_test_clean_accuracy", "full": "metadata_baseline_test_accuracy"}
+BASELINE = {subset: f"metadata_baseline_{prefix}_accuracy" for subset, prefix in layout.PREFIXES.items()}
 
 
 def slice_rows(results, subset: str) -> list[dict]:

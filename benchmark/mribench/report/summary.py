@@ -25,6 +25,7 @@ from mribench.report import robustness as robust_report
 from mribench.report import slices
 from mribench.report.curves import curve_points, display_points, separations
 from mribench.report.tables import Results, configuration_rows, display_rows, external_display_rows
+from mribench.run import layout
 from mribench.stats.compare import paired_rows
 
 PAIR_COLUMNS = ["subset", "a", "b", "test", "covers", "repeats", "images", "groups", "accuracy_a",
@@ -108,8 +109,7 @@ def report(suite_name: str, experiment: str | None, as_json: bool, include_all: 
     apart = separations(points)
     mixes = subset_mix.composition_rows(rows)
     mix_warnings = subset_mix.warnings(rows)
-    by_source = slices.slice_rows(results, "clean" if any("test_clean_accuracy" in r for r in rows)
-                                  else "full")
+    by_source = slices.slice_rows(results, layout.leading_subset(rows))
     extra = {"experiment": name, "runs": int(len(runs)), "comparisons": pairs,
              "composition": mixes, "composition_warnings": mix_warnings,
              **({"slices": by_source} if by_source else {}),
@@ -215,7 +215,7 @@ def _write(folder: Path, suite, results: Results, rows, pairs, datasets, exp_id,
                      notes=paper_sections(suite), robustness=robust, calibration=calibrated)
     parent = tracking.latest_suite_run(exp_id, suite.name)
     if parent:
-        tracking.log_folder(parent, folder, "report")
+        tracking.log_folder(parent, folder, layout.REPORT)
     console.print(f"report written to {page} and {md}"
                   + (f"; logged to run {parent} under report/" if parent else ""))
     return page, md

@@ -15,9 +15,10 @@ import pandas as pd
 
 from mribench import stats
 from mribench.report.composition import display_columns, subset_summary
+from mribench.run import layout
 from mribench.stats.compare import correctness, group_vector, label_of, seed_matrix
 
-SUBSETS = {"clean": "test_clean", "full": "test"}  # subset -> metric prefix as logged
+SUBSETS = layout.PREFIXES  # subset -> metric prefix as logged
 SCORES = ["balanced_accuracy", "f1_macro", "kappa", "mcc", "ece"]
 
 
@@ -179,9 +180,8 @@ def confusion_tables(results: Results, subset: str) -> dict[str, pd.DataFrame]:
         classes = classes_of(runs)
         frames = [results.load(r) for r in runs["run_id"]]
         frames = [f for f in frames if f is not None]
-        if subset == "clean":
-            frames = [f[f["clean"].astype(str).str.lower() == "true"] for f in frames
-                      if "clean" in f]
+        if subset == layout.CLEAN:
+            frames = [layout.in_subset(f, subset) for f in frames if layout.has_clean_flags(f)]
         if not frames:
             continue
         both = pd.concat(frames)

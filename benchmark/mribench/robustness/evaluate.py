@@ -25,9 +25,10 @@ import torch
 from mribench import data, tracking
 from mribench.console import console
 from mribench.robustness.cache import corrupted_rows
+from mribench.run import layout
 from mribench.stats import metrics
 
-PREFIXES = {"test": "robust", "test_clean": "robust_clean"}  # uncorrupted prefix -> ours
+PREFIXES = {layout.TEST: "robust", layout.TEST_CLEAN: "robust_clean"}  # uncorrupted prefix -> ours
 PER_CELL = ("accuracy", "balanced_accuracy", "ece", "calibrated_ece", "aurc", "eaurc",
             "accuracy_at_coverage_90")
 
@@ -48,13 +49,7 @@ def evaluate_robustness(cell, model, prepared, mean, std, device: str, precision
         return {}
     samples = prepared.splits["test"]
     y = np.array([s.label for s in samples])
-    subsets = {"test": np.ones(len(samples), dtype=bool)}
-    clean = None
-    if prepared.clean_test is not None:
-        kept = {s.path for s in prepared.clean_test}
-        clean = np.array([s.path in kept for s in samples])
-        if clean.any():
-            subsets["test_clean"] = clean
+    subsets, clean = layout.scored_subsets(samples, prepared.clean_test)
     paths = [prepared.relative(s.path) for s in samples]
     logged: dict[str, float] = {}
     frames = []
@@ -86,7 +81,7 @@ def evaluate_robustness(cell, model, prepared, mean, std, device: str, precision
     table = pd.concat(frames, ignore_index=True)
     first = ["artefact", "severity"]
     tracking.log_frame(table[first + [c for c in table.columns if c not in first]],
-                       "robustness/predictions.csv")
+                       layout.ROBUST_PREDICTIONS)
     head = {k: v for k, v in logged.items() if k.endswith("_mca")}
     console.print(f"robustness: {len(cfg.artefacts)} artefact(s) x {len(cfg.severities)} "
                   "severities, mean corruption accuracy "

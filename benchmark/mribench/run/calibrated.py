@@ -22,6 +22,7 @@ import torch
 
 from mribench import tracking
 from mribench.console import console
+from mribench.run import layout
 from mribench.stats import calibration, metrics, selective
 
 PROBABILITY_METRICS = ("ece", "log_loss", "brier")  # plus every roc_auc* key present
@@ -74,12 +75,11 @@ def log_subset(prefix: str, y: np.ndarray, probs: np.ndarray, temperature: float
     # a class the subset has no image of has no AUC: left out, not logged (metrics.defined)
     tracking.log_metrics({f"{prefix}_{k}": v for k, v in metrics.defined(out).items()})
     if figures:
-        suffix = prefix.removeprefix("test")
         table = metrics.reliability_table(y, scaled)
-        tracking.log_frame(table, f"metrics/reliability{suffix}_calibrated.csv")
+        tracking.log_frame(table, layout.metrics_file("reliability", prefix, "csv", "_calibrated"))
         tracking.log_figure(plots.reliability_figure(
             table, out["calibrated_ece"], f"{prefix.replace('_', ' ')}, calibrated "
-            f"(T = {temperature:.3g})"), f"plots/reliability{suffix}_calibrated.png")
+            f"(T = {temperature:.3g})"), layout.plot_file("reliability", prefix, "_calibrated"))
     return out
 
 

@@ -1,6 +1,8 @@
-"""Run one cell: data -> model + weights -> strategy -> train/eval -> metrics -> explanations.
+"""Run one cell, the recipe: data -> model + weights -> strategy -> fit -> score (scoring.py)
+-> explain (explaining.py) -> keep (keeping.py).
 
-Every step logs through `tracking` into the cell's (already started) nested MLflow run.
+Every step logs through `tracking` into the cell's (already started) nested MLflow run, at the
+paths run/layout.py names.
 """
 from __future__ import annotations
 
@@ -9,21 +11,30 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-import numpy as np
 import torch
 import yaml
 
-from mribench import data, stats, tracking
+from mribench import data, tracking
 from mribench.console import console
-from mribench.explain import explainer as explain
 from mribench.matrix import Cell, flatten
 from mribench.models import strategies
 from mribench.models.build import build
 from mribench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from mribench.report import run_figures as plots
 from mribench.robustness.evaluate import evaluate_robustness
-from mribench.run import calibrated, composition, external, keeping, protocols, shortcut_log, two_stage
-from mribench.stats import calibration, metrics
+from mribench.run import (
+    calibrated,
+    composition,
+    explaining,
+    external,
+    keeping,
+    layout,
+    protocols,
+    scoring,
+    shortcut_log,
+    two_stage,
+)
+from mribench.stats import metrics
 from mribench.train import precision as fastpath
 from mribench.train.engine import Diverged, evaluate, fit
 from mribench.train.features import FeatureStore, feature_stage
@@ -71,7 +82,7 @@ def prepare_once(cell: Cell, opts: RunOptions):
         if prepared.skipped:  # on_bad_image: skip: say so here, not only in an artifact
             console.print(f"dataset {cell.dataset.name}: {len(prepared.skipped)} bad file(s) "
                           "skipped (on_bad_image: skip), listed in each cell run's "
-                          "data/skipped_files.csv")
+                          f"{layout.SKIPPED_FILES}")
     return opts.prepared[key]
 
 
@@ -107,7 +118,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
         torch.cuda.reset_peak_memory_stats(opts.device)
     resolved = cell.resolved()
     tracking.log_params(flatten(resolved))
-    tracking.log_text(yaml.safe_dump(resolved, sort_keys=False), "config/resolved.yaml")
+    tracking.log_text(yaml.safe_dump(resolved, sort_keys=False), layout.RESOLVED_CONFIG)
 
     _stage(opts, "preparing data")
     prepared = prepare_once(cell, opts)
@@ -149,7 +160,8 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
         # post-hoc temperature scaling, fitted on the validation split (run/calibrated.py)
         temperature = calibrated.fit(net, prepared, predict_loader, opts.device, precision)
         _stage(opts, "testing")
-        headline |= _test(net, prepared, predict_loader, opts.device, precision, temperature)
+        headline |= scoring.score_test(net, prepared, predict_loader, opts.device, precision,
+                                       temperature)
         # MRI artefacts: the whole model (backbone too) on corrupted test images
         headline |= evaluate_robustness(cell, built.model, prepared, mean, std, opts.device,
                                         precision, headline, temperature)
@@ -158,7 +170,7 @@ def run_cell(cell: Cell, opts: RunOptions) -> dict[str, float]:
                                                    opts.device, temperature)
         if cell.explain.methods:
             _stage(opts, "explaining")
-            _explain(cell, built, prepared, mean, std, opts.device)
+            explaining.explain_cell(cell, built, prepared, mean, std, opts.device)
         headline |= keeping.keep_model(cell, built, prepared, net, mean, std, result,
                                        temperature)
     keeping.close_checkpoints(cell, opts.cache_dir)
@@ -252,7 +264,7 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision, sta
         tracking.log_metrics({"test_best_epoch_accuracy_peeking": max(peeked),
                               "test_last_epoch_accuracy": peeked[-1]})
     tracking.log_figure(plots.learning_curves_figure(result.history),
-                        f"plots/learning_curves{'_' + stage.strip('_') if stage else ''}.png")
+                        layout.learning_curves_file(stage))
     return result, net, predict_loader
 
 
@@ -271,7 +283,7 @@ def _log_data(prepared, with_test: bool) -> None:
                          **{f"n_{k}": len(v) for k, v in prepared.splits.items()}})
     tracking.log_split(prepared.split_rows(), prepared.digest(), prepared.name)
     if prepared.audit:
-        tracking.log_dict(prepared.audit, "data/audit_summary.json")
+        tracking.log_dict(prepared.audit, layout.AUDIT_SUMMARY)
         tracking.log_params({k: v for k, v in prepared.audit.items() if k.startswith("split_")})
         if with_test:  # a tuning trial logs nothing about the test split
             tracking.log_metrics({"test_leaked_near": prepared.audit["near_test_files_leaked"],
@@ -279,111 +291,8 @@ def _log_data(prepared, with_test: bool) -> None:
                                   **({"test_leaked_robust": prepared.audit["robust_test_files_leaked"]}
                                      if "robust_test_files_leaked" in prepared.audit else {})})
     if with_test:  # images per class, duplicate groups and baselines of each scored subset
-        tracking.log_dict(composition.describe(prepared), "data/composition.json")
+        tracking.log_dict(composition.describe(prepared), layout.COMPOSITION)
     shortcut_log.log(prepared, with_test)
     if prepared.skipped:
         tracking.log_text("path,reason\n" + "\n".join(f"{p},{r}" for p, r in prepared.skipped),
-                          "data/skipped_files.csv")
-
-
-def _test(model, prepared, predict_loader, device, precision,
-          temperature: float = 1.0) -> dict[str, float]:
-    """Test metrics of the restored best-validation checkpoint on the full test split and on its
-    clean subset (no exact/near copy in train or val), from one pass over the test images."""
-    samples = prepared.splits["test"]
-    ev = evaluate(model, predict_loader(samples), torch.nn.CrossEntropyLoss(), device,
-                  precision=precision)
-    y, probs = ev["targets"], ev["probs"]
-    subsets = {"test": np.ones(len(samples), dtype=bool)}
-    clean = None
-    if prepared.clean_test is not None:  # None: dedup none
-        kept = {s.path for s in prepared.clean_test}
-        clean = np.array([s.path in kept for s in samples])
-        if clean.any():  # empty: every test image leaked (the audit says so)
-            subsets["test_clean"] = clean
-    out = {}
-    for prefix, mask in subsets.items():
-        out[f"{prefix}_accuracy"] = _log_subset(prefix, y[mask], probs[mask], prepared.classes)
-        calibrated.log_subset(prefix, y[mask], probs[mask], temperature, prepared.classes)
-    tracking.log_metrics({"test_loss": ev["loss"]})
-    paths = [prepared.relative(s.path) for s in samples]  # pairs across machines
-    frame = metrics.predictions_frame(paths, y, probs, prepared.classes,
-                                      None if clean is None else clean.tolist(),
-                                      prepared.test_groups or None)
-    frame = calibrated.with_calibrated(frame, calibration.scale(probs, temperature),
-                                       prepared.classes)
-    tracking.log_frame(shortcut_log.annotate(frame, prepared, samples),
-                       "metrics/predictions.csv")
-    tracking.log_metrics(composition.logged_metrics(prepared))
-    return out
-
-
-def _log_subset(prefix: str, y, probs, classes) -> float:
-    """Metrics, Wilson interval, report, confusion matrix and reliability diagram of one subset;
-    artifacts of the clean subset carry a _clean suffix."""
-    scores = metrics.compute(y, probs, classes)
-    pred = probs.argmax(1)
-    low, high = stats.wilson(int((pred == y).sum()), len(y))
-    # undefined values (recall/F1 of a class the subset has no image of) are not logged
-    tracking.log_metrics({f"{prefix}_{k}": v for k, v in metrics.defined(scores).items()}
-                         | {f"{prefix}_accuracy_wilson_low": low,
-                            f"{prefix}_accuracy_wilson_high": high, f"{prefix}_n": len(y)})
-    suffix = prefix.removeprefix("test")
-    report, text = metrics.report(y, pred, classes)
-    tracking.log_dict(report, f"metrics/classification_report{suffix}.json")
-    tracking.log_text(text, f"metrics/classification_report{suffix}.txt")
-    cm = metrics.confusion(y, pred, classes)
-    tracking.log_frame(cm, f"metrics/confusion_matrix{suffix}.csv", index=True)
-    tracking.log_figure(plots.confusion_figure(cm, normalize=False),
-                        f"plots/confusion_matrix{suffix}.png")
-    tracking.log_figure(plots.confusion_figure(cm, normalize=True),
-                        f"plots/confusion_matrix{suffix}_normalized.png")
-    table = metrics.reliability_table(y, probs)
-    tracking.log_frame(table, f"metrics/reliability{suffix}.csv")
-    tracking.log_figure(plots.reliability_figure(table, scores["ece"], prefix.replace("_", " ")),
-                        f"plots/reliability{suffix}.png")
-    return scores["accuracy"]
-
-
-def _explain(cell: Cell, built, prepared, mean, std, device) -> None:
-    from mribench.data.masks import load_mask
-
-    cfg, test = protocols.explain_config(cell, built), prepared.splits["test"]
-    if not cfg.methods:  # knn asked only for gradient methods
-        return
-    files = [prepared.relative(s.path) for s in test]
-    picks = explain.select_images(files, [s.label for s in test], len(prepared.classes),
-                                  cfg.per_class, cfg.seed)
-    chosen = [test[i] for i in picks]
-    raw = [data.load_image(s.path, cell.preprocess) for s in chosen]
-    masks = np.stack([load_mask(s.path, cell.preprocess) for s in chosen])
-    batch = next(iter(data.make_loader(chosen, cell.preprocess, None, mean=mean, std=std,
-                                       batch_size=len(chosen), shuffle=False, seed=cell.seed)))
-    layers = {m: built.explain_layer(cfg.layercam_layer if m == "layercam" else
-                                     cfg.gradcam_layer)[1] for m in cfg.methods if m != "lime"}
-    # cascading randomisation re-initialises the head, then block groups from the top down
-    stages = [["head"], *[[f"backbone.net.{n}" for n in group]
-                          for group in reversed(built.group_names)]]
-    labels = [s.label for s in chosen]
-    result = explain.explain(built.model, layers, raw, batch[0], labels, prepared.classes, cfg,
-                             device, masks=masks, stages=stages,
-                             channels_last=built.spec.layout == "NHWC")
-    tracking.log_metrics(result.metrics)
-    for method, curve in result.curves.items():
-        if len(curve) > 1:  # cascading: rho after re-initialising the top 1, 2, ... stages
-            for step, rho in enumerate(curve, 1):
-                tracking.log_metrics({f"{method}_randomisation_spearman_cascade": rho}, step)
-    tracking.set_tags(result.tags)
-    for flag in result.flags:
-        console.print(f"explanation warning ({cell.title}): {flag}", style="yellow",
-                      markup=False, highlight=False)
-    for method, fig in result.figures.items():
-        tracking.log_figure(fig, f"explanations/{method}.png")
-    # per-image maps, so a report can set the same files side by side across models
-    arrays = {"files": np.array([files[i] for i in picks]), "labels": np.array(labels),
-              "preds": result.preds, "classes": np.array(prepared.classes),
-              "images": np.stack([np.asarray(r) for r in raw]), "masks": result.masks}
-    arrays |= {m: maps.astype(np.float32) for m, maps in result.maps.items()}
-    arrays |= {f"randomised_{m}": maps.astype(np.float32)
-               for m, maps in result.randomised.items()}
-    tracking.log_arrays(arrays, "explanations/maps.npz")
+                          layout.SKIPPED_FILES)

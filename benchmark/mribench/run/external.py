@@ -30,7 +30,7 @@ from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError, Sample
 from mribench.files import file_sha256
 from mribench.report import run_figures as plots
-from mribench.run import calibrated
+from mribench.run import calibrated, layout
 from mribench.stats import calibration, composition, metrics
 from mribench.train.engine import evaluate
 
@@ -146,7 +146,7 @@ def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, st
     tracking.log_dict({"external_set": ext.cfg.name, "evaluation_classes": ext.classes,
                        "near_bits_of_256": ext.cfg.near_bits,
                        "compared_with": compared_with, **counts,
-                       "skipped_files": len(ext.skipped)}, f"external/{key}/audit.json")
+                       "skipped_files": len(ext.skipped)}, layout.external_file(key, "audit.json"))
     out = {}
     for prefix, mask, name in ((f"external_{key}", np.ones(len(y), bool), "confusion_matrix"),
                                (f"external_clean_{key}", clean, "confusion_matrix_clean")):
@@ -165,14 +165,14 @@ def score_external(ext: ExternalSet, probs: np.ndarray, seen: list[tuple[str, st
                              | composition.logged(prefix, composition.counts(y[mask], ext.classes)))
         out[f"{prefix}_accuracy"] = scores["accuracy"]
         cm = metrics.confusion(y[mask], folded[mask].argmax(1), ext.classes)
-        tracking.log_frame(cm, f"external/{key}/{name}.csv", index=True)
+        tracking.log_frame(cm, layout.external_file(key, f"{name}.csv"), index=True)
         tracking.log_figure(plots.confusion_figure(cm, normalize=False),
-                            f"external/{key}/{name}.png")
+                            layout.external_file(key, f"{name}.png"))
     paths = [ext.relative(s.path) for s in ext.samples]
     frame = metrics.predictions_frame(paths, y, folded, ext.classes)
     frame = calibrated.with_calibrated(frame, folded_cal, ext.classes)
     frame["duplicate"] = kinds
     frame["nearest_seen_bits"] = nearest
     frame["nearest_seen_file"] = [seen_files[i] if i >= 0 else "" for i in index]
-    tracking.log_frame(frame, f"external/{key}/predictions.csv")
+    tracking.log_frame(frame, layout.external_file(key, "predictions.csv"))
     return out

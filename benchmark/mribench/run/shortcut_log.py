@@ -9,18 +9,19 @@ import pandas as pd
 from mribench import tracking
 from mribench.data.preparation import SLICED
 from mribench.data.store import warn
+from mribench.run import layout
 
 
 def log(prepared, with_test: bool) -> None:
     audit = prepared.shortcuts
     if not audit or not with_test:  # a tuning trial logs nothing about the test split
         return
-    tracking.log_dict(audit, "data/shortcut_audit.json")
+    tracking.log_dict(audit, layout.SHORTCUT_AUDIT)
     tracking.set_tags({"shortcut_verdict": "warning" if audit["warning"] else "none found"})
     if audit["warning"]:
         warn(audit["warning"], once=f"shortcuts {prepared.name} {prepared.digest()}")
     base = audit["baseline"]
-    for subset in ("test", "test_clean"):
+    for subset in (layout.TEST, layout.TEST_CLEAN):
         if subset in base:
             tracking.log_metrics({f"metadata_baseline_{subset}_accuracy": base[subset]["accuracy"],
                                   f"metadata_baseline_{subset}_balanced_accuracy":

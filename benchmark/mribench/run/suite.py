@@ -14,7 +14,7 @@ from mribench.console import console, emit_table, esc
 from mribench.data import fallback
 from mribench.matrix import Cell, expand
 from mribench.models import registry
-from mribench.run import claims, dry_run_text, estimate, executors, needs, stopping
+from mribench.run import claims, dry_run_text, estimate, executors, layout, needs, stopping
 from mribench.run.cell import RunOptions, prepare_externals, prepare_once
 from mribench.run.executors import SuiteState
 
@@ -144,7 +144,7 @@ def _run(suite: Suite, opts: SuiteOptions, numbered: list[tuple[int, Cell]], bas
             progress.advance(cells_bar)
         rows = state.rows
         summary = pd.DataFrame(rows, columns=COLUMNS + (["axes"] if suite.axes else []))
-        tracking.log_frame(summary, "summary/cells.csv")
+        tracking.log_frame(summary, layout.CELLS_SUMMARY)
         failed = [r for r in rows if r["status"] == "FAILED"]
         tracking.log_metrics({"cells_failed": len(failed),
                               "cells_finished": sum(r["status"] == "FINISHED" for r in rows),

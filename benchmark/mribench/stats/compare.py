@@ -19,19 +19,19 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from mribench.run import layout
 from mribench.stats import configurations, intervals, paired
 
-SUBSETS = ("clean", "full")
+SUBSETS = layout.SUBSETS
 Loader = Callable[[str], "pd.DataFrame | None"]
 
 
 def correctness(frame: pd.DataFrame | None, subset: str) -> pd.DataFrame | None:
     """file, true label and correctness (0/1) of one run's predictions on a subset; None when
     the run has no predictions, or no clean flags (dedup none, or runs of older versions)."""
-    if frame is None or (subset == "clean" and "clean" not in frame):
+    if frame is None or (subset == layout.CLEAN and not layout.has_clean_flags(frame)):
         return None
-    if subset == "clean":
-        frame = frame[frame["clean"].astype(str).str.lower() == "true"]
+    frame = layout.in_subset(frame, subset)
     # duplicate group (copies of one test image share it); predictions of older versions have
     # none: each image is then its own group
     group = frame["group"].astype(str) if "group" in frame else frame["file"].astype(str)

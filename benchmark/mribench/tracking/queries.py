@@ -9,6 +9,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from mribench.run import layout
 from mribench.tracking.store import _quiet, _store_errors, _use_store
 
 
@@ -89,12 +90,13 @@ def experiment_id_of(name: str) -> str | None:
     return exp.experiment_id if exp else None
 
 
-def load_predictions(run_id: str) -> pd.DataFrame | None:
-    """A cell's metrics/predictions.csv (file, true, pred, clean, probabilities); None when the
-    run has none (it failed before testing, or predates the file)."""
-    if "metrics/predictions.csv" not in artifact_paths(run_id, "metrics"):
+def load_predictions(run_id: str, path: str = layout.PREDICTIONS) -> pd.DataFrame | None:
+    """A cell's predictions file (layout.PREDICTIONS: file, true, pred, clean, probabilities;
+    or layout.ROBUST_PREDICTIONS); None when the run has none (it failed before testing,
+    declared no artefacts, or predates the file)."""
+    if path not in artifact_paths(run_id, path.rpartition("/")[0]):
         return None
-    return pd.read_csv(download(run_id, "metrics/predictions.csv"))
+    return layout.read_predictions(download(run_id, path))
 
 
 def artifact_paths(run_id: str, folder: str) -> list[str]:

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 import mribench
 from mribench import redact
+from mribench.run import layout
 from mribench.tracking.store import short_retries, store_failure
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
@@ -207,7 +208,7 @@ def log_frame(frame: pd.DataFrame, path: str, index: bool = False) -> None:
 def log_split(rows: list[dict], digest: str, name: str, context: str = "split") -> None:
     """The exact split as a CSV artifact, registered as a dataset input so its digest shows."""
     frame = pd.DataFrame(rows)
-    path = f"data/{context}.csv"
+    path = layout.split_file(context)
     log_frame(frame, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # MLflow's note on integer schema columns
