@@ -37,6 +37,7 @@ SECOND_MEANING = {
     ("report/composition.py", "full"),
     ("report/slices.py", "full"),
     ("report/summary.py", "full"),
+    ("run/layout.py", "full"),  # the full test split: the subset names live in the run layout
     ("models/summary.py", "norm"),  # a layer kind in the layer counts
     ("models/timm_specs.py", "norm"),  # a substring of normalisation layers' type names
     ("models/build.py", "scratch"),  # weight_source: no weights loaded
