@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 
 from mribench.cli import data, models, perf, run, schema, use
@@ -46,7 +45,7 @@ def _command(argv: list[str] | None = None) -> int:
             environment.check()
             return args.func(args)
     except (ValueError, FileNotFoundError, EnvironmentFault, OSError) as err:
-        if os.environ.get("BENCHMARK_DEBUG"):
+        if environment.debug():
             raise
         # one clear line per problem, no traceback (BENCHMARK_DEBUG=1 shows it): bad input
         # (UserError and every other ValueError) exits 2, a failing environment (a full disk
@@ -95,7 +94,9 @@ def _stops(command, argv: list[str] | None) -> int:
         with stopping.on_signals():
             return command(argv)
     except KeyboardInterrupt as err:
-        if os.environ.get("BENCHMARK_DEBUG"):
+        from mribench import environment
+
+        if environment.debug():
             raise
         stop = err if isinstance(err, stopping.Stopped) else stopping.Stopped(signal.SIGINT)
         # suite and tune catch their own stop and say what they kept; here the other commands:

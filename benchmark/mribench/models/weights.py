@@ -8,7 +8,6 @@ the model, every place searched and the file name to put where.
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from mribench.errors import UserError
 from mribench.files import file_sha256
 from mribench.models.registry import ModelSpec
 
-WEIGHTS_DIR_ENV = "BENCHMARK_WEIGHTS_DIR"
+WEIGHTS_DIR_ENV = environment.WEIGHTS_DIR
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")
 COUNTER = "num_batches_tracked"  # batch-norm step counter buffer, absent from old files
 
@@ -49,7 +48,7 @@ def resolve(spec: ModelSpec, explicit: str | None = None) -> WeightFile:
                                   "does not exist")
         return WeightFile(path, "file")
     searched = ["models[].weights in the suite: not set"]
-    wdir = os.environ.get(WEIGHTS_DIR_ENV)
+    wdir = environment.weights_dir()
     stem = file_stem(spec)
     if wdir:
         for ext in EXTENSIONS:

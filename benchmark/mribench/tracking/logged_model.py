@@ -31,9 +31,10 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     """pyfunc face of `models.packaged.Predictor`."""
 
     def load_context(self, context) -> None:
+        from mribench import environment
         from mribench.models.packaged import Predictor
 
-        device = os.environ.get("BENCHMARK_PREDICT_DEVICE", "cpu")
+        device = environment.predict_device()
         self.predictor = Predictor(context.artifacts["package"], device=device)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
