@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from mribench.config import paths, problems
 from mribench.config.paths import SETTING, NoMatch, tag_safe
 from mribench.config.strict import Strict
+from mribench.errors import UserError
 
 # the blocks a cell's config comes from: what an axis may vary (seeds are an axis already)
 AXIS_ROOTS = ("datasets", "split", "preprocess", "augment", "training", "models", "strategies",
@@ -49,14 +50,14 @@ class Axis(Strict):
         segments = path.split(".")
         for seg in segments:
             if not SETTING.match(seg):
-                raise ValueError(f"axis path {path!r}: {seg!r} is not `key`, `key[i]` or "
+                raise UserError(f"axis path {path!r}: {seg!r} is not `key`, `key[i]` or "
                                  "`key[*]`")
         root = SETTING.match(segments[0])["key"]
         if root not in AXIS_ROOTS:
-            raise ValueError(f"axis path {path!r}: must start with one of {list(AXIS_ROOTS)} "
+            raise UserError(f"axis path {path!r}: must start with one of {list(AXIS_ROOTS)} "
                              "(seeds are an axis already)")
         if SETTING.match(segments[-1])["index"] is not None or len(segments) < 2:
-            raise ValueError(f"axis path {path!r}: must end at a setting, e.g. "
+            raise UserError(f"axis path {path!r}: must end at a setting, e.g. "
                              "training.lr or datasets[*].train_per_class")
         return path
 
@@ -64,7 +65,7 @@ class Axis(Strict):
     def _distinct(self):
         shown = [repr(v.value) for v in self.values]
         if len(set(shown)) != len(shown):
-            raise ValueError(f"axis {self.path}: a value is listed twice ({shown})")
+            raise UserError(f"axis {self.path}: a value is listed twice ({shown})")
         return self
 
     @property
@@ -82,7 +83,7 @@ def parse_axes(value: dict[str, list[Any]]) -> list[Axis]:
         try:
             out.append(Axis(path=path, values=entries))
         except ValidationError as err:
-            raise ValueError(f"axes.{path}: {_problems(err)}") from None
+            raise UserError(f"axes.{path}: {_problems(err)}") from None
     return out
 
 
@@ -114,7 +115,7 @@ def check_only(axes: list[Axis], strategies: set[str], models: set[str]) -> None
                                           ("model", only.model, models)):
                 unknown = sorted(set(named or []) - declared)
                 if unknown:
-                    raise ValueError(f"axes.{axis.path}[{i}].only.{kind} names {unknown}, which "
+                    raise UserError(f"axes.{axis.path}[{i}].only.{kind} names {unknown}, which "
                                      f"the suite does not declare (declared: {sorted(declared)})")
 
 
@@ -139,12 +140,12 @@ def check(suite) -> None:
                 paths.write(data, axis.path, entry.value)
                 type(suite).model_validate(data)
             except ValidationError as err:
-                raise ValueError(f"axes.{axis.path}[{i}] = {entry.value!r}: "
+                raise UserError(f"axes.{axis.path}[{i}] = {entry.value!r}: "
                                  + _problems(err, type(suite))) from None
             except NoMatch as err:
-                raise ValueError(f"axes.{axis.path}: matches no setting ({err})") from None
-            except ValueError as err:
-                raise ValueError(f"axes.{axis.path}[{i}]: {err}") from None
+                raise UserError(f"axes.{axis.path}: matches no setting ({err})") from None
+            except paths.PathError as err:
+                raise UserError(f"axes.{axis.path}[{i}]: {err}") from None
     variants(suite)
 
 
@@ -165,7 +166,7 @@ def variants(suite) -> list[tuple[tuple[tuple[str, Any], ...], tuple[AxisValue, 
         try:
             variant = type(suite).model_validate(data)
         except ValidationError as err:
-            raise ValueError(_describe(err, axes, combo, type(suite))) from None
+            raise UserError(_describe(err, axes, combo, type(suite))) from None
         out.append((tuple(zip(names, (e.value for e in combo))), combo, variant))
     return out
 
