@@ -1,5 +1,5 @@
 """A suite file: found by name or path, read as strict YAML, command-line overrides applied, and
-validated into a `Suite` (config.py), with errors naming the file and the YAML path of the key."""
+validated into a `Suite` (config/schema.py), with errors naming the file and the YAML path of the key."""
 from __future__ import annotations
 
 from pathlib import Path
