@@ -22,6 +22,7 @@ from mribench.config.schema import (
     Suite,
     TrainingConfig,
 )
+from mribench.errors import UserError
 
 # Display-only fields: renaming a label must not make finished work look new.
 _DISPLAY_ONLY = {"label"}
@@ -182,7 +183,7 @@ def _unique(cells: list[Cell], suite: Suite) -> list[Cell]:
         same = [c.title for c in cells if c.run_key in dupes]
         hint = _duplicate_hint(suite) if suite.axes else ""
         shown = same[:4] + ([f"... {len(same) - 4} more"] if len(same) > 4 else [])
-        raise ValueError(f"the suite declares the same cell more than once{hint}: {shown}")
+        raise UserError(f"the suite declares the same cell more than once{hint}: {shown}")
     return cells
 
 

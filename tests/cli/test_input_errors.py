@@ -124,3 +124,41 @@ def test_markup_in_names_is_printed_as_written(tmp_path, data_dir, mlflow_store,
     assert "suite tiny [/x] suite:" in err and "experiment 'exp [old] [/x]'" in err
     assert "checking dataset mri [old] [/x]" in err
     assert "mri [old] [/x]" in captured.out  # the result table's title
+
+
+BUG = """
+import sys
+from mribench.config import suite_file
+
+def load_suite(*args, **kwargs):
+    raise {error}("an invariant inside the package broke")
+
+suite_file.load_suite = load_suite
+from mribench.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("error, code", [("ValueError", 1), ("UserError", 2)])
+def test_a_valueerror_from_inside_the_package_is_a_bug_not_bad_input(tmp_path, error, code):
+    """Only a UserError (or a config built from flags) is bad input, exit 2 in one line; a bare
+    ValueError raised inside the package is a bug: its traceback shows and the exit code is 1."""
+    source = BUG.format(error=error)
+    if error == "UserError":
+        source = "from mribench.errors import UserError\n" + source
+    done = subprocess.run([sys.executable, "-c", source, "suite", "smoke", "--dry-run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stderr[-2000:]
+    if error == "ValueError":
+        assert "Traceback" in done.stderr and "ValueError: an invariant" in done.stderr
+        assert "error: an invariant" not in done.stderr
+    else:
+        assert done.stderr.strip() == "error: an invariant inside the package broke"
+
+
+def test_cuda_asked_for_where_there_is_none_is_bad_input(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = one_line_error(["suite", "smoke", "--dry-run", "--device", "cuda"], capsys)
+    assert line == "error: --device cuda: device 'cuda' requested but CUDA is not available here"

@@ -90,5 +90,5 @@ def test_bad_axis_path_exits_2_naming_it(outside):
     (outside["tmp"] / "bad.yaml").write_text(yaml.safe_dump(bad))
     done = outside["run"]("suite", "bad.yaml", "--dry-run")
     assert done.returncode == 2
-    assert "axes.training.lrr[0] = 0.1: training.lrr: no such setting" in done.stderr
+    assert "axes.training.lrr[0] = 0.1: training.lrr: unknown key; did you mean 'lr'?" in done.stderr
     assert "Traceback" not in done.stderr

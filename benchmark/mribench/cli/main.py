@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 
 from mribench.cli import data, models, perf, run, schema, use
@@ -46,10 +45,10 @@ def _command(argv: list[str] | None = None) -> int:
             environment.check()
             return args.func(args)
     except (ValueError, FileNotFoundError, EnvironmentFault, OSError) as err:
-        if os.environ.get("BENCHMARK_DEBUG"):
+        if environment.debug() or not _reported(err):
             raise
         # one clear line per problem, no traceback (BENCHMARK_DEBUG=1 shows it): bad input
-        # (UserError and every other ValueError) exits 2, a failing environment (a full disk
+        # (UserError, a config built from flags) exits 2, a failing environment (a full disk
         # included) 1
         text, code = _describe(err)
         for line in text.splitlines() or [""]:
@@ -59,6 +58,16 @@ def _command(argv: list[str] | None = None) -> int:
         return code
     finally:
         set_results_stream(None)
+
+
+def _reported(err: BaseException) -> bool:
+    """Whether `err` is said in one line: any but a ValueError that is no UserError and no
+    pydantic error (a config built from flags), which is a bug and keeps its traceback."""
+    from pydantic import ValidationError
+
+    from mribench.errors import UserError
+
+    return not isinstance(err, ValueError) or isinstance(err, (UserError, ValidationError))
 
 
 def _describe(err: BaseException) -> tuple[str, int]:
@@ -95,7 +104,9 @@ def _stops(command, argv: list[str] | None) -> int:
         with stopping.on_signals():
             return command(argv)
     except KeyboardInterrupt as err:
-        if os.environ.get("BENCHMARK_DEBUG"):
+        from mribench import environment
+
+        if environment.debug():
             raise
         stop = err if isinstance(err, stopping.Stopped) else stopping.Stopped(signal.SIGINT)
         # suite and tune catch their own stop and say what they kept; here the other commands:

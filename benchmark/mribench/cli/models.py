@@ -40,10 +40,11 @@ def register(subparsers) -> None:
 
 def weight_sources(spec) -> str:
     """Where `pretrained: imagenet` would come from, in resolution order (no download)."""
-    from mribench.models.weights import EXTENSIONS, WEIGHTS_DIR_ENV, pip_file
+    from mribench import environment
+    from mribench.models.weights import EXTENSIONS, pip_file
 
     out = []
-    wdir = os.environ.get(WEIGHTS_DIR_ENV)
+    wdir = environment.weights_dir()
     if wdir and any(os.path.isfile(os.path.join(wdir, spec.name + e)) for e in EXTENSIONS):
         out.append(f"weights_dir ({wdir})")
     if spec.pip:

@@ -6,6 +6,7 @@ import argparse
 from mribench.cli.wiring import blank_to_none as _blank_to_none
 from mribench.cli.wiring import positive
 from mribench.cli.wiring import truthy as _truthy
+from mribench.errors import UserError
 
 
 def _overrides(args) -> dict:
@@ -16,11 +17,11 @@ def _overrides(args) -> dict:
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             out[key] = strict_yaml.load(value)
         except yaml.YAMLError as err:
-            raise ValueError(f"--set {key}: value {value!r} is not valid YAML ({err})") from None
+            raise UserError(f"--set {key}: value {value!r} is not valid YAML ({err})") from None
     if _blank_to_none(args.epochs):
         out["training.epochs"] = int(args.epochs)
     if _blank_to_none(args.experiment):
@@ -49,18 +50,18 @@ def cmd_suite(args) -> int:
 
     suite = load_suite(args.suite, _overrides(args))
     if args.dry_run:
+        from mribench.cli.wiring import device
         from mribench.run.suite import dry_run
-        from mribench.train.engine import resolve_device
 
         return dry_run(suite, args.json, _blank_to_none(args.data_dir),
-                       resolve_device(args.device), cost=not args.no_estimate,
+                       device(args.device), cost=not args.no_estimate,
                        cache_dir=_blank_to_none(args.cache_dir), recalibrate=args.recalibrate)
+    from mribench.cli.wiring import device
     from mribench.run.suite import SuiteOptions, run_suite
-    from mribench.train.engine import resolve_device
 
     # with Ray each task resolves the device where it runs (the driver may have no GPU)
-    device = args.device if args.executor == "ray" else resolve_device(args.device)
-    opts = SuiteOptions(device=device, data_dir=_blank_to_none(args.data_dir),
+    where = args.device if args.executor == "ray" else device(args.device)
+    opts = SuiteOptions(device=where, data_dir=_blank_to_none(args.data_dir),
                         cache_dir=_blank_to_none(args.cache_dir), force=_truthy(args.force),
                         as_json=args.json, shard=args.shard, executor=args.executor,
                         address=_blank_to_none(args.address))
@@ -76,14 +77,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    from mribench.cli.wiring import device
     from mribench.config.suite_file import load_suite
     from mribench.run.suite import SuiteOptions
     from mribench.run.tuning import tune
-    from mribench.train.engine import resolve_device
 
     _threads(args)
     suite = load_suite(args.suite, _overrides(args))
-    opts = SuiteOptions(device=resolve_device(args.device), data_dir=_blank_to_none(args.data_dir),
+    opts = SuiteOptions(device=device(args.device), data_dir=_blank_to_none(args.data_dir),
                         cache_dir=_blank_to_none(args.cache_dir), as_json=args.json)
     return tune(suite, args.model, args.strategy, args.dataset, args.trials, opts,
                 args.storage, tuple(args.lr_range))

@@ -1,6 +1,8 @@
 """`mribench schema`: the JSON Schema of suite files, for editors (no heavy imports here)."""
 from __future__ import annotations
 
+from mribench.errors import UserError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("schema", help="write the JSON Schema of suite files (editors "
@@ -24,7 +26,7 @@ def cmd_schema(args) -> int:
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as err:
-        raise ValueError(f"--out {out}: cannot be written ({err.strerror or err})") from None
+        raise UserError(f"--out {out}: cannot be written ({err.strerror or err})") from None
     console.print(f"wrote the suite schema to {esc(out)}; a suite beside it uses it with the "
                   f"first line `# yaml-language-server: $schema={esc(out.name)}`", highlight=False)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from mribench.cli.wiring import blank_to_none
+from mribench.errors import UserError
 
 MODEL_HELP = ("a run id, runs:/<run id>/model, models:/<name>@<alias> or /<version>, or "
               "models:/m-<logged model id>; or name a suite cell with --suite/--model/--strategy/"
@@ -15,7 +16,7 @@ def _mapping(items: list[str] | None, flag: str) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"{flag} expects FROM=TO, got {item!r}")
+            raise UserError(f"{flag} expects FROM=TO, got {item!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -28,9 +29,9 @@ def _uri(args, positional: str | None) -> str:
 
 
 def _device(name: str) -> str:
-    from mribench.train.engine import resolve_device
+    from mribench.cli.wiring import device
 
-    return resolve_device(name)
+    return device(name)
 
 
 def cmd_predict(args) -> int:
@@ -39,7 +40,7 @@ def cmd_predict(args) -> int:
     targets = list(args.targets)
     model = None if args.suite else (targets.pop(0) if targets else None)
     if not targets:
-        raise ValueError("predict: name at least one image, folder or CSV manifest after the model")
+        raise UserError("predict: name at least one image, folder or CSV manifest after the model")
     return predict(_uri(args, model), targets, _device(args.device), blank_to_none(args.csv),
                    args.json, args.explain, blank_to_none(args.out), args.raw_probabilities,
                    args.abstain_below)
@@ -53,7 +54,7 @@ def cmd_evaluate(args) -> int:
 
     sources = [x for x in (args.dataset_name, args.root, args.manifest) if x]
     if len(sources) != 1:
-        raise ValueError("evaluate: give exactly one of --dataset NAME, --root DIR, --manifest CSV")
+        raise UserError("evaluate: give exactly one of --dataset NAME, --root DIR, --manifest CSV")
     name = args.dataset_name or args.name or (args.root or args.manifest)
     try:
         cfg = ExternalConfig(name=name, root=args.root, manifest=args.manifest,
@@ -63,7 +64,6 @@ def cmd_evaluate(args) -> int:
                              alias=args.alias)
     except ValidationError as err:  # one line per flag at fault, named as typed
         from mribench.config.problems import lines
-        from mribench.errors import UserError
 
         flags = {"name": "--dataset" if args.dataset_name else "--name", "near_bits": "--near-bits",
                  "alias": "--alias", "label_map": "--label-map",

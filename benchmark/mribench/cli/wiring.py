@@ -17,3 +17,15 @@ def positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return int(value)
+
+
+def device(name: str) -> str:
+    """--device NAME resolved (`auto` -> cuda or cpu); CUDA asked for where there is none is the
+    user's to fix (exit 2)."""
+    from mribench.errors import UserError
+    from mribench.train.engine import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as err:
+        raise UserError(f"--device {name}: {err}") from None

@@ -4,29 +4,30 @@
       datasets[*].train_per_class: [10, 25, 100, {value: all, only: {strategy: [knn]}}]
       preprocess.image_size: [64, 128]
 
-Each key is a path into the suite (`key`, `key[i]` or `key[*]` for every item of a list, joined
-by dots), each value a list of the values it takes. The matrix crosses every combination with the
-usual axes (dataset x model x strategy x seed x fold). A combination is a *variant* of the suite:
-its values written into the suite's own data and the result validated by the same pydantic models
-as the suite itself, so a value the base config would refuse is refused here too, before
-anything runs. `only:` restricts a value to some strategies and/or models (by name or label),
-e.g. the largest training sizes to the protocols that are cheap there.
+Each key is a path into the suite (config/paths.py: `key`, `key[i]` or `key[*]` for every item
+of a list, joined by dots), each value a list of the values it takes. The matrix crosses every
+combination with the usual axes (dataset x model x strategy x seed x fold). A combination is a
+*variant* of the suite: its values written into the suite's own data and the result validated by
+the same pydantic models as the suite itself, so a value the base config would refuse is refused
+here too, before anything runs. `only:` restricts a value to some strategies and/or models (by
+name or label), e.g. the largest training sizes to the protocols that are cheap there.
 """
 from __future__ import annotations
 
 import copy
 import itertools
-import re
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from mribench.config import paths, problems
+from mribench.config.paths import SETTING, NoMatch, tag_safe
 from mribench.config.strict import Strict
+from mribench.errors import UserError
 
 # the blocks a cell's config comes from: what an axis may vary (seeds are an axis already)
 AXIS_ROOTS = ("datasets", "split", "preprocess", "augment", "training", "models", "strategies",
               "explain")
-_SEGMENT = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)(\[(?P<index>\*|[0-9]+)\])?$")
 
 
 class AxisOnly(Strict):
@@ -48,15 +49,15 @@ class Axis(Strict):
     def _path_syntax(cls, path: str) -> str:
         segments = path.split(".")
         for seg in segments:
-            if not _SEGMENT.match(seg):
-                raise ValueError(f"axis path {path!r}: {seg!r} is not `key`, `key[i]` or "
+            if not SETTING.match(seg):
+                raise UserError(f"axis path {path!r}: {seg!r} is not `key`, `key[i]` or "
                                  "`key[*]`")
-        root = _SEGMENT.match(segments[0])["key"]
+        root = SETTING.match(segments[0])["key"]
         if root not in AXIS_ROOTS:
-            raise ValueError(f"axis path {path!r}: must start with one of {list(AXIS_ROOTS)} "
+            raise UserError(f"axis path {path!r}: must start with one of {list(AXIS_ROOTS)} "
                              "(seeds are an axis already)")
-        if _SEGMENT.match(segments[-1])["index"] is not None or len(segments) < 2:
-            raise ValueError(f"axis path {path!r}: must end at a setting, e.g. "
+        if SETTING.match(segments[-1])["index"] is not None or len(segments) < 2:
+            raise UserError(f"axis path {path!r}: must end at a setting, e.g. "
                              "training.lr or datasets[*].train_per_class")
         return path
 
@@ -64,13 +65,13 @@ class Axis(Strict):
     def _distinct(self):
         shown = [repr(v.value) for v in self.values]
         if len(set(shown)) != len(shown):
-            raise ValueError(f"axis {self.path}: a value is listed twice ({shown})")
+            raise UserError(f"axis {self.path}: a value is listed twice ({shown})")
         return self
 
     @property
     def name(self) -> str:
         """The setting's own name, as cells are labelled by: `train_per_class`, `lr`."""
-        return _SEGMENT.match(self.path.split(".")[-1])["key"]
+        return paths.parse(self.path)[-1]
 
 
 def parse_axes(value: dict[str, list[Any]]) -> list[Axis]:
@@ -82,7 +83,7 @@ def parse_axes(value: dict[str, list[Any]]) -> list[Axis]:
         try:
             out.append(Axis(path=path, values=entries))
         except ValidationError as err:
-            raise ValueError(f"axes.{path}: {_problems(err)}") from None
+            raise UserError(f"axes.{path}: {_problems(err)}") from None
     return out
 
 
@@ -94,23 +95,15 @@ def labels(axes: list[Axis]) -> list[str]:
     return [a.name if names.count(a.name) == 1 else tag_safe(a.path) for a in axes]
 
 
-def tag_safe(path: str) -> str:
-    return re.sub(r"\[\*\]", "", re.sub(r"\[([0-9]+)\]", r".\1", path))
-
-
-class NoMatch(ValueError):
-    """An axis path that reaches no setting of the suite (a `[*]` over an empty list)."""
-
-
 def indexed_items(axes: list[Axis]) -> list[tuple[str, str]]:
     """(axis path, list) of the axes that set one item of a list the matrix crosses
     (`datasets[1].near_bits`, `strategies[1].k`): the cells of the other items do not take
     their values, so every value repeats those cells."""
     out = []
     for a in axes:
-        m = _SEGMENT.match(a.path.split(".")[0])
-        if m["key"] in ("datasets", "models", "strategies") and m["index"] not in (None, "*"):
-            out.append((a.path, m["key"]))
+        root, item = paths.parse(a.path)[:2]
+        if root in ("datasets", "models", "strategies") and isinstance(item, int):
+            out.append((a.path, root))
     return out
 
 
@@ -122,7 +115,7 @@ def check_only(axes: list[Axis], strategies: set[str], models: set[str]) -> None
                                           ("model", only.model, models)):
                 unknown = sorted(set(named or []) - declared)
                 if unknown:
-                    raise ValueError(f"axes.{axis.path}[{i}].only.{kind} names {unknown}, which "
+                    raise UserError(f"axes.{axis.path}[{i}].only.{kind} names {unknown}, which "
                                      f"the suite does not declare (declared: {sorted(declared)})")
 
 
@@ -144,15 +137,15 @@ def check(suite) -> None:
         for i, entry in enumerate(axis.values):
             data = copy.deepcopy(base)
             try:
-                _write(data, axis.path, entry.value)
+                paths.write(data, axis.path, entry.value)
                 type(suite).model_validate(data)
             except ValidationError as err:
-                raise ValueError(f"axes.{axis.path}[{i}] = {entry.value!r}: "
+                raise UserError(f"axes.{axis.path}[{i}] = {entry.value!r}: "
                                  + _problems(err, type(suite))) from None
             except NoMatch as err:
-                raise ValueError(f"axes.{axis.path}: matches no setting ({err})") from None
-            except ValueError as err:
-                raise ValueError(f"axes.{axis.path}[{i}]: {err}") from None
+                raise UserError(f"axes.{axis.path}: matches no setting ({err})") from None
+            except paths.PathError as err:
+                raise UserError(f"axes.{axis.path}[{i}]: {err}") from None
     variants(suite)
 
 
@@ -169,11 +162,11 @@ def variants(suite) -> list[tuple[tuple[tuple[str, Any], ...], tuple[AxisValue, 
         # so that must already hold this variant's values
         for axis, entry in sorted(zip(axes, combo), key=lambda pair: pair[0].path.startswith(
                 "datasets")):
-            _write(data, axis.path, entry.value)
+            paths.write(data, axis.path, entry.value)
         try:
             variant = type(suite).model_validate(data)
         except ValidationError as err:
-            raise ValueError(_describe(err, axes, combo, type(suite))) from None
+            raise UserError(_describe(err, axes, combo, type(suite))) from None
         out.append((tuple(zip(names, (e.value for e in combo))), combo, variant))
     return out
 
@@ -192,48 +185,6 @@ def allowed(entries: tuple[AxisValue, ...], strategy, model) -> bool:
     return True
 
 
-# a dataset's own block that, when unset, is the suite's: an axis on a setting inside it starts
-# from the suite's block, not from the block's defaults (`datasets[*].split.val_fraction` must
-# keep the suite's holdout protocol, `datasets[*].robustness.severities` its artefacts)
-_INHERITED = {("datasets", "split"): "split", ("datasets", "robustness"): "robustness"}
-
-
-def _write(data: dict, path: str, value: Any) -> None:
-    """Put `value` at `path` in the suite's data (every item for `[*]`)."""
-    nodes = [data]
-    *parents, leaf = path.split(".")
-    above = None  # the key of the block or list the nodes are in
-    for seg in parents:
-        m = _SEGMENT.match(seg)
-        key, index = m["key"], m["index"]
-        nxt = []
-        for node in nodes:
-            if index is None:
-                child = node.get(key)
-                if child is None:
-                    inherited = data.get(_INHERITED.get((above, key), ""))
-                    child = node[key] = copy.deepcopy(inherited) if isinstance(
-                        inherited, dict) else {}
-                if not isinstance(child, dict):
-                    raise ValueError(f"{key} is not a block of settings")
-                nxt.append(child)
-                continue
-            items = node.get(key)
-            if not isinstance(items, list):
-                raise ValueError(f"{key} is not a list")
-            if index == "*":
-                nxt += [item for item in items if isinstance(item, dict)]
-            elif int(index) < len(items):
-                nxt.append(items[int(index)])
-            else:
-                raise ValueError(f"{key} has {len(items)} item(s), no [{index}]")
-        if not nxt:  # e.g. `[*]` over an empty list: the axis would change nothing
-            raise NoMatch(f"{key} has no items" if index == "*" else f"{key} is empty")
-        nodes, above = nxt, key
-    for node in nodes:
-        node[leaf] = copy.deepcopy(value)
-
-
 def _describe(err: ValidationError, axes: list[Axis], combo, model=None) -> str:
     """One line: the axis values, the YAML path that refused them and why."""
     values = ", ".join(f"{a.path} = {e.value!r}" for a, e in zip(axes, combo))
@@ -241,8 +192,5 @@ def _describe(err: ValidationError, axes: list[Axis], combo, model=None) -> str:
 
 
 def _problems(err: ValidationError, model=None) -> str:
-    """The problems in one line (config/problems.py): an unknown key is `no such setting`."""
-    from mribench.config.problems import lines
-
-    return "; ".join(line.replace("unknown key", "no such setting", 1)
-                     for line in lines(err, model))
+    """The problems in one line, worded as everywhere else (config/problems.py)."""
+    return problems.one_line(err, model)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from mribench.config.strict import Strict
+from mribench.errors import UserError
 
 
 def known_or_declared(ds) -> None:
@@ -15,7 +16,7 @@ def known_or_declared(ds) -> None:
     from mribench.data.registry import KNOWN
 
     if ds.name not in KNOWN and not (ds.root or ds.manifest):
-        raise ValueError(
+        raise UserError(
             f"unknown dataset {ds.name!r}: use one of {sorted(KNOWN)} "
             "or declare a user dataset with 'root' (class folders) or 'manifest' (CSV)"
             + did_you_mean(ds.name, KNOWN))

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mribench.config.types import Hashable, PosInt
+from mribench.errors import UserError
 from mribench.models import strategies
 
 
@@ -48,14 +49,14 @@ class HeadConfig(Hashable):  # layers is a list: hashed by content
     @model_validator(mode="after")
     def _keys_fit_the_type(self):
         if (self.type == "layers") != bool(self.layers):
-            raise ValueError("layers: give a non-empty list exactly when type is layers")
+            raise UserError("layers: give a non-empty list exactly when type is layers")
         if self.type == "layers" and self.dropout:
-            raise ValueError("a layers head takes its dropout as {dropout: p} items in layers")
+            raise UserError("a layers head takes its dropout as {dropout: p} items in layers")
         if self.keep_dropout and self.type != "linear":
-            raise ValueError("keep_dropout keeps the library's classifier around a replaced "
+            raise UserError("keep_dropout keeps the library's classifier around a replaced "
                              f"last FC: it needs head type linear, not {self.type!r}")
         if self.keep_dropout and self.dropout:
-            raise ValueError("give either dropout or keep_dropout for a linear head, not both")
+            raise UserError("give either dropout or keep_dropout for a linear head, not both")
         return self
 
 KNN_DEFAULT_K = strategies.KNN.options["k"]
@@ -113,7 +114,7 @@ class StrategyConfig(Hashable):  # lora targets is a list: hashed by content
         for key in sorted(strategies.option_keys()):
             if key not in own and data.get(key) is not None:
                 owners = [n for n in strategies.names() if key in strategies.get(n).options]
-                raise ValueError(f"{key} is a parameter of strategy {' / '.join(owners)}, not "
+                raise UserError(f"{key} is a parameter of strategy {' / '.join(owners)}, not "
                                  f"of {data['name']!r}")
         return {**data, **{k: v for k, v in own.items() if data.get(k) is None}}
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from mribench.config.paths import show
+
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # frames pydantic adds for union members and validators: never a YAML key of ours
 _FRAME = re.compile(r"^(function-(after|before|wrap|plain)|constrained-|literal\[|tagged-union"
@@ -48,14 +50,11 @@ def did_you_mean(given: Any, candidates) -> str:
 
 
 def _path(loc: tuple, names: dict[str, str] | None) -> str:
-    out = ""
-    for i, part in enumerate(_keys(loc)):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            part = (names or {}).get(part, part) if i == 0 else part
-            out += f".{part}" if out else str(part)
-    return out
+    """The key's path as every message writes it (config/paths.py), a flag for a top key."""
+    keys = _keys(loc)
+    if keys and not isinstance(keys[0], int):
+        keys[0] = (names or {}).get(keys[0], keys[0])
+    return show(keys)
 
 
 def _keys(loc: tuple) -> list:

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from mribench.config.strict import Strict
+from mribench.errors import UserError
 
 Protocol = Literal["official", "holdout", "kfold"]
 _BOUNDED = ("accuracy", "precision", "recall", "f1", "roc_auc", "balanced_accuracy")
@@ -43,12 +44,12 @@ def check_published(published: list[PublishedResult], deviations: list[Deviation
                     protocols: list[str]) -> None:
     """Schema rules: published figures come with declared deviations and the suite's protocol."""
     if published and deviations is None:
-        raise ValueError("a suite with published figures must declare how it departs from the "
+        raise UserError("a suite with published figures must declare how it departs from the "
                          "paper in a 'deviations:' list of {topic, paper, ours, why} "
                          "('deviations: []' when it does not)")
     for i, p in enumerate(published):
         if protocols != [p.protocol]:
-            raise ValueError(f"published[{i}] ({p.model} / {p.strategy}) was measured with "
+            raise UserError(f"published[{i}] ({p.model} / {p.strategy}) was measured with "
                              f"protocol {p.protocol!r} but the suite splits with {protocols}: "
                              "hold-out, k-fold and official-split figures are not comparable; "
                              "put it in a suite with that protocol")

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from mribench.config.strict import Strict
+from mribench.errors import UserError
 from mribench.robustness.severities import ARTEFACTS, SEVERITIES, VERSION
 
 
@@ -35,7 +36,7 @@ class RobustnessConfig(Strict):
     @classmethod
     def _distinct(cls, value: list) -> list:
         if len(set(value)) != len(value):
-            raise ValueError(f"each value once, got {value}")
+            raise UserError(f"each value once, got {value}")
         return value
 
     def identity(self) -> dict:
@@ -50,6 +51,6 @@ def check_reference(robustness: RobustnessConfig | None, models: set[str], strat
                     where: str) -> None:
     ref = robustness.reference if robustness else None
     if ref is not None and (ref.model not in models or ref.strategy not in strategies):
-        raise ValueError(f"{where}.reference names model {ref.model!r} / strategy "
+        raise UserError(f"{where}.reference names model {ref.model!r} / strategy "
                          f"{ref.strategy!r}; the suite declares models {sorted(models)} and "
                          f"strategies {sorted(strategies)}")

@@ -33,6 +33,7 @@ from mribench.config.types import (  # noqa: F401  (re-exported: callers import 
     SuiteError,
     TrainFraction,
 )
+from mribench.errors import UserError
 
 # the suites shipped with the package (a link to the repository's suites/ folder, copied into
 # the wheel), so a bare suite name works from any directory
@@ -55,7 +56,7 @@ class HoldOutConfig(Hashable):
     @model_validator(mode="after")
     def _some(self):
         if not (self.source or self.size or self.format):
-            raise ValueError("hold_out needs at least one of source, size, format")
+            raise UserError("hold_out needs at least one of source, size, format")
         return self
 
 
@@ -85,7 +86,7 @@ class SplitConfig(Strict):
     @model_validator(mode="after")
     def _hold_out_protocol(self):
         if self.hold_out is not None and self.protocol != "holdout":
-            raise ValueError(f"hold_out needs protocol: holdout (got {self.protocol!r}): the "
+            raise UserError(f"hold_out needs protocol: holdout (got {self.protocol!r}): the "
                              "held-out images are the test split, the rest train and validate")
         return self
 
@@ -148,12 +149,12 @@ class DatasetConfig(Hashable):
     @classmethod
     def _size_not_bool(cls, value: Any) -> Any:
         if isinstance(value, bool):
-            raise ValueError(f"{str(value).lower()} is not a training size: give N images per "
+            raise UserError(f"{str(value).lower()} is not a training size: give N images per "
                              "class (an integer), a fraction in (0, 1], or all")
         if isinstance(value, float) and value == 1.0:
             return "all"  # the whole class: the same cells (run_keys) as `all`
         if isinstance(value, float) and not 0 < value < 1:
-            raise ValueError(f"{value} is neither N images per class (an integer) nor a "
+            raise UserError(f"{value} is neither N images per class (an integer) nor a "
                              "fraction in (0, 1]")
         return value
 
@@ -161,7 +162,7 @@ class DatasetConfig(Hashable):
     @classmethod
     def _old_threshold_key(cls, data: Any) -> Any:
         if isinstance(data, dict) and "near_threshold" in data:
-            raise ValueError("near_threshold (bits per 64) was replaced by near_bits, counted in "
+            raise UserError("near_threshold (bits per 64) was replaced by near_bits, counted in "
                              "bits of the whole 256-bit hash: near_threshold 4 = near_bits 16")
         return data
 
@@ -171,11 +172,11 @@ class DatasetConfig(Hashable):
 
         known_or_declared(self)
         if self.fallback is not None and (self.fallback not in KNOWN or self.fallback == self.name):
-            raise ValueError(f"fallback {self.fallback!r} must be another registered dataset: "
+            raise UserError(f"fallback {self.fallback!r} must be another registered dataset: "
                              f"one of {sorted(set(KNOWN) - {self.name})}")
         keys = [e.key for e in self.external]
         if len(set(keys)) != len(keys):
-            raise ValueError(f"external sets need distinct aliases, got {keys}")
+            raise UserError(f"external sets need distinct aliases, got {keys}")
         return self
 
 class PreprocessConfig(Strict):
@@ -246,7 +247,7 @@ class ModelConfig(Strict):
     def _explain_overrides_valid(cls, value: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(value) - set(MODEL_EXPLAIN_KEYS))
         if unknown:
-            raise ValueError(f"a model may override only {list(MODEL_EXPLAIN_KEYS)} of explain, "
+            raise UserError(f"a model may override only {list(MODEL_EXPLAIN_KEYS)} of explain, "
                              f"got {unknown}")
         ExplainConfig(**value)  # same checks as the suite-level block
         return value
@@ -331,7 +332,7 @@ class Suite(Strict):
         for i, model in enumerate(self.models):
             unknown = sorted(set(model.strategies or []) - declared)
             if unknown:
-                raise ValueError(f"models[{i}].strategies names {unknown}, which the suite's "
+                raise UserError(f"models[{i}].strategies names {unknown}, which the suite's "
                                  f"strategies do not declare (declared: {sorted(declared)})")
         return self
 
@@ -341,7 +342,7 @@ class Suite(Strict):
         strategies = {s.display for s in self.strategies} | {s.name for s in self.strategies}
         for i, p in enumerate(self.published):
             if p.model not in models or p.strategy not in strategies:
-                raise ValueError(f"published[{i}] names model {p.model!r} / strategy "
+                raise UserError(f"published[{i}] names model {p.model!r} / strategy "
                                  f"{p.strategy!r}; the suite declares models {sorted(models)} "
                                  f"and strategies {sorted(strategies)}")
         protocols = sorted({(ds.split or self.split).protocol for ds in self.datasets})

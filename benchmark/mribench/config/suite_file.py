@@ -1,15 +1,14 @@
 """A suite file: found by name or path, read as strict YAML, command-line overrides applied, and
-validated into a `Suite` (config.py), with errors naming the file and the YAML path of the key."""
+validated into a `Suite` (config/schema.py), with errors naming the file and the YAML path of the key."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from mribench.config import problems, strict_yaml
+from mribench.config import paths, problems, strict_yaml
 from mribench.config.schema import SUITES_DIR, Suite, SuiteError
 
 
@@ -76,35 +75,20 @@ def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
         if dotted.startswith("axes."):
             continue
         _refuse_axis_setting(dotted, value, data.get("axes"))
-        node = data
-        *parents, leaf = dotted.split(".")
         try:
-            for key in parents:
-                node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-            if isinstance(node, list):
-                node[int(leaf)] = value
-            else:
-                node[leaf] = value
-        except (ValueError, IndexError, TypeError, AttributeError):
-            raise SuiteError(f"override {dotted}={value!r}: no such place in the suite "
-                             "(list items are addressed by index, e.g. datasets.0.root)") from None
+            paths.write(data, dotted, value)
+        except paths.PathError as err:
+            raise SuiteError(f"override {dotted}={value!r}: no such place in the suite ({err})"
+                             ) from None
     return data
-
-
-def _segments(path: str) -> list[str]:
-    """`datasets[*].train_per_class` and `datasets.0.train_per_class` -> [datasets, *|0, ...]."""
-    return [part for part in re.split(r"[.\[\]]+", path) if part]
 
 
 def _refuse_axis_setting(dotted: str, value: Any, axes: Any) -> None:
     if not isinstance(axes, dict):
         return
-    mine = _segments(dotted)
     for path in axes:
-        theirs = _segments(str(path))
         # the setting the axis writes, or something inside it (`*` is every list item)
-        if len(mine) >= len(theirs) and all(a == b or "*" in (a, b)
-                                             for a, b in zip(mine, theirs)):
+        if paths.overlaps(dotted, str(path)):
             raise SuiteError(
                 f"--set {dotted}={value!r}: the axis axes.{path} sets this value in every cell and "
                 f"would override it; edit or remove the axis instead (--set 'axes.{path}=[...]', "

@@ -1,14 +1,14 @@
 """Where a dataset lives: suite value, then --data-dir, then BENCHMARK_DATA_DIR, then ./data."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from mribench import environment
 from mribench.data.registry import KNOWN
 from mribench.data.samples import DataError
 
-ENV_DATA_DIR = "BENCHMARK_DATA_DIR"
-ENV_CACHE_DIR = "BENCHMARK_CACHE_DIR"
+ENV_DATA_DIR = environment.DATA_DIR
+ENV_CACHE_DIR = environment.CACHE_DIR
 
 
 def candidate_dirs(data_dir: str | None, must_exist: bool = True) -> list[tuple[str, Path]]:
@@ -22,8 +22,8 @@ def candidate_dirs(data_dir: str | None, must_exist: bool = True) -> list[tuple[
         if must_exist and not Path(data_dir).is_dir():
             raise DataError(f"--data-dir {data_dir}: no such folder ({Path(data_dir).resolve()})")
         out.append(("--data-dir", Path(data_dir)))
-    if os.environ.get(ENV_DATA_DIR):
-        out.append((ENV_DATA_DIR, Path(os.environ[ENV_DATA_DIR])))
+    if environment.data_dir():
+        out.append((ENV_DATA_DIR, Path(environment.data_dir())))
     out.append(("default", Path("data")))
     return out
 
@@ -68,4 +68,4 @@ def where(name: str, data_dir: str | None) -> Path | None:
 
 def cache_root(cache_dir: str | None) -> Path:
     """The on-disk cache folder: argument, then BENCHMARK_CACHE_DIR, then ./.cache/mribench."""
-    return Path(cache_dir or os.environ.get(ENV_CACHE_DIR) or ".cache/mribench").resolve()
+    return Path(cache_dir or environment.cache_dir() or ".cache/mribench").resolve()

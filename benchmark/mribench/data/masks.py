@@ -9,7 +9,7 @@ pixels the model sees), so it lines up with every saliency map.
 
 Looked at by eye at 128 px on 144 random images of the three sets and on the outliers (extreme
 areas, corners reached) of 1,254: corners and annotation text stay out, heads that fill the frame
-reach the edge; tests/test_masks.py keeps a hand-checked handful. A known miss: a scanned film
+reach the edge; tests/data/test_masks.py keeps a hand-checked handful. A known miss: a scanned film
 on white paper (binary set, Y167) gets the paper too.
 
 Cache: `<cache>/masks/<sha[:2]>/<sha>-<size>-<ch>-<interp>-v<VERSION>.npy`, bit-packed; keyed by

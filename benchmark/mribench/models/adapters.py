@@ -23,6 +23,8 @@ import copy
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mribench.errors import UserError
+
 NORMS = (_BatchNorm, nn.LayerNorm, nn.GroupNorm)
 VIT_TARGETS = ("qkv", "proj")
 
@@ -54,7 +56,7 @@ def lora_targets(net: nn.Module, names: list[str] | None) -> list[str]:
         return vit or [n for n, _ in modules]
     wanted = [n for n, _ in modules if any(n == t or n.endswith("." + t) for t in names)]
     if not wanted:
-        raise ValueError(f"strategy lora: targets {names} match no Linear or Conv2d (groups 1) "
+        raise UserError(f"strategy lora: targets {names} match no Linear or Conv2d (groups 1) "
                          f"module of the backbone; some it has: {[n for n, _ in modules][:8]}")
     return wanted
 

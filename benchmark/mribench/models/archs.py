@@ -160,7 +160,7 @@ def set_dropout(module: nn.Module, rates: tuple[float, ...], name: str) -> None:
     fc6/fc7 with one dropout at 0; torchvision's VGG16 has 0.5 after fc6)."""
     found = [m for m in module.modules() if isinstance(m, nn.Dropout)]
     if len(found) != len(rates):
-        raise ValueError(f"model {name!r}: {len(rates)} classifier dropout rates {rates} for "
+        raise UserError(f"model {name!r}: {len(rates)} classifier dropout rates {rates} for "
                          f"{len(found)} dropout layers kept from its classifier")
     for layer, rate in zip(found, rates):
         layer.p = float(rate)
@@ -172,9 +172,9 @@ def make_input_conv(in_chans: int, out_chans: int = 3, kernel: int = 3,
     fine-tuned VGG16 puts Conv2D(3x3, padding='same') before the VGG16 base. Keras' Conv2D has
     no activation unless one is named. out_chans is what the backbone's first layer takes."""
     if kernel % 2 == 0:
-        raise ValueError(f"input convolution: 'same' padding needs an odd kernel, got {kernel}")
+        raise UserError(f"input convolution: 'same' padding needs an odd kernel, got {kernel}")
     if activation not in ("none", "relu"):
-        raise ValueError(f"input convolution: activation {activation!r}; use none or relu")
+        raise UserError(f"input convolution: activation {activation!r}; use none or relu")
     layers = [nn.Conv2d(in_chans, out_chans, kernel, padding=kernel // 2)]
     return nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if activation == "relu" else []))
 
@@ -194,7 +194,7 @@ def _adapt_first_conv(net: nn.Module, in_chans: int, name: str) -> None:
 
     conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None or conv.in_channels != 3:
-        raise ValueError(f"model {name!r}: cannot find an RGB first convolution to adapt")
+        raise UserError(f"model {name!r}: cannot find an RGB first convolution to adapt")
     # grayscale: sum the RGB filters (timm's rule), so pretrained filters keep their response
     conv.weight = nn.Parameter(adapt_input_conv(in_chans, conv.weight.detach()))
     conv.in_channels = in_chans

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from mribench.config.schema import HeadConfig, ModelConfig, StrategyConfig
+from mribench.errors import UserError
 from mribench.models import registry, strategies, weights
 from mribench.models.archs import (
     check_patch_multiple,
@@ -133,7 +134,7 @@ def build(model: ModelConfig, strategy: StrategyConfig, num_classes: int, in_cha
     row = strategies.spec_of(strategy)
     size = image_size or spec.input_size
     if size < spec.min_size:
-        raise ValueError(f"model {spec.name!r} needs images of at least {spec.min_size} px, "
+        raise UserError(f"model {spec.name!r} needs images of at least {spec.min_size} px, "
                          f"got image_size {size}")
     check_patch_multiple(spec, size)
     net = create_network(spec, pretrained=row.pretrained, image_size=size)

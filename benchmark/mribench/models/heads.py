@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from mribench.config.schema import HeadConfig
+from mribench.errors import UserError
 
 HEAD_TYPES = ("linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp", "layers")
 LAYER_NAMES = ("gap", "flatten", "batchnorm", "relu")  # layers without a value
@@ -62,39 +63,39 @@ def parse_layers(raw: Any) -> list[tuple[str, dict]]:
 
     The schema can call this in a field validator, so a bad layer fails when the suite loads."""
     if not isinstance(raw, (list, tuple)) or not raw:
-        raise ValueError("layers: a non-empty list of head layers, e.g. [gap, {dense: 256}, relu]")
+        raise UserError("layers: a non-empty list of head layers, e.g. [gap, {dense: 256}, relu]")
     out = []
     for i, item in enumerate(raw):
         where = f"layers[{i}]"
         if isinstance(item, str):
             if item not in LAYER_NAMES:
                 hint = f" (write {{{item}: VALUE}})" if item in LAYER_VALUES else ""
-                raise ValueError(f"{where}: unknown layer {item!r}{hint}; layers are "
+                raise UserError(f"{where}: unknown layer {item!r}{hint}; layers are "
                                  f"{', '.join(LAYER_NAMES)}, or {{dropout: p}}, {{dense: n}}, "
                                  "{conv: n}")
             out.append((item, {}))
             continue
         if not isinstance(item, dict) or not item:
-            raise ValueError(f"{where}: a layer name or a one-key mapping, got {item!r}")
+            raise UserError(f"{where}: a layer name or a one-key mapping, got {item!r}")
         kinds = [k for k in item if k in LAYER_VALUES]
         extra = sorted(set(item) - set(kinds) - ({"kernel"} if kinds == ["conv"] else set()))
         if len(kinds) != 1 or extra:
-            raise ValueError(f"{where}: one of {{dropout: p}}, {{dense: n}}, {{conv: n[, kernel: k]}}"
+            raise UserError(f"{where}: one of {{dropout: p}}, {{dense: n}}, {{conv: n[, kernel: k]}}"
                              f", got {item!r}")
         kind = kinds[0]
         value = item[kind]
         if kind == "dropout":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"{where}.dropout: a rate in [0, 1), got {value!r}")
+                raise UserError(f"{where}.dropout: a rate in [0, 1), got {value!r}")
             out.append((kind, {"p": float(value)}))
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}.{kind}: a positive whole number of units, got {value!r}")
+            raise UserError(f"{where}.{kind}: a positive whole number of units, got {value!r}")
         options = {"units": value}
         if kind == "conv":
             kernel = item.get("kernel", 3)
             if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
-                raise ValueError(f"{where}.kernel: an odd positive kernel size ('same' padding), "
+                raise UserError(f"{where}.kernel: an odd positive kernel size ('same' padding), "
                                  f"got {kernel!r}")
             options["kernel"] = kernel
         out.append((kind, options))
@@ -109,10 +110,10 @@ def _layers_head(raw: Any, feature_shape: tuple[int, ...], num_classes: int) -> 
         is_map = len(shape) == 3
         where = f"head layers[{i}] ({kind})"
         if kind in ("gap", "flatten", "conv") and not is_map:
-            raise ValueError(f"{where} needs a feature map, but the input there is a vector "
+            raise UserError(f"{where} needs a feature map, but the input there is a vector "
                              f"{shape}")
         if kind == "dense" and is_map:
-            raise ValueError(f"{where} needs a vector, but the input there is a feature map "
+            raise UserError(f"{where} needs a vector, but the input there is a feature map "
                              f"{shape}: put gap or flatten before it")
         if kind == "gap":
             modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
@@ -134,7 +135,7 @@ def _layers_head(raw: Any, feature_shape: tuple[int, ...], num_classes: int) -> 
                                      padding=opt["kernel"] // 2))
             shape = (opt["units"], *shape[1:])
     if len(shape) != 1:
-        raise ValueError(f"head layers end on a feature map {shape}: add gap or flatten so the "
+        raise UserError(f"head layers end on a feature map {shape}: add gap or flatten so the "
                          "final Linear to the classes gets a vector")
     return [*modules, nn.Linear(shape[0], num_classes)]
 
@@ -145,10 +146,10 @@ def _kept_dropout(cfg: HeadConfig, spec) -> float:
     if not getattr(cfg, "keep_dropout", False):
         return cfg.dropout
     if cfg.type != "linear":
-        raise ValueError(f"keep_dropout keeps the library's classifier around a replaced last FC: "
+        raise UserError(f"keep_dropout keeps the library's classifier around a replaced last FC: "
                          f"it needs head type linear, not {cfg.type!r}")
     if cfg.dropout:
-        raise ValueError("give either dropout or keep_dropout for a linear head, not both")
+        raise UserError("give either dropout or keep_dropout for a linear head, not both")
     if spec is None:
         raise ValueError("keep_dropout: make_head needs the model's registry spec (spec=...) to "
                          "know the library's classifier dropout")
@@ -168,14 +169,14 @@ def make_head(cfg: HeadConfig, feature_shape: tuple[int, ...], num_classes: int,
         layers = [*pool, *([nn.Dropout(rate)] if rate else []), nn.Linear(channels, num_classes)]
     elif cfg.type == "layers":
         if cfg.dropout:
-            raise ValueError("a layers head takes its dropout as {dropout: p} items in layers")
+            raise UserError("a layers head takes its dropout as {dropout: p} items in layers")
         layers = _layers_head(getattr(cfg, "layers", None), feature_shape, num_classes)
     elif cfg.type == "gap_mlp":
         layers = [*pool, nn.Linear(channels, cfg.hidden), nn.ReLU(inplace=True), *drop,
                   nn.Linear(cfg.hidden, num_classes)]
     elif cfg.type == "conv_gap_mlp":
         if not is_map:
-            raise ValueError(f"conv_gap_mlp head needs a feature map, got features {feature_shape}")
+            raise UserError(f"conv_gap_mlp head needs a feature map, got features {feature_shape}")
         conv_drop = [nn.Dropout(cfg.conv_dropout)] if cfg.conv_dropout else []
         layers = [nn.Conv2d(channels, cfg.conv_channels, 3, padding=1), nn.ReLU(inplace=True),
                   *conv_drop, nn.AdaptiveAvgPool2d(1), nn.Flatten(),

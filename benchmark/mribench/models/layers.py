@@ -14,6 +14,8 @@ import difflib
 import torch
 from torch import nn
 
+from mribench.errors import UserError
+
 
 def resolve_layer(built, spec: str) -> tuple[str, nn.Module]:
     """(module path inside the architecture, module) for `spec`; ValueError naming the spec."""
@@ -29,7 +31,7 @@ def resolve_layer(built, spec: str) -> tuple[str, nn.Module]:
     except AttributeError:
         names = [n for n, _ in net.named_modules() if n]
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-        raise ValueError(f"explain layer {spec!r}: model {built.spec.name!r} has no module "
+        raise UserError(f"explain layer {spec!r}: model {built.spec.name!r} has no module "
                          f"{name!r}; close names: {close or 'none'}; its blocks: "
                          f"{[n for g in built.group_names for n in g]}") from None
 
@@ -73,7 +75,7 @@ def _by_stride(built, stride: int) -> str:
     sides = block_sides(built)
     keep = [name for name, side in sides if side * stride >= size]
     if not keep:
-        raise ValueError(f"explain layer 'stride:{stride}': no block of {built.spec.name!r} keeps "
+        raise UserError(f"explain layer 'stride:{stride}': no block of {built.spec.name!r} keeps "
                          f"1/{stride} of {size} px; block output sides: {sides}")
     if built.spec.layout == "NLC":
         # a ViT keeps one patch grid through every block: the registry's layer (the last

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import mribench
+from mribench.errors import UserError
 
 MANIFEST, WEIGHTS, SEEN = "manifest.json", "weights.pt", "seen_images.csv"
 FORMAT = 1
@@ -121,7 +122,7 @@ class Predictor:
             arr = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
             if arr.dtype not in (np.uint8, np.uint16) or arr.ndim not in (2, 3) or \
                     (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-                raise ValueError(f"an image array must be uint8 (or uint16) [H, W] or [H, W, C] "
+                raise UserError(f"an image array must be uint8 (or uint16) [H, W] or [H, W, C] "
                                  f"with C in 1, 3, 4; got {arr.dtype} {list(image.shape)}")
             return to_pixels(to_mode(Image.fromarray(arr)), self.pre)
         return to_pixels(decode(Path(image)), self.pre)

@@ -8,7 +8,6 @@ the model, every place searched and the file name to put where.
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from mribench.errors import UserError
 from mribench.files import file_sha256
 from mribench.models.registry import ModelSpec
 
-WEIGHTS_DIR_ENV = "BENCHMARK_WEIGHTS_DIR"
+WEIGHTS_DIR_ENV = environment.WEIGHTS_DIR
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")
 COUNTER = "num_batches_tracked"  # batch-norm step counter buffer, absent from old files
 
@@ -49,7 +48,7 @@ def resolve(spec: ModelSpec, explicit: str | None = None) -> WeightFile:
                                   "does not exist")
         return WeightFile(path, "file")
     searched = ["models[].weights in the suite: not set"]
-    wdir = os.environ.get(WEIGHTS_DIR_ENV)
+    wdir = environment.weights_dir()
     stem = file_stem(spec)
     if wdir:
         for ext in EXTENSIONS:
@@ -201,7 +200,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ValueError(f"weights file {path}: expected a state dict, got {type(state).__name__}")
+        raise UserError(f"weights file {path}: expected a state dict, got {type(state).__name__}")
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
@@ -252,7 +251,7 @@ def load_into(net: nn.Module, spec: ModelSpec, path: Path,
     unexpected = sorted(set(state) - set(target))
     wrong = [k for k in set(state) & set(target) if state[k].shape != target[k].shape]
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise UserError(
             f"weights file {path} does not fit model {spec.name!r} ({spec.source} {spec.arch}): "
             f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys "
             f"{unexpected[:3]}, {len(wrong)} shape mismatches {sorted(wrong)[:3]}"
@@ -289,6 +288,6 @@ def _map_by_order(state: dict, target: dict, path: Path, counters: set[str] = fr
         target = {k: v for k, v in target.items() if k not in counters}
     src, dst = list(state.items()), list(target.items())
     if len(src) != len(dst) or any(a.shape != b.shape for (_, a), (_, b) in zip(src, dst)):
-        raise ValueError(f"weights file {path}: {len(src)} tensors cannot be mapped by order onto "
+        raise UserError(f"weights file {path}: {len(src)} tensors cannot be mapped by order onto "
                          f"the model's {len(dst)} (names and shapes differ)")
     return {k: v for (k, _), (_, v) in zip(dst, src)}

@@ -1,7 +1,7 @@
 """The report's tables, computed from a suite's finished cell runs and their predictions.
 
-Everything here is data (lists of dicts, DataFrames); report_plots draws it, report_html lays it
-out, report.py prints the console version. The clean test subset (no exact or near copy of the
+Everything here is data (lists of dicts, DataFrames); figures.py draws it, html.py lays it out,
+summary.py prints the console version. The clean test subset (no exact or near copy of the
 image in train/val) leads; the full test set follows.
 """
 from __future__ import annotations

@@ -25,6 +25,8 @@ cache and every cell's run_key (config/robustness.py) include it.
 """
 from __future__ import annotations
 
+from mribench.errors import UserError
+
 # 3: the bias field as a brightness ratio over the head (order 2) instead of raw coefficients
 # (2, for an hour of development, measured that ratio by max / min instead of percentiles)
 VERSION = 3
@@ -60,9 +62,9 @@ GRADED = {name: tuple(k for k, v in row.items() if isinstance(v, tuple)) for nam
 def parameters(artefact: str, severity: int) -> dict:
     """The transform's fixed keyword arguments at this severity (graded ones as single values)."""
     if artefact not in TABLE:
-        raise ValueError(f"unknown artefact {artefact!r}; known: {list(ARTEFACTS)}")
+        raise UserError(f"unknown artefact {artefact!r}; known: {list(ARTEFACTS)}")
     if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {list(SEVERITIES)}, got {severity!r}")
+        raise UserError(f"severity must be one of {list(SEVERITIES)}, got {severity!r}")
     row = TABLE[artefact]
     return {k: (v[severity - 1] if isinstance(v, tuple) else v)
             for k, v in row.items() if k not in _FLAGS}

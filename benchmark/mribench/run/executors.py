@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 from mribench import environment, redact, tracking
 from mribench.config.schema import ResourcesConfig
 from mribench.console import console, esc
+from mribench.errors import UserError
 from mribench.matrix import Cell
 from mribench.run import claims
 from mribench.run.cell import RunOptions, run_cell
@@ -175,14 +176,14 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ValueError("--executor ray needs Ray: pip install 'brain-mri-benchmark[ray]' "
+            raise UserError("--executor ray needs Ray: pip install 'brain-mri-benchmark[ray]' "
                              "(or pip install 'ray[default]')") from None
         # no address: Ray's own RAY_ADDRESS, else a fresh instance on this machine (never a
         # cluster that someone else happened to start here)
         address = self.address or os.environ.get("RAY_ADDRESS") or "local"
         uri = tracking.configured_store()
         if _file_store(uri) and address.startswith("ray://"):
-            raise ValueError(_shared_store_error(uri, "a Ray client address (ray://)"))
+            raise UserError(_shared_store_error(uri, "a Ray client address (ray://)"))
         ray.init(address=address, log_to_driver=True)
         try:
             self._size(ray, uri)
@@ -195,16 +196,16 @@ class RayExecutor:
         nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
         self.nodes = len(nodes)
         if _file_store(uri) and len(nodes) > 1:
-            raise ValueError(_shared_store_error(uri, f"a Ray cluster of {len(nodes)} nodes"))
+            raise UserError(_shared_store_error(uri, f"a Ray cluster of {len(nodes)} nodes"))
         gpus = self.resources.gpus_per_cell
         if gpus is None:  # one GPU per cell wherever the cluster has GPUs, unless told cpu
             gpus = 1.0 if self.device != "cpu" and any(n.get("GPU") for n in nodes) else 0.0
         if self.device.startswith("cuda") and not gpus:
-            raise ValueError(f"--device {self.device}: the Ray cluster has no GPUs "
+            raise UserError(f"--device {self.device}: the Ray cluster has no GPUs "
                              "(or resources.gpus_per_cell is 0)")
         cpus = self.resources.cpus_per_cell
         if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
-            raise ValueError(f"each cell asks for {cpus:g} CPU(s) and {gpus:g} GPU(s) (the "
+            raise UserError(f"each cell asks for {cpus:g} CPU(s) and {gpus:g} GPU(s) (the "
                              "suite's resources:), more than any node of the Ray cluster has: "
                              + "; ".join(f"{n.get('CPU', 0):g} CPU, {n.get('GPU', 0):g} GPU"
                                          for n in nodes))
@@ -307,11 +308,11 @@ def _shared_store_error(uri: str, where: str) -> str:
 def create(name: str, resources: ResourcesConfig, address: str | None, device: str):
     if name == "local":
         if address:
-            raise ValueError("--address is for --executor ray")
+            raise UserError("--address is for --executor ray")
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(resources, address, device)
-    raise ValueError(f"--executor {name!r}: use local or ray")
+    raise UserError(f"--executor {name!r}: use local or ray")
 
 
 def worker_options(job: Job, device: str, data_dir: str | None, cache_dir: str | None,

@@ -8,11 +8,11 @@ thing comes from and the exact command that gets it.
 """
 from __future__ import annotations
 
-import os
 import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mribench import environment
 from mribench.config.schema import DatasetConfig
 from mribench.data.locate import find_root
 from mribench.data.registry import KNOWN
@@ -71,7 +71,7 @@ def on_disk(spec: ModelSpec, explicit: str | None) -> str | None:
     """Where the weights already are on this machine (no download), or None."""
     if explicit:
         return explicit if Path(explicit).expanduser().is_file() else None
-    wdir = os.environ.get(weights.WEIGHTS_DIR_ENV)
+    wdir = environment.weights_dir()
     stem = weights.file_stem(spec)
     for ext in weights.EXTENSIONS if wdir else ():
         if (Path(wdir) / f"{stem}{ext}").is_file():

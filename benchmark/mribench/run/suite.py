@@ -12,6 +12,7 @@ from mribench import tracking
 from mribench.config.schema import Suite
 from mribench.console import console, emit_table, esc
 from mribench.data import fallback
+from mribench.errors import UserError
 from mribench.matrix import Cell, expand
 from mribench.models import registry
 from mribench.run import claims, dry_run_text, estimate, executors, layout, needs, stopping
@@ -236,7 +237,7 @@ def check_explain_layers(cells: list[Cell]) -> None:
             try:
                 built.explain_layer(spec)
             except ValueError as err:
-                raise ValueError(f"model {cell.model.display!r}: {err}") from None
+                raise UserError(f"model {cell.model.display!r}: {err}") from None
 
 
 def _progress() -> Progress:

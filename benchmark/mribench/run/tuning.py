@@ -25,6 +25,7 @@ from mribench import redact, tracking
 from mribench.config.schema import ExplainConfig, Suite
 from mribench.console import console, emit_table, esc
 from mribench.data import fallback
+from mribench.errors import UserError
 from mribench.matrix import Cell, expand
 from mribench.models import strategies
 from mribench.run import claims, stopping
@@ -48,7 +49,7 @@ def base_cell(suite: Suite, model: str, strategy: str, dataset: str | None) -> C
                 and dataset in (None, cell.dataset.name)):
             return cell
     combos = sorted({(c.dataset.name, c.model.display, c.strategy.display) for c in expand(suite)})
-    raise ValueError(f"suite {suite.name!r} has no cell for model {model!r}, strategy "
+    raise UserError(f"suite {suite.name!r} has no cell for model {model!r}, strategy "
                      f"{strategy!r}, dataset {dataset or 'any'!r}; it has {combos}")
 
 
@@ -101,7 +102,7 @@ class _QuietStops(logging.Filter):
 def _tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: int,
           opts: SuiteOptions, url: str, lr_range: tuple[float, float]) -> int:
     if trials < 1:
-        raise ValueError(f"--trials must be at least 1, got {trials}")
+        raise UserError(f"--trials must be at least 1, got {trials}")
     suite, subs = fallback.substitute(suite, opts.data_dir)
     fell_back = fallback.announce(subs)
     cell = base_cell(suite, model, strategy, dataset)
@@ -111,7 +112,7 @@ def _tune(suite: Suite, model: str, strategy: str, dataset: str | None, trials: 
     exp_id = tracking.setup(suite.experiment_name)
     row = strategies.spec_of(cell.strategy)
     if not row.trains:
-        raise ValueError(f"strategy {row.name} trains nothing: it has no learning rate to tune")
+        raise UserError(f"strategy {row.name} trains nothing: it has no learning rate to tune")
     tunes_backbone = not row.backbone_frozen  # a frozen backbone has no rate of its own
     study = open_study(f"{suite.name}/{cell.dataset.name}/{cell.model.display}/"
                        f"{cell.strategy.display}/{cell.config_key}", url)
@@ -223,7 +224,7 @@ def open_study(name: str, url: str) -> optuna.Study:
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
     except (locks.LockTimeout, optuna.exceptions.StorageInternalError, SQLAlchemyError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise ValueError(f"Optuna storage {redact.mask(url)} cannot be used: "
+        raise UserError(f"Optuna storage {redact.mask(url)} cannot be used: "
                          f"{redact.mask(first)}; pass --storage with a reachable, writable "
                          "database URL (default sqlite:///optuna.db)") from None
 

@@ -66,7 +66,7 @@ def two_level_bootstrap(values: np.ndarray, n_boot: int = BOOTSTRAP_SAMPLES,
     drawn seed gets its own draw of its own images. Hand-written: scipy.stats.bootstrap resamples
     one level only. For a crossed design this interval is slightly conservative (the seed-by-image
     interaction enters both levels, cf. Owen's pigeonhole bootstrap); the coverage simulation in
-    tests/test_stats.py measures it.
+    tests/stats/test_stats.py measures it.
 
     `groups` (one id per image column) makes it a cluster bootstrap: copies of one image are
     one draw, drawn with all their images, since a copy is not new evidence. The mean of a draw

@@ -56,7 +56,7 @@ def nadeau_bengio(diffs: list[float], n_train: int, n_test: int) -> dict:
     their training sets overlap, so it is anti-conservative. The correction inflates the
     variance of the mean from s^2/J to (1/J + n_test/n_train) s^2. Neither scipy nor
     statsmodels ships it; baycomp's CorrelatedTTest is its Bayesian twin (same Student-t, same
-    scale) and tests/test_stats.py checks the interval against it.
+    scale) and tests/stats/test_stats.py checks the interval against it.
     """
     d = np.asarray(diffs, dtype=np.float64)
     j = d.size

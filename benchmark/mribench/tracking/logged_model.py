@@ -24,6 +24,8 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from mribench.errors import UserError
+
 NAME = "model"  # the logged model's name in its run: runs:/<run id>/model
 
 
@@ -31,9 +33,10 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     """pyfunc face of `models.packaged.Predictor`."""
 
     def load_context(self, context) -> None:
+        from mribench import environment
         from mribench.models.packaged import Predictor
 
-        device = os.environ.get("BENCHMARK_PREDICT_DEVICE", "cpu")
+        device = environment.predict_device()
         self.predictor = Predictor(context.artifacts["package"], device=device)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
@@ -53,7 +56,7 @@ def images_of(model_input) -> list:
         for i, (img, p) in enumerate(zip(image.tolist(), path.tolist())):
             value = img if _given(img) else p
             if not _given(value):
-                raise ValueError(f"row {i}: neither an image nor a path")
+                raise UserError(f"row {i}: neither an image nor a path")
             out.append(value)
         return out
     if isinstance(model_input, np.ndarray) and model_input.dtype != object and \

@@ -13,7 +13,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mribench import redact
+from mribench import environment, redact
 from mribench.errors import EnvironmentFault, UserError
 from mribench.tracking import locks
 
@@ -270,7 +270,7 @@ def probe(uri: str) -> None:
     import urllib.error
     import urllib.request
 
-    seconds = float(os.environ.get("BENCHMARK_STORE_PROBE_S") or 10)
+    seconds = environment.store_probe_seconds()
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=seconds).close()
     except urllib.error.HTTPError:

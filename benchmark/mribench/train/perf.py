@@ -30,6 +30,7 @@ from mribench.config.schema import (
     StrategyConfig,
 )
 from mribench.console import console, emit_table
+from mribench.errors import UserError
 from mribench.models import strategies
 from mribench.models.build import build
 from mribench.train import precision as fastpath
@@ -197,7 +198,10 @@ def summarise(rounds: list[dict[str, tuple[float, int]]]) -> tuple[list[dict], l
 
 
 def run(args) -> int:
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:  # CUDA asked for where there is none: the user's to fix
+        raise UserError(f"--device {args.device}: {err}") from None
     bench = Bench(args.model, args.dataset, args.image_size, args.batch_size, args.per_class,
                   args.data_dir, device, args.precision, args.passes)
     bench.warm_up()

@@ -50,7 +50,7 @@ def decide(cpus: float | None = None) -> tuple[int, str]:
         return _requested, "--threads"
     env = environment.threads()
     if env:
-        return env, "BENCHMARK_THREADS"
+        return env, environment.THREADS
     if cpus:  # Ray may hand out fractions of a CPU: at least one thread
         return max(1, math.floor(cpus)), "cpus_per_cell"
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
