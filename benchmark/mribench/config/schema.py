@@ -17,8 +17,10 @@ from mribench.config.artifacts import ArtifactsConfig
 from mribench.config.axis import Axis, check_only, parse_axes
 from mribench.config.axis import base_valid as axis_base_valid
 from mribench.config.axis import check as check_axes
+from mribench.config.copies import CopyMatchConfig  # noqa: F401
 from mribench.config.dataset import DatasetConfig
 from mribench.config.explain import EXPLAIN_METHODS, MODEL_EXPLAIN_KEYS, ExplainConfig  # noqa: F401
+from mribench.config.external import ExternalConfig  # noqa: F401
 from mribench.config.images import AugmentConfig, PreprocessConfig
 from mribench.config.model import ModelConfig
 from mribench.config.network import KNN_DEFAULT_K, HeadConfig, StrategyConfig  # noqa: F401
