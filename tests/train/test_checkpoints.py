@@ -19,7 +19,7 @@ from mribench.config.schema import TrainingConfig
 from mribench.run import stopping
 from mribench.train import checkpoints
 from mribench.train.checkpoints import Checkpoints, FitState
-from mribench.train.engine import feature_loader, fit
+from mribench.train.engine import Trainee, feature_loader, fit
 
 CFG = TrainingConfig(epochs=4, lr=0.05, optimizer="adam", scheduler="cosine", batch_size=8)
 # what a format-1 file holds: a checkpoint written by any earlier version of format 1 resumes
@@ -50,8 +50,8 @@ def _fit(ckpt=None, on_batch=None, gradual=False):
         return False
     train = feature_loader(x[:64], y[:64], 8, True, seed=0)
     val = feature_loader(x[64:], y[64:], 8, False, seed=0)
-    result = fit(net, net.train, groups, unfreeze, train, val, CFG, "cpu", on_batch=on_batch,
-                 ckpt=ckpt)
+    result = fit(Trainee(net, net.train, groups, unfreeze), train, val, CFG, "cpu",
+                 on_batch=on_batch, ckpt=ckpt)
     return result, net.state_dict()
 
 

@@ -30,6 +30,18 @@ from mribench.train.precision import Precision, resolve_device  # noqa: F401
 
 
 @dataclass
+class Trainee:
+    """What `fit` trains, and how its strategy drives it."""
+    net: nn.Module
+    set_train: Callable[[], None]  # training mode (a frozen backbone's batch-norm stays in eval)
+    # the trainable groups, named "backbone" / "head" (lr_backbone is 0 while it is frozen)
+    param_groups: Callable[[], list[dict]]
+    # at each epoch (0-based): True when the trainable set changed (gradual unfreezing), so the
+    # new parameters join the optimizer
+    on_epoch_start: Callable[[int], bool]
+
+
+@dataclass
 class FitResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
@@ -38,21 +50,18 @@ class FitResult:
     optimizer_state_mb: float = 0.0  # what the optimizer held at the end (Adam: 2 per parameter)
 
 
-def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[], list[dict]],
-        on_epoch_start: Callable[[int], bool], train_loader: DataLoader, val_loader: DataLoader,
+def fit(model: Trainee, train_loader: DataLoader, val_loader: DataLoader,
         cfg: TrainingConfig, device: str, on_epoch: Callable[[dict], None] | None = None,
         on_batch: BatchHook | None = None, precision: Precision | None = None,
         ckpt: Checkpoints | None = None, keep_last: bool = False) -> FitResult:
-    """Train `net` for cfg.epochs with early stopping on validation loss.
+    """Train `model.net` for cfg.epochs with early stopping on validation loss (see Trainee).
 
-    `set_train` puts the net in training mode (frozen batch-norm stays in eval), `param_groups`
-    gives the trainable groups (named "backbone" / "head"; lr_backbone is 0 while the backbone
-    is frozen), `on_epoch_start(epoch)` (0-based) returns True when the trainable set
-    changed (gradual unfreezing) so the optimizer is rebuilt. The best-validation weights are
-    restored before returning. A diverging loss (see `Diverged`) stops training at once and
-    propagates, naming the epoch, batch and learning rate. With `ckpt` (see checkpoints.py)
-    it resumes from `ckpt.saved` and writes a checkpoint every `ckpt.every` epochs.
+    The best-validation weights are restored before returning. A diverging loss (see
+    `Diverged`) stops training at once and propagates, naming the epoch, batch and learning
+    rate. With `ckpt` (see checkpoints.py) it resumes from `ckpt.saved` and writes a checkpoint
+    every `ckpt.every` epochs.
     """
+    net, param_groups, on_epoch_start = model.net, model.param_groups, model.on_epoch_start
     precision = precision or Precision.of(cfg.precision, device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = make_optimizer(param_groups(), cfg)
@@ -73,7 +82,7 @@ def fit(net: nn.Module, set_train: Callable[[], None], param_groups: Callable[[]
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
             if on_epoch_start(epoch - 1):  # strategies count epochs from 0
                 add_new_params(optimizer, scheduler, param_groups())
-            set_train()
+            model.set_train()
             lrs = {g.get("name", "head"): g["lr"] for g in optimizer.param_groups}
             # the random state the epoch starts from: a mid-epoch checkpoint replays its order
             start = checkpoints.rng_state(train_loader) if ckpt is not None else None
