@@ -17,10 +17,14 @@ from torch import nn
 
 from mribench.config.schema import TrainingConfig
 from mribench.run import stopping
-from mribench.train.checkpoints import Checkpoints
-from mribench.train.engine import feature_loader, fit
+from mribench.train import checkpoints
+from mribench.train.checkpoints import Checkpoints, FitState
+from mribench.train.engine import Trainee, feature_loader, fit
 
 CFG = TrainingConfig(epochs=4, lr=0.05, optimizer="adam", scheduler="cosine", batch_size=8)
+# what a format-1 file holds: a checkpoint written by any earlier version of format 1 resumes
+FORMAT_1 = {"format", "run_key", "extra", "epoch", "model", "optimizer", "scheduler", "scaler",
+            "history", "best_epoch", "best_loss", "best_state", "waited", "batch", "rng"}
 
 
 def _fit(ckpt=None, on_batch=None, gradual=False):
@@ -46,8 +50,8 @@ def _fit(ckpt=None, on_batch=None, gradual=False):
         return False
     train = feature_loader(x[:64], y[:64], 8, True, seed=0)
     val = feature_loader(x[64:], y[64:], 8, False, seed=0)
-    result = fit(net, net.train, groups, unfreeze, train, val, CFG, "cpu", on_batch=on_batch,
-                 ckpt=ckpt)
+    result = fit(Trainee(net, net.train, groups, unfreeze), train, val, CFG, "cpu",
+                 on_batch=on_batch, ckpt=ckpt)
     return result, net.state_dict()
 
 
@@ -67,6 +71,7 @@ def test_sigterm_mid_epoch_checkpoints_that_batch_and_the_resumed_fit_is_identic
     assert stop.value.exit_code == 143
     saved = torch.load(ckpt.file, weights_only=True)
     assert (saved["epoch"], saved["batch"]) == (1, 3)  # epoch 1 done, 3 batches of epoch 2
+    assert set(saved) == FORMAT_1 | {"sums", "rng_epoch_start"}
 
     resumed = Checkpoints.open(tmp_path, "key", every=1)
     assert resumed.describe(CFG.epochs) == "epoch 2 of 4, batch 3"
@@ -75,6 +80,18 @@ def test_sigterm_mid_epoch_checkpoints_that_batch_and_the_resumed_fit_is_identic
                                        or k == "images_per_s"}}
                               for i, r in enumerate(reference.history)]
     assert all(torch.equal(state[k], ref_state[k]) for k in ref_state)
+
+
+def test_the_file_keeps_format_1s_keys_and_reads_back_as_the_fit_state(tmp_path):
+    # FitState changing what the file holds must bump checkpoints.FORMAT (older files are then
+    # refused in one line, never misread)
+    ckpt = Checkpoints.open(tmp_path, "key", every=1)
+    result, _ = _fit(ckpt)
+    saved = torch.load(ckpt.file, weights_only=True)
+    assert checkpoints.FORMAT == 1 and set(saved) == FORMAT_1
+    state = FitState.from_saved(saved)
+    assert (state.epoch, state.mid_epoch, state.best_epoch) == (4, None, result.best_epoch)
+    assert state.history == result.history
 
 
 def test_a_checkpoint_of_another_run_key_is_not_resumed(tmp_path):

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from mribench.config.schema import TrainingConfig
-from mribench.train.engine import evaluate, fit, train_one_epoch
+from mribench.train.engine import Trainee, evaluate, fit, train_one_epoch
 
 
 def loaders(flip_val=False):
@@ -23,8 +23,8 @@ def loaders(flip_val=False):
 
 def run_fit(net, cfg, on_epoch_start=lambda e: False, flip_val=False):
     snapshots = []
-    result = fit(net, net.train, lambda: [{"params": list(net.parameters()), "name": "head"}],
-                 on_epoch_start, *loaders(flip_val), cfg, "cpu",
+    result = fit(Trainee(net, net.train, lambda: [{"params": list(net.parameters()), "name": "head"}],
+                         on_epoch_start), *loaders(flip_val), cfg, "cpu",
                  on_epoch=lambda row: snapshots.append(copy.deepcopy(net.state_dict())))
     return result, snapshots
 
@@ -91,7 +91,7 @@ def test_gradual_unfreezing_keeps_the_learning_rate_schedule():
         return False
 
     rows = []
-    fit(net, net.train, groups, unfreeze_at_3, *loaders(), TrainingConfig(epochs=6,
+    fit(Trainee(net, net.train, groups, unfreeze_at_3), *loaders(), TrainingConfig(epochs=6,
         scheduler="cosine", lr=1e-3), "cpu", on_epoch=rows.append)
     head_lr = [r["lr"] for r in rows]
     assert head_lr == sorted(head_lr, reverse=True) and head_lr[-1] < head_lr[0] / 2

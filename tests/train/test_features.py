@@ -14,7 +14,7 @@ from mribench.config.schema import (
     TrainingConfig,
 )
 from mribench.models.build import build
-from mribench.train.engine import evaluate, fit
+from mribench.train.engine import Trainee, evaluate, fit
 from mribench.train.features import FeatureStore, feature_stage
 
 PRE = PreprocessConfig(image_size=32)
@@ -37,7 +37,7 @@ def _train_head(built, prepared, pooled: bool, head_state: dict):
     store = FeatureStore(extractor, images, "cpu", batch_size=8, seed=0)
     cfg = TrainingConfig(epochs=4, batch_size=8, lr=0.01)
     torch.manual_seed(0)  # dropout and any other randomness of the head start equal
-    result = fit(net, net.train, lambda: built.param_groups(cfg.lr), built.on_epoch_start,
+    result = fit(Trainee(net, net.train, lambda: built.param_groups(cfg.lr), built.on_epoch_start),
                  store.loader(prepared.splits["train"], True),
                  store.loader(prepared.splits["val"], False), cfg, "cpu")
     test = evaluate(net, store.loader(prepared.splits["test"], False),

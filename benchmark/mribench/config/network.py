@@ -2,10 +2,11 @@
 choices and their options come from the strategy table, models/strategies.py)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from mribench.config.head_layers import HeadType, parse_layers
 from mribench.config.types import Hashable, PosInt
 from mribench.errors import UserError
 from mribench.models import strategies
@@ -16,7 +17,7 @@ class HeadConfig(Hashable):  # layers is a list: hashed by content
     # (Study A, Study D with dropout); flatten_mlp: flatten -> dense -> dropout -> batch-norm ->
     # dense (Study C); conv_gap_mlp: conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout ->
     # dense; layers: any list of head layers, then Linear(k) (Study C's fine-tuned VGG16)
-    type: Literal["linear", "gap_mlp", "flatten_mlp", "conv_gap_mlp", "layers"] = Field(
+    type: HeadType = Field(
         "linear", description="linear: replace the final layer; gap_mlp: GAP -> Dense(hidden) -> ReLU "
         "-> [dropout ->] Dense(k); flatten_mlp: flatten -> dense -> dropout -> batch-norm -> dense; "
         "conv_gap_mlp: 3x3 conv -> ReLU -> dropout -> GAP -> dense -> ReLU -> dropout -> dense; layers: "
@@ -27,7 +28,7 @@ class HeadConfig(Hashable):  # layers is a list: hashed by content
     conv_dropout: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.0, description="conv_gap_mlp: dropout after the convolution.")
     # type layers: e.g. [gap, batchnorm, {dropout: 0.23}, {dense: 510}, relu, batchnorm,
-    # {dropout: 0.3}] (see models/heads.py parse_layers)
+    # {dropout: 0.3}] (see config/head_layers.py)
     layers: list[str | dict[str, int | float]] = Field(
         default_factory=list, description="type layers: head layers in order, e.g. [gap, batchnorm, "
         "{dropout: 0.23}, {dense: 510}, relu].")
@@ -41,8 +42,6 @@ class HeadConfig(Hashable):  # layers is a list: hashed by content
     @classmethod
     def _layers_valid(cls, value):
         if value:
-            from mribench.models.heads import parse_layers
-
             parse_layers(value)  # the error names layers[i]
         return value
 

@@ -51,7 +51,7 @@ def nearest_bits(queries: list[str], references: list[str], chunk: int = 256) ->
 
 def _sartaj_hashes(data_dir: str | None) -> list[str] | None:
     from mribench.data.locate import where
-    from mribench.data.preparation import validate
+    from mribench.data.records import validate
     from mribench.data.registry import KNOWN
     from mribench.data.scan import scan_known
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mribench.errors import UserError
-from mribench.models.registry import ModelSpec
+from mribench.models.spec import ModelSpec
 
 
 def create_network(spec: ModelSpec, pretrained: bool = False,

@@ -19,7 +19,7 @@ from mribench.models.archs import (
 )
 from mribench.models.heads import make_head
 from mribench.models.neighbours import KnnHead
-from mribench.models.registry import ModelSpec
+from mribench.models.spec import ModelSpec
 from mribench.models.summary import layer_counts, param_counts
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mribench.errors import UnknownName
-from mribench.models.registry import TIMM_FAMILIES, TIMM_PREFIX, ModelSpec
+from mribench.models.spec import TIMM_FAMILIES, TIMM_PREFIX, ModelSpec
 
 
 @lru_cache(maxsize=None)

@@ -19,7 +19,7 @@ from torch import nn
 from mribench import environment
 from mribench.errors import UserError
 from mribench.files import file_sha256
-from mribench.models.registry import ModelSpec
+from mribench.models.spec import ModelSpec
 
 WEIGHTS_DIR_ENV = environment.WEIGHTS_DIR
 EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")

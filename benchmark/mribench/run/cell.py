@@ -36,7 +36,7 @@ from mribench.run import (
 )
 from mribench.stats import metrics
 from mribench.train import precision as fastpath
-from mribench.train.engine import Diverged, evaluate, fit
+from mribench.train.engine import Diverged, Trainee, evaluate, fit
 from mribench.train.features import FeatureStore, feature_stage
 
 
@@ -245,8 +245,9 @@ def _train(cell: Cell, built, prepared, loader, opts: RunOptions, precision, sta
     # torch.compile wraps (shares the parameters of) the module: explanations use the plain one
     trained = torch.compile(net) if cfg.compile else net
     try:
-        result = fit(trained, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr, cfg.layer_decay),
-                     built.on_epoch_start, loaders["train"], loaders["val"], cfg, opts.device,
+        result = fit(Trainee(trained, set_train, lambda: built.param_groups(cfg.lr, cfg.backbone_lr,
+                                                                         cfg.layer_decay),
+                             built.on_epoch_start), loaders["train"], loaders["val"], cfg, opts.device,
                      on_epoch=on_epoch, on_batch=opts.on_batch, precision=precision, ckpt=ckpt,
                      keep_last=cell.artifacts.model == "last")
     except Diverged as err:

@@ -14,6 +14,7 @@ stop follows (`Stopped`: the run ends KILLED, exit 143 / 130). A second signal s
 """
 from __future__ import annotations
 
+import copy
 import random
 import shutil
 import signal
@@ -22,7 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -43,10 +44,6 @@ class Checkpoints:
     saved: dict | None = None  # the checkpoint this run resumes from
     extra: dict = field(default_factory=dict)  # the caller's own per-epoch state, saved along
     stop_signal: int | None = None  # a deferred SIGTERM/SIGINT, acted on at the batch's end
-    # set by `fit` on resume: batches of the current epoch to skip, their sums, the RNG then
-    skip: int = 0
-    sums: dict | None = None
-    rng_after_skip: dict | None = None
     discarded: str | None = None  # why a checkpoint found at `open` was set aside
 
     @classmethod
@@ -123,6 +120,64 @@ class Checkpoints:
         if s.get("batch"):
             return f"epoch {s['epoch'] + 1} of {epochs}, batch {s['batch']}"
         return f"epoch {s.get('epoch', 0)} of {epochs}"
+
+
+@dataclass
+class MidEpoch:
+    """Where a signal stopped an epoch: the batches of it trained, their running sums (loss,
+    correct, divergence streak), and the random states at the epoch's start (its order is
+    replayed) and after those batches (where training goes on)."""
+    batch: int
+    sums: dict
+    rng_epoch_start: dict
+    rng_after: dict | None = None  # read back on resume; written as the state at the write
+
+
+@dataclass
+class FitState:
+    """Where `fit` stands: what a checkpoint saves besides the weights, optimizer, scheduler and
+    scaler (`snapshot`), and what a resumed fit starts from. `fit` advances it epoch by epoch."""
+    epoch: int = 0  # epochs finished
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_loss: float = float("inf")
+    best_state: dict | None = None  # the best-validation weights so far
+    waited: int = 0  # epochs since the best one (early stopping's patience)
+    mid_epoch: MidEpoch | None = None  # resuming inside epoch `epoch + 1`
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "FitState":
+        mid = (MidEpoch(saved["batch"], saved["sums"], saved["rng_epoch_start"], saved["rng"])
+               if saved["batch"] else None)
+        return cls(saved["epoch"], list(saved["history"]), saved["best_epoch"],
+                   saved["best_loss"], saved["best_state"], saved["waited"], mid)
+
+    def saved(self, rng: dict, mid: MidEpoch | None = None) -> dict:
+        """The checkpoint's loop entries (the file format's keys, unchanged since format 1);
+        `rng`: the random state now; `mid`: written inside an epoch, after `mid.batch` batches."""
+        out = {"epoch": self.epoch, "history": self.history, "best_epoch": self.best_epoch,
+               "best_loss": self.best_loss, "best_state": self.best_state,
+               "waited": self.waited, "batch": 0, "rng": rng}
+        if mid is not None:
+            out.update(batch=mid.batch, sums=mid.sums, rng_epoch_start=mid.rng_epoch_start)
+        return out
+
+    @property
+    def epochs_begun(self) -> int:
+        """Epochs that had started when it was saved (the trainable set a resume replays)."""
+        return self.epoch + bool(self.mid_epoch)
+
+    def end_epoch(self, epoch: int, val_loss: float, weights: Callable[[], dict],
+                  patience: int | None) -> bool:
+        """Epoch `epoch` is done (its history row already kept): the best weights so far and
+        early stopping's count. True when the patience ran out."""
+        self.epoch = epoch
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = val_loss, epoch, 0
+            self.best_state = copy.deepcopy(weights())
+            return False
+        self.waited += 1
+        return patience is not None and self.waited >= patience
 
 
 REQUIRED = ("epoch", "model", "optimizer", "scheduler", "scaler", "history", "best_epoch",
@@ -217,12 +272,29 @@ def set_rng(state: dict, loader) -> None:
         gen.set_state(saved)
 
 
-def snapshot(net, optimizer, scheduler, precision, loop: dict, epoch: int) -> dict:
-    """Everything but the random states: weights, optimizer, scheduler, scaler, loop state."""
+def snapshot(net, optimizer, scheduler, precision, loop: dict) -> dict:
+    """A checkpoint's content: weights, optimizer, scheduler, scaler, and the loop's state
+    (`FitState.saved`: epoch, history, best, patience, random states)."""
     scaler = getattr(precision, "scaler", None)
-    return {"epoch": epoch, "model": plain(net).state_dict(), "optimizer": optimizer.state_dict(),
+    return {"model": plain(net).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None, **loop}
+
+
+def resume(ckpt: Checkpoints, net, optimizer, scheduler, precision, loader) -> None:
+    """Load `ckpt.saved` into a fit whose trainable set is the saved one: the components'
+    states, then the random states the next (or the stopped) epoch starts from. A state that
+    does not load sets the file aside and raises CheckpointUnusable, naming it."""
+    saved = ckpt.saved
+    try:
+        restore(saved, net, optimizer, scheduler, precision)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+        # the weights were checked at `open`; this is the optimizer's or scheduler's state
+        ckpt.set_aside(f"cannot be restored ({_why(err)})")
+        raise CheckpointUnusable(
+            f"checkpoint {ckpt.file} cannot be restored ({_why(err)}); it was "
+            "moved aside: run the suite again to train this cell from epoch 0") from None
+    set_rng(saved["rng_epoch_start" if saved["batch"] else "rng"], loader)
 
 
 def restore(saved: dict, net, optimizer, scheduler, precision) -> None:

@@ -14,11 +14,40 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from mribench.data.samples import Sample
 from mribench.models.heads import split_pooling
-from mribench.train.engine import compute_features, feature_loader
+from mribench.train.precision import Precision
+
+
+@torch.no_grad()
+def compute_features(extractor: nn.Module, loader: DataLoader, device: str,
+                     precision: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, labels) of a frozen extractor over a loader, on the CPU, in loader order."""
+    extractor.eval()
+    precision = precision or Precision("fp32", device)
+    feats, ys = [], []
+    for x, y in loader:
+        with precision.autocast():
+            out = extractor(x.to(device, non_blocking=True))
+        feats.append(out.float().cpu())  # the head trains in fp32 (under its own autocast)
+        ys.append(y.cpu())
+    return torch.cat(feats), torch.cat(ys)
+
+
+def feature_loader(feats: torch.Tensor, ys: torch.Tensor, batch_size: int, shuffle: bool,
+                   seed: int) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(TensorDataset(feats, ys), batch_size=batch_size, shuffle=shuffle,
+                      generator=gen)
+
+
+def extract_features(backbone: nn.Module, loader: DataLoader, device: str, batch_size: int,
+                     shuffle: bool, seed: int, precision: Precision | None = None) -> DataLoader:
+    """Run a frozen backbone once over a split; the head then trains on the stored features."""
+    return feature_loader(*compute_features(backbone, loader, device, precision), batch_size,
+                          shuffle, seed)
 
 
 def feature_stage(backbone: nn.Module, head: nn.Sequential,

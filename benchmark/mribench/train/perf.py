@@ -34,8 +34,9 @@ from mribench.errors import UserError
 from mribench.models import strategies
 from mribench.models.build import build
 from mribench.train import precision as fastpath
-from mribench.train.engine import extract_features, resolve_device, train_one_epoch
-from mribench.train.precision import Precision
+from mribench.train.epoch import train_one_epoch
+from mribench.train.features import extract_features
+from mribench.train.precision import Precision, resolve_device
 
 # ratio name -> (numerator, denominator, what); throughput ratios unless named "cost"
 RATIOS = {

@@ -139,7 +139,7 @@ def _worker(spec: dict) -> None:
     )
     from mribench.models import strategies
     from mribench.models.build import build
-    from mribench.train.engine import train_one_epoch
+    from mribench.train.epoch import train_one_epoch
 
     threads.apply(spec["threads"])
     torch.manual_seed(0)

@@ -21,6 +21,14 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CUDA_WORKERS_MAX = 8  # enough to feed one GPU from the uint8 store; more only costs memory
 
 
+def resolve_device(name: str = "auto") -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here")
+    return name
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """The precision a cell actually trains in: fp32, bf16 or fp16."""
     if precision != "auto":
