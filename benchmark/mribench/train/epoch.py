@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mribench.errors import UserError
 from mribench.train import checkpoints
 from mribench.train.checkpoints import Checkpoints, MidEpoch
 from mribench.train.precision import Precision
@@ -129,8 +130,8 @@ def train_one_epoch(net: nn.Module, loader, optimizer: torch.optim.Optimizer,
         on_batch(n, n)
     seconds = time.perf_counter() - start
     if total == 0:
-        raise ValueError("the training split has no batch of two or more images: use more "
-                         "training images or a larger batch_size")
+        raise UserError("the training split has no batch of two or more images: use more "
+                        "training images or a larger batch_size")
     mean_loss = float(loss_sum) / total
     if max_loss is not None and mean_loss > max_loss:
         raise Diverged(mean_loss, None, n, bound=max_loss, window=max_loss_batches)
