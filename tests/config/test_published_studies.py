@@ -29,6 +29,7 @@ from mribench.models.build import build
 from mribench.models.heads import make_head, parse_layers, split_pooling
 from mribench.models.weights import WEIGHTS_DIR_ENV, load_into, step_counters
 from mribench.run import cell as cell_module
+from mribench.run import scoring as scoring_module
 from mribench.stats import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,7 +326,8 @@ def logged_metrics(suite, model, strategy) -> set[str]:
     """The metric names the cells of (model, strategy) log, on the suite's datasets."""
     from mribench.data.registry import get as dataset
 
-    source = inspect.getsource(cell_module)
+    # the cell recipe and its scoring step (run/scoring.py) are where cell-level names are logged
+    source = inspect.getsource(cell_module) + inspect.getsource(scoring_module)
     cell_level = {n for n in CELL_LEVEL if f'"{n}"' in source}
     if not suite.training_for(model).peek_test:
         cell_level -= set(PEEKING)
