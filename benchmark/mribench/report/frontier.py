@@ -21,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mribench.report.tables import natural_key  # noqa: E402
+
 COSTS = {"params_trainable": "trainable parameters", "fit_seconds": "training seconds"}
 EXTRA = {"optimizer_state_mb": "optimizer MiB", "peak_rss_mb": "peak RSS MiB",
          "seconds_per_epoch": "s/epoch", "model_size_mb": "model MiB"}
@@ -73,7 +75,7 @@ def _dominates(q: dict, p: dict, cost: str) -> bool:
 def on_frontier(points: list[dict]) -> list[str]:
     """Plain sentences: which strategies are on each frontier, per group."""
     lines = []
-    for group in sorted({p["group"] for p in points}):
+    for group in sorted({p["group"] for p in points}, key=natural_key):
         mine = [p for p in points if p["group"] == group]
         for cost, words in COSTS.items():
             best = sorted((p for p in mine if p.get(f"pareto_{cost}")), key=lambda p: p[cost])
@@ -102,7 +104,7 @@ def display(points: list[dict]) -> list[dict]:
 def frontier_figure(points: list[dict]):
     """Two panels, accuracy against each cost (log x); filled markers are Pareto-optimal in
     their group, and a step line joins them."""
-    groups = sorted({p["group"] for p in points})
+    groups = sorted({p["group"] for p in points}, key=natural_key)
     colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     for ax, (cost, words) in zip(axes, COSTS.items()):

@@ -41,11 +41,12 @@ class Results:
             groups = [((f"{dataset}: " if several else "") + label(g.iloc[0]), g)
                       for _, g in on_dataset.groupby("config_key")]
             # numbers in labels in numeric order: `[train_per_class=25]` before `=100`
-            for name, group in sorted(groups, key=lambda item: _natural(item[0])):
+            for name, group in sorted(groups, key=lambda item: natural_key(item[0])):
                 yield dataset, name, group.sort_values(["seed", "fold"])
 
 
-def _natural(label: str) -> list:
+def natural_key(label: str) -> list:
+    """Sort key that orders the numbers inside labels by value (train_per_class=10 < =50 < =200)."""
     return [(0, float(part), "") if re.fullmatch(r"\d+(\.\d+)?", part) else (1, 0.0, part)
             for part in re.split(r"(\d+(?:\.\d+)?)", label)]
 
