@@ -4,6 +4,7 @@ image, a bad manifest or an output path that cannot be written is one line (exit
 work; a disk that fills up mid-write is one line (exit 1)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -231,15 +232,23 @@ def test_a_suite_name_with_a_path_in_it_still_reports_under_reports(cell, here):
     assert not (tmp.parent.parent / "escaped").exists()
 
 
-def test_a_disk_that_fills_up_while_predict_writes_is_one_line_and_exit_1(cell, here):
-    tmp, env, run_id = cell
-    disk = tmp / "tiny-disk"
+@contextlib.contextmanager
+def _tmpfs(disk: Path, options: str):
+    """A 64 KiB tmpfs mounted at `disk` for the test (skipped where mounting is not allowed)."""
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"a 64 KiB tmpfs cannot be mounted here ({mounted.stderr.strip()})")
+        pytest.skip(f"a tmpfs ({options}) cannot be mounted here ({mounted.stderr.strip()})")
     try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_disk_that_fills_up_while_predict_writes_is_one_line_and_exit_1(cell, here):
+    tmp, env, run_id = cell
+    with _tmpfs(tmp / "tiny-disk", "size=64k") as disk:
         filler = disk / "filler"
         with open(filler, "wb", buffering=0) as fh:  # fill it to the last block
             try:
@@ -252,25 +261,15 @@ def test_a_disk_that_fills_up_while_predict_writes_is_one_line_and_exit_1(cell, 
         assert f"{disk / 'out.csv'}: No space left on device" in line, line
         assert not (disk / "out.csv").exists()  # whole or nothing
         assert [p.name for p in disk.iterdir()] == ["filler"]  # no temporary file left
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_a_folder_that_cannot_be_written_is_refused_before_any_work(cell, here):
     """A read-only file system (permissions do not stop root; a read-only mount does)."""
     tmp, env, run_id = cell
-    disk = tmp / "read-only"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a read-only tmpfs cannot be mounted here ({mounted.stderr.strip()})")
-    try:
+    with _tmpfs(tmp / "read-only", "ro,size=64k") as disk:
         for args in (["predict", run_id, str(IMAGE), "--csv", str(disk / "sub" / "out.csv")],
                      ["report", "guard.yaml", "--out", str(disk / "report")]):
             done = here(args)
             line = one_error(done)
             assert f"the folder {disk} cannot be written" in line, line
             assert "reading" not in done.stderr
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)

@@ -14,6 +14,7 @@ from mribench.config.suite_file import load_suite
 from mribench.run import layout
 from mribench.run.suite import SuiteOptions, run_suite
 from real_data import mri_7023
+from source_strings import string_literals
 
 PKG = Path(mribench.__file__).resolve().parent
 # the top folders of a run's artifacts
@@ -21,25 +22,10 @@ ARTIFACT = re.compile(r"^(metrics|plots|data|explanations|robustness|external|co
                       r"report)/")
 
 
-def _strings(tree: ast.AST):
-    """String constants and f-strings (literal parts) with their line; docstrings left out."""
-    docs = {id(n.body[0].value) for n in ast.walk(tree)
-            if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            and n.body and isinstance(n.body[0], ast.Expr)
-            and isinstance(n.body[0].value, ast.Constant)}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.JoinedStr):
-            yield node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{"
-                                       for v in node.values)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and id(node) not in docs:
-            yield node.lineno, node.value
-
-
 def test_no_artifact_path_is_spelt_outside_the_layout():
     found = [f"{path.relative_to(PKG)}:{line}: {text!r}"
              for path in sorted(PKG.rglob("*.py")) if path != PKG / "run" / "layout.py"
-             for line, text in _strings(ast.parse(path.read_text())) if ARTIFACT.match(text)]
+             for line, text in string_literals(ast.parse(path.read_text())) if ARTIFACT.match(text)]
     assert found == [], "artifact paths outside run/layout.py:\n" + "\n".join(found)
 
 

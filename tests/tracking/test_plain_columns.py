@@ -6,26 +6,11 @@ import re
 from pathlib import Path
 
 import mribench
+from source_strings import string_literals
 
 PKG = Path(mribench.__file__).resolve().parent
 # a column name as MLflow's run frame spells it: `tags.seed`, `metrics.test_accuracy`, ...
 PREFIXED = re.compile(r"(?:tags|metrics|params)\.[A-Za-z_{]")
-
-
-def _strings(tree: ast.AST):
-    """Every string constant and f-string (its literal parts joined) of a module, with its line;
-    docstrings are prose and left out."""
-    docs = {id(n.body[0].value) for n in ast.walk(tree)
-            if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            and n.body and isinstance(n.body[0], ast.Expr)
-            and isinstance(n.body[0].value, ast.Constant)}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.JoinedStr):
-            yield node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{"
-                                       for v in node.values)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and id(node) not in docs:
-            yield node.lineno, node.value
 
 
 def test_no_module_outside_tracking_spells_an_mlflow_column_name():
@@ -33,7 +18,7 @@ def test_no_module_outside_tracking_spells_an_mlflow_column_name():
     for path in sorted(PKG.rglob("*.py")):
         if "tracking" in path.relative_to(PKG).parts:
             continue
-        for line, text in _strings(ast.parse(path.read_text())):
+        for line, text in string_literals(ast.parse(path.read_text())):
             if PREFIXED.match(text) or (text in ("tags.", "metrics.", "params.")):
                 found.append(f"{path.relative_to(PKG)}:{line}: {text!r}")
     assert found == [], "MLflow column names outside tracking/ (use tracking's plain names):\n" \
@@ -44,7 +29,7 @@ def test_the_scan_sees_the_spellings_it_forbids():
     # the scan itself: each way a prefixed name could be written is caught
     code = ('x = runs["tags.seed"]\ny = f"metrics.{name}"\nz = "params.n_train"\n'
             'w = c.removeprefix("tags.")\n')
-    texts = [t for _, t in _strings(ast.parse(code))]
+    texts = [t for _, t in string_literals(ast.parse(code))]
     assert sum(bool(PREFIXED.match(t)) or t == "tags." for t in texts) == 4
 
 
