@@ -2,7 +2,8 @@
 
 A command that is printing its results is caught mid-write: its stdout is a pipe shrunk to one
 page that nobody reads until the pipe is full, so the process is blocked writing its table when
-the signal comes. A command that works before it prints is signalled when `ready` says so."""
+the signal comes. A command that works before it prints is signalled when `ready` says so.
+`sigterm_at` lands one inside a named SQL statement of this process (every time, not by chance)."""
 from __future__ import annotations
 
 import fcntl
@@ -13,7 +14,8 @@ import sys
 import termios
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 PAGE = 4096
 F_SETPIPE_SZ = 1031
@@ -70,3 +72,24 @@ def one_stop_line(code: int, err: str, signum: int) -> str:
     said = [line for line in err.splitlines() if f"stopped by {name}" in line]
     assert len(said) == 1, err[-3000:]
     return said[0]
+
+
+@contextmanager
+def sigterm_at(statement: str) -> Iterator[list[str]]:
+    """Send this process SIGTERM right after the first SQL statement starting with `statement`
+    has run: its handler then runs at the next bytecode, inside SQLAlchemy and MLflow. Yields
+    the statement it fired on ([] if none ran)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    sent: list[str] = []
+
+    def send(conn, cursor, sql, *_) -> None:
+        if not sent and sql.startswith(statement):
+            sent.append(sql)
+            os.kill(os.getpid(), signal.SIGTERM)
+    event.listen(Engine, "after_cursor_execute", send)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "after_cursor_execute", send)

@@ -18,7 +18,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mribench.data.registry import SAMPLE_DIR
-from signalled import one_stop_line, stop
+from signalled import one_stop_line, sigterm_at, stop
 
 IMAGE = SAMPLE_DIR / "Testing" / "glioma" / sorted(os.listdir(SAMPLE_DIR / "Testing" / "glioma"))[0]
 
@@ -116,6 +116,26 @@ def test_sigterm_during_evaluate_ends_its_run_killed_and_exits_143(cell):
         # and the signal landing: then nothing was cut short, and the line must not say so
         assert "marked KILLED" not in line
         return
+    assert new.info.status == "KILLED" and new.data.tags["stop_signal"] == "SIGTERM"
+    assert f"the evaluation run {new.info.run_id} was marked KILLED" in line
+
+
+@pytest.mark.parametrize("statement", ["INSERT INTO runs", "INSERT INTO params",
+                                       "INSERT INTO metrics"])
+def test_sigterm_inside_evaluate_s_store_writes_ends_its_run_killed(cell, here, statement):
+    """The timed signal above lands wherever the process happens to be; this one lands inside
+    the named store write every time (storing the run, its params, its metrics)."""
+    tmp, env, run_id = cell
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("guard").experiment_id
+    before = {r.info.run_id for r in client.search_runs([exp], "tags.role = 'evaluation'")}
+    with sigterm_at(statement) as sent:
+        done = here(["evaluate", run_id, "--root", str(SAMPLE_DIR / "Testing"), "--name",
+                     "inside"])
+    assert sent, f"evaluate ran no statement starting {statement!r}"
+    line = one_stop_line(done.returncode, done.stderr, signal.SIGTERM)
+    (new,) = [r for r in client.search_runs([exp], "tags.role = 'evaluation'")
+              if r.info.run_id not in before]
     assert new.info.status == "KILLED" and new.data.tags["stop_signal"] == "SIGTERM"
     assert f"the evaluation run {new.info.run_id} was marked KILLED" in line
 

@@ -18,7 +18,7 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
     from mribench import tracking
     from mribench.data import images
     from mribench.models.packaged import read_seen
-    from mribench.run import external
+    from mribench.run import external, stopping
     from mribench.tracking import logged_model
 
     predictor, run_id = fetch(uri, device)
@@ -34,13 +34,14 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
                            "cell with --force)") from None
     exp_id = logged_model.experiment_of(run_id)
     title = f"evaluate on {cfg.name}"
-    # the invocation's own tag finds its run if a signal lands inside create_run, after MLflow
+    # the invocation's own tag finds its run if create_run fails (a store error) after MLflow
     # stored the run but before its id came back
     tags = {"role": "evaluation", "evaluated_model": uri, "external_set": cfg.name,
             "model_run_key": predictor.meta["run_key"], "invocation_id": uuid.uuid4().hex}
     child = None
     try:
-        child = tracking.create_run(exp_id, title, tags, parent_run_id=run_id)
+        with stopping.held():  # a stop lands after `child` is known, so it can be closed
+            child = tracking.create_run(exp_id, title, tags, parent_run_id=run_id)
         with tracking.cell_run(title, tags, role="evaluation", run_id=child):
             tracking.log_params({"model_uri": uri, "external_set": cfg.name,
                                  "label_map": cfg.label_map, "prediction_map": cfg.prediction_map,

@@ -24,6 +24,7 @@ from typing import Iterator
 
 from mribench import tracking
 from mribench.matrix import Cell
+from mribench.run import stopping
 from mribench.tracking import locks
 
 HEARTBEAT_S = 30.0
@@ -75,19 +76,31 @@ def claim(experiment_id: str, cell: Cell, *, parent_run_id: str | None = None,
     `--force` passes the invocation's start, so it reruns older results but never repeats what
     a concurrent invocation has just finished). `tags` go on the claimed run from its start
     (a Ray task's identity, see executors)."""
-    with locks.held(tracking.store_uri()):
-        taken = _taken(experiment_id, cell.run_key, finished_since_ms, close_dead=True)
-        if taken:
-            return taken
-        run_id = tracking.create_run(experiment_id, cell.title,
-                                     {**cell.tags(), "role": "cell", **owner_tags(),
-                                      **(tags or {})},
-                                     parent_run_id)
-        rival = _taken(experiment_id, cell.run_key, finished_since_ms, mine=run_id)
-        if rival:  # a claimer on another machine got in between: leave the cell to it
-            tracking.close_run(run_id, "KILLED", f"claim withdrawn: run {rival.holder} has it")
-            return rival
+    run_id = None
+    try:  # a stop is held until the claim is stored and its id known, then closes it
+        with locks.held(tracking.store_uri()), stopping.held():
+            taken = _taken(experiment_id, cell.run_key, finished_since_ms, close_dead=True)
+            if taken:
+                return taken
+            run_id = tracking.create_run(experiment_id, cell.title,
+                                         {**cell.tags(), "role": "cell", **owner_tags(),
+                                          **(tags or {})},
+                                         parent_run_id)
+            rival = _taken(experiment_id, cell.run_key, finished_since_ms, mine=run_id)
+            if rival:  # a claimer on another machine got in between: leave the cell to it
+                tracking.close_run(run_id, "KILLED", f"claim withdrawn: run {rival.holder} has it")
+                return rival
+    except stopping.Stopped as stop:
+        if run_id:
+            close_stopped(run_id, stop)
+        raise
     return Claim(run_id)
+
+
+def close_stopped(run_id: str, stop: stopping.Stopped) -> None:
+    """End a claimed run KILLED for `stop` if nothing has ended it yet (the stop came before
+    its cell started it)."""
+    tracking.close_if_running(run_id, "KILLED", f"Stopped: {stop}", stop.name)
 
 
 def _taken(experiment_id: str, run_key: str, since_ms: int, *, close_dead: bool = False,

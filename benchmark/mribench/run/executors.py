@@ -24,7 +24,7 @@ from mribench.config.schema import ResourcesConfig
 from mribench.console import console, esc
 from mribench.errors import UserError
 from mribench.matrix import Cell
-from mribench.run import claims
+from mribench.run import claims, stopping
 from mribench.run.cell import RunOptions, run_cell
 from mribench.run.eta import Eta
 from mribench.train import threads
@@ -72,14 +72,17 @@ def run_claimed(cell: Cell, job: Job, opts: RunOptions, owner: dict[str, str] | 
         console.print(f"skip {esc(cell.title)}: {_why(taken)}")
         return {"status": "SKIPPED", "skip_reason": taken.reason, "run_id": taken.holder,
                 "test_accuracy": taken.accuracy}
-    if on_claim:
-        on_claim(cell, taken.run_id)
     try:
+        if on_claim:
+            on_claim(cell, taken.run_id)
         with claims.held(taken.run_id), tracking.cell_run(cell.title, cell.tags(),
                                                           run_id=taken.run_id):
             # torch's threads (and the loader's workers) from the cell's share (train/threads.py)
             threads.apply_and_log(job.cpus)
             headline = run_cell(cell, opts)
+    except stopping.Stopped as stop:  # cell_run ended the run; if it had not started, this does
+        claims.close_stopped(taken.run_id, stop)
+        raise
     except Exception as err:  # one cell's failure must not stop the suite ...
         failed = tracking.store_failure(err)
         if failed:  # ... but a failing store stops it: every later cell would fail the same way

@@ -1,7 +1,8 @@
 """SIGTERM and SIGINT stop the current work cleanly instead of killing the process mid-write.
 
 SLURM, Kubernetes and `docker stop` send SIGTERM; Ctrl-C sends SIGINT. Inside `on_signals`,
-either raises `Stopped` in the main thread wherever it is; the run contexts in `tracking` end
+either raises `Stopped` in the main thread wherever it is (inside a call to the tracking store
+it waits for the call to end: `held`); the run contexts in `tracking` end
 their MLflow runs KILLED with the signal as the reason, and the command says what was kept and
 exits 128 + the signal number (143, 130). `Stopped` is a KeyboardInterrupt, so libraries that
 clean up on Ctrl-C (Optuna marks the trial FAIL, DataLoader stops its workers) do so for SIGTERM
@@ -9,13 +10,16 @@ too. A second signal during that clean-up ends the process at once (the default 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, ParamSpec, TypeVar
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Stopped(KeyboardInterrupt):
@@ -62,10 +66,49 @@ def _quiet_library_tracebacks() -> None:
             handler.addFilter(_AFTER_STOP)
 
 
+class _Hold:
+    depth = 0  # how many `held` blocks the main thread is in
+    signum: int | None = None  # a stop that arrived inside one
+
+
 def _raise_stopped(signum: int, _frame) -> None:
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
+    if _Hold.depth:  # inside a store call: `held` raises it when the call has ended
+        _Hold.signum = _Hold.signum or signum
+        return
     raise Stopped(signum)
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Hold a stop until the block ends: a SIGTERM/SIGINT that arrives meanwhile raises
+    `Stopped` after the block, not halfway through it (a second one still ends the process at
+    once). For calls into the tracking store: interrupted inside a SQLite transaction or read,
+    MLflow leaves the database locked ("database is locked"), so the run it was writing can no
+    longer be closed and would stay RUNNING. Wrap the assignment of a value the clean-up needs
+    (a new run's id) too, so the stop cannot land between the call and the name. Main thread
+    only (handlers run there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Hold.depth += 1
+    try:
+        yield
+    finally:
+        _Hold.depth -= 1
+        if not _Hold.depth and _Hold.signum is not None:
+            signum, _Hold.signum = _Hold.signum, None
+            raise Stopped(signum)
+
+
+def holding(function: Callable[P, R]) -> Callable[P, R]:
+    """`function` with every call `held`: for the functions that call the tracking store."""
+    @functools.wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with held():
+            return function(*args, **kwargs)
+    return call
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from mribench.errors import UserError
+from mribench.run.stopping import holding
 
 NAME = "model"  # the logged model's name in its run: runs:/<run id>/model
 
@@ -93,6 +94,7 @@ def requirements() -> list[str]:
     return out
 
 
+@holding
 def log_model(package: Path, example: bytes, classes: list[str], metadata: dict) -> dict:
     """Log the package as the active run's model; returns its id, URI and artifact size."""
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one bar per file otherwise
@@ -110,15 +112,18 @@ def log_model(package: Path, example: bytes, classes: list[str], metadata: dict)
     return {"model_id": info.model_id, "model_uri": info.model_uri}
 
 
+@holding
 def load(uri: str):
     return mlflow.pyfunc.load_model(uri)
 
 
+@holding
 def run_of_model(uri: str) -> str | None:
     """The run that logged the model at `uri` (runs:/, models:/NAME@alias, models:/m-id)."""
     return mlflow.models.get_model_info(uri).run_id
 
 
+@holding
 def logged_model_uri(run_id: str) -> str | None:
     """models:/m-<id> of the model the run logged, None when it logged none (searched in the
     run's experiment: the search needs one)."""
@@ -128,6 +133,7 @@ def logged_model_uri(run_id: str) -> str | None:
     return next((f"models:/{m.model_id}" for m in found if m.name == NAME), None)
 
 
+@holding
 def download_package(uri: str, dest: str | None = None) -> Path:
     """The package folder inside a logged model, as local files."""
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
@@ -145,6 +151,7 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+@holding
 def register(model_uri: str, name: str, alias: str, description: str) -> int:
     """A new version of registered model `name` from `model_uri`, given `alias` (moved from any
     older version) and the description; returns the version number."""
@@ -156,9 +163,11 @@ def register(model_uri: str, name: str, alias: str, description: str) -> int:
     return int(version.version)
 
 
+@holding
 def experiment_of(run_id: str) -> str:
     return MlflowClient().get_run(run_id).info.experiment_id
 
 
+@holding
 def run_metrics(run_id: str) -> dict[str, float]:
     return dict(MlflowClient().get_run(run_id).data.metrics)

@@ -10,6 +10,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from mribench.run import layout
+from mribench.run.stopping import holding
 from mribench.tracking.store import _quiet, _store_errors, _use_store
 
 
@@ -29,18 +30,21 @@ def _state(run) -> RunState:
                     dict(run.data.tags), dict(run.data.metrics), run.info.run_name or "")
 
 
+@holding
 def runs_of_key(experiment_id: str, run_key: str) -> list[RunState]:
     """Every run of the experiment tagged with this run_key (any status)."""
     return [_state(r) for r in MlflowClient().search_runs(
         [experiment_id], filter_string=f"tags.run_key = '{run_key}'", max_results=5000)]
 
 
+@holding
 def running_runs(experiment_id: str) -> list[RunState]:
     """Every RUNNING run of the experiment (cells, trials, parents)."""
     return [_state(r) for r in MlflowClient().search_runs(
         [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=50000)]
 
 
+@holding
 def search_cells(experiment_id: str) -> pd.DataFrame:
     """Every cell run of the experiment, one row each, with plain column names (see
     `plain_columns`): `run_id`, `status`, `start_time`, ..., the tags (`seed`, `fold`,
@@ -71,6 +75,7 @@ def plain_columns(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[keep].rename(columns=renames)
 
 
+@holding
 def child_runs(run_id: str) -> list[RunState] | None:
     """The runs nested under `run_id`, oldest first; None when there is no such run."""
     client = MlflowClient()
@@ -83,6 +88,7 @@ def child_runs(run_id: str) -> list[RunState] | None:
         order_by=["attributes.start_time ASC"])]
 
 
+@holding
 def experiment_id_of(name: str) -> str | None:
     uri = _use_store()
     with _store_errors(uri), _quiet("mlflow.store.db.utils"):
@@ -99,11 +105,13 @@ def load_predictions(run_id: str, path: str = layout.PREDICTIONS) -> pd.DataFram
     return layout.read_predictions(download(run_id, path))
 
 
+@holding
 def artifact_paths(run_id: str, folder: str) -> list[str]:
     """Paths of the artifacts directly inside a run's folder ([] when it has none)."""
     return [f.path for f in MlflowClient().list_artifacts(run_id, folder) if not f.is_dir]
 
 
+@holding
 def download(run_id: str, path: str, dest: str | None = None) -> Path:
     """A run's artifact as a local file (a temporary copy unless dest is given)."""
     # MLflow draws a progress bar per download: dozens of them would bury the console
@@ -112,6 +120,7 @@ def download(run_id: str, path: str, dest: str | None = None) -> Path:
                                                     dst_path=dest))
 
 
+@holding
 def latest_suite_run(experiment_id: str, suite_name: str) -> str | None:
     """The newest parent (suite) run of the suite in the experiment, where reports are logged."""
     runs = MlflowClient().search_runs(

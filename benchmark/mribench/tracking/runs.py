@@ -5,6 +5,7 @@ A cell's identity is its `run_key` tag, which is how a rerun finds finished work
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -20,11 +21,13 @@ from mlflow.tracking import MlflowClient
 import mribench
 from mribench import redact
 from mribench.run import layout
+from mribench.run.stopping import held, holding
 from mribench.tracking.store import short_retries, store_failure
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
 
 
+@holding
 def create_run(experiment_id: str, name: str, tags: dict[str, str],
                parent_run_id: str | None = None) -> str:
     """A RUNNING run that no process has made active yet (a claim); `cell_run` resumes it."""
@@ -33,12 +36,14 @@ def create_run(experiment_id: str, name: str, tags: dict[str, str],
                                      tags={**tags, **extra}).info.run_id
 
 
+@holding
 def close_run(run_id: str, status: str, reason: str) -> None:
     client = MlflowClient()
     client.set_tag(run_id, "error", redact.mask(reason)[:5000])
     client.set_terminated(run_id, status)
 
 
+@holding
 def close_if_running(run_id: str, status: str, reason: str, stop_signal: str | None = None) -> str:
     """End the run with `status` if it is still RUNNING (an error before its context started,
     or one its context did not see); the status it ends with either way."""
@@ -52,6 +57,7 @@ def close_if_running(run_id: str, status: str, reason: str, stop_signal: str | N
     return status
 
 
+@holding
 def run_tagged(experiment_id: str, key: str, value: str) -> str | None:
     """The id of the experiment's run whose tag `key` is `value` (a unique token), or None.
     Best effort: on a failing store, None."""
@@ -63,10 +69,12 @@ def run_tagged(experiment_id: str, key: str, value: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+@holding
 def set_run_tag(run_id: str, key: str, value: str) -> None:
     MlflowClient().set_tag(run_id, key, value)
 
 
+@holding
 def close_running(experiment_id: str, tags: dict[str, str], status: str, reason: str) -> int:
     """End the RUNNING runs carrying all these tags with `status` and the reason as a tag."""
     match = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
@@ -77,6 +85,7 @@ def close_running(experiment_id: str, tags: dict[str, str], status: str, reason:
     return len(runs)
 
 
+@functools.cache  # one subprocess per process, not one per cell
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -93,20 +102,25 @@ def parent_run(experiment_id: str, suite_name: str, params: dict[str, Any],
     """The invocation's run. Under `mlflow run` the launcher's run may live in another
     experiment; it then gets a tag pointing at the suite's parent run. Ends like `cell_run`."""
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)
-    run = mlflow.start_run(experiment_id=experiment_id,
-                           run_name=run_name or f"{suite_name} {role}")
+    commit, started = git_commit(), False
     try:
-        mlflow.set_tags({**(tags or {}), "suite": suite_name, "role": role,
-                         "git_commit": git_commit(), "package_version": mribench.__version__})
-        log_params(params)
-        if launcher and launcher != run.info.run_id:
-            MlflowClient().set_tag(launcher, "mribench.suite_run_id", run.info.run_id)
-            mlflow.set_tag("mribench.launcher_run_id", launcher)
+        with held():
+            run = mlflow.start_run(experiment_id=experiment_id,
+                                   run_name=run_name or f"{suite_name} {role}")
+            started = True
+            mlflow.set_tags({**(tags or {}), "suite": suite_name, "role": role,
+                             "git_commit": commit, "package_version": mribench.__version__})
+            log_params(params)
+            if launcher and launcher != run.info.run_id:
+                MlflowClient().set_tag(launcher, "mribench.suite_run_id", run.info.run_id)
+                mlflow.set_tag("mribench.launcher_run_id", launcher)
         yield run.info.run_id
     except BaseException as err:
-        _end_with(err, ())
+        if started:
+            _end_with(err, ())
         raise
-    mlflow.end_run("FINISHED")
+    with held():
+        mlflow.end_run("FINISHED")
 
 
 @contextmanager
@@ -116,19 +130,25 @@ def cell_run(title: str, tags: dict[str, str], role: str = "cell",
     """A nested run (or the claimed run `run_id`, resumed). An exception marks it FAILED with
     the error as a tag, then propagates; an interruption (a signal, Ctrl-C) or an exception of
     the `stopped` types (e.g. a pruned tuning trial) ends it KILLED instead."""
-    if run_id:
-        run = mlflow.start_run(run_id=run_id, nested=True)
-    else:
-        run = mlflow.start_run(run_name=title, nested=True, tags={**tags, "role": role})
-    try:  # from here the run is MLflow's active run: a signal must end it, not atexit's FINISHED
-        mlflow.set_tags({"git_commit": git_commit(), "package_version": mribench.__version__})
+    commit, started = git_commit(), False
+    try:  # a stop while the run starts is held until it is MLflow's active run, then ends it
+        with held():
+            if run_id:
+                run = mlflow.start_run(run_id=run_id, nested=True)
+            else:
+                run = mlflow.start_run(run_name=title, nested=True, tags={**tags, "role": role})
+            started = True
+            mlflow.set_tags({"git_commit": commit, "package_version": mribench.__version__})
         yield run.info.run_id
     except BaseException as err:
-        _end_with(err, stopped)
+        if started:  # else the active run is the parent's, or none: nothing of ours to end
+            _end_with(err, stopped)
         raise
-    mlflow.end_run("FINISHED")
+    with held():
+        mlflow.end_run("FINISHED")
 
 
+@holding
 def _end_with(err: BaseException, stopped: tuple[type[BaseException], ...]) -> None:
     """End the active run after `err`: KILLED for interruptions (not an Exception: a signal,
     Ctrl-C) and `stopped` types, FAILED for errors; the reason as the `error` tag. Best effort:
@@ -153,6 +173,7 @@ def _end_with(err: BaseException, stopped: tuple[type[BaseException], ...]) -> N
                     raise
 
 
+@holding
 def log_params(params: dict[str, Any]) -> None:
     clean = {k: _param_value(v) for k, v in params.items()}
     items = list(clean.items())
@@ -165,14 +186,17 @@ def _param_value(value: Any) -> str:
     return redact.mask(text)[:_MAX_PARAM]
 
 
+@holding
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
+@holding
 def set_tags(tags: dict[str, Any]) -> None:
     mlflow.set_tags({k: redact.mask(str(v)) for k, v in tags.items()})
 
 
+@holding
 def log_figure(fig, path: str) -> None:
     import matplotlib.pyplot as plt
 
@@ -180,14 +204,17 @@ def log_figure(fig, path: str) -> None:
     plt.close(fig)
 
 
+@holding
 def log_text(text: str, path: str) -> None:
     mlflow.log_text(text, path)
 
 
+@holding
 def log_dict(data: dict, path: str) -> None:
     mlflow.log_dict(data, path)
 
 
+@holding
 def log_arrays(arrays: dict[str, Any], path: str) -> None:
     """Named numpy arrays as one compressed .npz artifact at `path` (e.g. explanations/maps.npz)."""
     import tempfile
@@ -201,10 +228,12 @@ def log_arrays(arrays: dict[str, Any], path: str) -> None:
         mlflow.log_artifact(str(local), artifact_path=folder or None)
 
 
+@holding
 def log_frame(frame: pd.DataFrame, path: str, index: bool = False) -> None:
     mlflow.log_text(frame.to_csv(index=index), path)
 
 
+@holding
 def log_split(rows: list[dict], digest: str, name: str, context: str = "split") -> None:
     """The exact split as a CSV artifact, registered as a dataset input so its digest shows."""
     frame = pd.DataFrame(rows)
@@ -217,6 +246,7 @@ def log_split(rows: list[dict], digest: str, name: str, context: str = "split") 
         mlflow.log_input(dataset, context=context)
 
 
+@holding
 def log_folder(run_id: str, folder: str | Path, artifact_path: str) -> None:
     """Every file under a local folder into a (possibly finished) run's artifacts."""
     MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
