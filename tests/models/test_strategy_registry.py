@@ -115,3 +115,15 @@ def test_a_strategy_registered_outside_the_package_runs_a_cell(top_two, mlflow_s
     assert 0 <= mine.data.metrics["test_accuracy"] <= 1
     assert "gradcam_pointing_game" in mine.data.metrics or any(
         k.startswith("gradcam") for k in mine.data.metrics)
+
+
+def test_batchnorm_stats_adapt_cells_are_transfer_methods_own():
+    """The suite trains only its `pretrained` cells: its `adapt` cells have the run_keys of
+    transfer_methods' cells (same experiment), so they are found finished, not trained again."""
+    def keys(stem: str) -> dict[str, str]:
+        return {c.run_key: c.axes_label for c in expand(load_suite(ROOT / "suites" / f"{stem}.yaml"))}
+
+    ours, theirs = keys("batchnorm_stats"), keys("transfer_methods")
+    adapt = {k for k, label in ours.items() if "batchnorm=adapt" in label}
+    assert len(adapt) == 30 and adapt <= set(theirs)
+    assert not {k for k, label in ours.items() if "batchnorm=pretrained" in label} & set(theirs)

@@ -125,3 +125,47 @@ def test_layer_wise_rates_hand_the_optimizer_every_trained_parameter(name):
     groups = built.param_groups(1e-3, 3e-4, layer_decay=0.7)
     handed = sum(p.numel() for g in groups for p in g["params"])
     assert handed == built.info["params_trainable"]
+
+
+def _bn_statistics(built) -> dict[str, torch.Tensor]:
+    return {n: b.detach().clone() for n, b in built.backbone.named_buffers()
+            if n.endswith(("running_mean", "running_var"))}
+
+
+@pytest.mark.parametrize("name", ["full", "norm", "lora", "lp_ft"])
+def test_batchnorm_pretrained_keeps_the_pretrained_statistics_and_still_trains(name, one_thread):
+    """`batchnorm: pretrained`: a training step leaves every running mean and variance where the
+    weights put them (they move by default), while what the strategy trains still moves: for
+    norm tuning, the batch-norm layers' own scales and shifts."""
+    x, y = images(48)
+    moved = {}
+    for mode in ("adapt", "pretrained"):
+        built = _built("test_resnet", name=name, batchnorm=mode)
+        stats = _bn_statistics(built)
+        before = {n: p.detach().clone() for n, p in built.backbone.named_parameters()}
+        opt = torch.optim.SGD(built.param_groups(0.5), lr=0.5)
+        built.train()
+        for _ in range(2):  # lora's B starts at zero: a second step moves the backbone
+            F.cross_entropy(built.model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+        after = _bn_statistics(built)
+        moved[mode] = [n for n in stats if not torch.equal(stats[n], after[n])]
+        assert any(not torch.equal(p, before[n])
+                   for n, p in built.backbone.named_parameters() if n in before)
+        if name == "norm":  # the affine parameters of the fixed-statistics layers still learn
+            assert any(not torch.equal(p, before[n]) for n, p in built.backbone.named_parameters()
+                       if n.endswith("bn1.weight"))
+    assert len(moved["adapt"]) == len(_bn_statistics(_built("test_resnet", name="full")))
+    assert moved["pretrained"] == []
+
+
+def test_batchnorm_is_refused_where_nothing_in_the_backbone_trains_and_adapt_is_the_default():
+    for name in ("frozen", "linear_probe", "knn", "scratch"):
+        with pytest.raises(ValueError, match=f"batchnorm is a parameter of .* not of '{name}'"):
+            StrategyConfig(name=name, batchnorm="pretrained")
+    # written or not, the default is one configuration (so one run_key); pretrained is another
+    dump = StrategyConfig(name="bitfit").model_dump()
+    assert StrategyConfig(name="bitfit", batchnorm="adapt").model_dump() == dump
+    assert StrategyConfig(name="bitfit", batchnorm="pretrained").model_dump() == {
+        **dump, "batchnorm": "pretrained"}

@@ -2,7 +2,7 @@
 choices and their options come from the strategy table, models/strategies.py)."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -95,6 +95,18 @@ class StrategyConfig(Hashable):  # lora targets is a list: hashed by content
         None, exclude_if=lambda v: v is None, description=(
             f"lp_ft: the fine-tuning stage's learning rates are this times training.lr and "
             f"training.backbone_lr (default {strategies.LP_FT.options['ft_lr_scale']})."))
+
+    batchnorm: Literal["adapt", "pretrained"] | None = Field(
+        None, exclude_if=lambda v: v is None, description=(
+        "Strategies that train a pretrained backbone: `pretrained` keeps its batch-norm "
+        "layers' running statistics from the weights (eval mode; their affine parameters still train where "
+        "the strategy trains them); `adapt` (the default) re-estimates them from the training "
+        "batches."))
+
+    @field_validator("batchnorm", mode="before")
+    @classmethod
+    def _adapt_is_the_default(cls, value: Any) -> Any:
+        return None if value == "adapt" else value  # one run_key for the default, written or not
 
     @field_validator("name")
     @classmethod

@@ -120,6 +120,9 @@ class BuiltModel:
         self.n_trainable_groups = n_groups
         self.model.frozen_parts = ([self.backbone] if self.frozen_backbone
                                    else strategies.frozen_modules(self.groups, n_groups))
+        if strategies.pretrained_bn_statistics(self.strategy) and not self.frozen_backbone:
+            self.model.frozen_parts += [m for m in self.backbone.modules()
+                                        if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.train(self.model.training)
 
 

@@ -30,6 +30,10 @@ lp_ft   pretrained, the head first fitted as a linear probe on the frozen backbo
 Frozen parts run in eval mode even while the model trains: batch-norm running statistics never
 move and dropout inside them is off, so a frozen backbone is a fixed function and its features
 can be computed once (the feature-reuse path) with exactly the result of recomputing them.
+Every strategy that trains a pretrained backbone also takes `batchnorm: pretrained`: its batch-norm
+layers then run in eval mode too (ImageNet's running statistics kept, their affine parameters
+still trained where the strategy trains them), instead of re-estimating the statistics from a
+few training batches.
 
 This module imports no torch at import time: the config schema reads it.
 """
@@ -140,16 +144,22 @@ def description() -> str:
             f"features: {listed}.")
 
 
+# Every strategy that trains a pretrained backbone takes `batchnorm`: unset (or `adapt`) lets
+# its batch-norm running statistics follow the new images, as the papers do; `pretrained` keeps
+# ImageNet's (the layers run in eval mode; their affine parameters still train where the
+# strategy trains them). Unset stays out of the dump, so earlier run_keys do not change.
+BN = {"batchnorm": None}
+
 SCRATCH = register(StrategySpec("scratch", "random init", pretrained=False))
 FROZEN = register(StrategySpec(
     "frozen", "pretrained backbone frozen, batch-norm statistics included", trainable=_none,
     backbone_frozen=True))
-FULL = register(StrategySpec("full", "everything fine-tuned"))
+FULL = register(StrategySpec("full", "everything fine-tuned", options=BN))
 PARTIAL = register(StrategySpec(
-    "partial", "the last `blocks` block groups trained", trainable=_last_blocks))
+    "partial", "the last `blocks` block groups trained", trainable=_last_blocks, options=BN))
 GRADUAL = register(StrategySpec(
     "gradual", "one more block group unfrozen every `every` epochs", trainable=_one_more_every,
-    steps=True))
+    steps=True, options=BN))
 LINEAR_PROBE = register(StrategySpec(
     "linear_probe", "one Linear layer, whatever the model's head", head=LINEAR_HEAD,
     trainable=_none, backbone_frozen=True, protocol=True))
@@ -183,17 +193,18 @@ def _merge_lora(built, result) -> None:
 
 
 BITFIT = register(StrategySpec(
-    "bitfit", "the backbone's biases and the head trained", restrict=_bitfit))
+    "bitfit", "the backbone's biases and the head trained", restrict=_bitfit, options=BN))
 NORM = register(StrategySpec(
-    "norm", "the normalisation layers' affine parameters and the head trained", restrict=_norm))
+    "norm", "the normalisation layers' affine parameters and the head trained", restrict=_norm,
+    options=BN))
 LORA = register(StrategySpec(
     "lora", "low-rank adapters (peft: `rank`, `alpha`, `lora_dropout`, `targets`) and the head "
     "trained, merged into the weights after training", restrict=_lora, deploy=_merge_lora,
-    options={"rank": 8, "alpha": 16, "lora_dropout": 0.0, "targets": None}))
+    options={"rank": 8, "alpha": 16, "lora_dropout": 0.0, "targets": None, **BN}))
 LP_FT = register(StrategySpec(
     "lp_ft", "the head fitted as a linear probe on the frozen features for `probe_epochs` "
     "epochs, then everything fine-tuned from it at `ft_lr_scale` times the learning rates",
-    fit=PROBE_THEN_LOOP, options={"probe_epochs": 10, "ft_lr_scale": 0.1}))
+    fit=PROBE_THEN_LOOP, options={"probe_epochs": 10, "ft_lr_scale": 0.1, **BN}))
 
 
 # ------------------------------------------------------------- reading a StrategyConfig's row
@@ -223,6 +234,12 @@ def as_deployed(strategy):
     strategy with a deploy step (lora, merged) was logged as the plain network `full` builds,
     so predicting needs no peft."""
     return strategy if spec_of(strategy).deploy is None else type(strategy)(name=FULL.name)
+
+
+def pretrained_bn_statistics(strategy) -> bool:
+    """True when the backbone's batch-norm layers keep their pretrained running statistics
+    while the rest trains (`batchnorm: pretrained`)."""
+    return getattr(strategy, "batchnorm", None) == "pretrained"
 
 
 def backbone_always_frozen(strategy) -> bool:

@@ -50,8 +50,8 @@ def current_runs(runs: pd.DataFrame, suite, include_all: bool) -> pd.DataFrame:
     """Newest finished run per cell of the suite as it is now (all versions with include_all),
     with the configuration each belongs to."""
     # a fallback (the smoke suite's embedded sample) makes its cells current too
-    current = {c.run_key: c.config_key for version in fallback.alternatives(suite)
-               for c in expand(version)}
+    cells = {c.run_key: c for version in fallback.alternatives(suite) for c in expand(version)}
+    current = {key: c.config_key for key, c in cells.items()}
     if runs.empty:
         return runs
     if not include_all:
@@ -62,7 +62,23 @@ def current_runs(runs: pd.DataFrame, suite, include_all: bool) -> pd.DataFrame:
     # the suite knows which runs repeat one configuration; runs of older versions (--all) use
     # their config_key tag, or stand alone when they predate it
     tagged = runs.get("config_key", runs["run_key"]).fillna(runs["run_key"])
-    return runs.assign(config_key=runs["run_key"].map(current).fillna(tagged))
+    return _labelled(runs.assign(config_key=runs["run_key"].map(current).fillna(tagged)), cells)
+
+
+def _labelled(runs: pd.DataFrame, cells: dict) -> pd.DataFrame:
+    """A run of one of the suite's cells is labelled as this suite labels the cell: a cell
+    another suite trained first (same run_key, found finished) carries that suite's tags, e.g.
+    no `axes` value for an axis only this suite has."""
+    labels = pd.DataFrame([{"run_key": key, "model": c.model.display, "strategy":
+                            c.strategy.display, "axes": c.axes_label or None,
+                            **{f"axis.{name}": str(value) for name, value in c.axes}}
+                           for key, c in cells.items()]).set_index("run_key")
+    out = runs.copy()
+    for column in labels.columns:
+        ours = out["run_key"].map(labels[column])
+        out[column] = ours.where(out["run_key"].isin(labels.index),
+                                 out[column] if column in out else None)
+    return out
 
 
 def report(suite_name: str, experiment: str | None, as_json: bool, include_all: bool = False,
