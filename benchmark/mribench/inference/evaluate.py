@@ -5,7 +5,6 @@ travel inside the model: models/packaged.py)."""
 from __future__ import annotations
 
 import csv
-import uuid
 
 from mribench.console import emit_table
 from mribench.inference.locate import ModelDamaged, fetch
@@ -34,10 +33,8 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
                            "cell with --force)") from None
     exp_id = logged_model.experiment_of(run_id)
     title = f"evaluate on {cfg.name}"
-    # the invocation's own tag finds its run if create_run fails (a store error) after MLflow
-    # stored the run but before its id came back
     tags = {"role": "evaluation", "evaluated_model": uri, "external_set": cfg.name,
-            "model_run_key": predictor.meta["run_key"], "invocation_id": uuid.uuid4().hex}
+            "model_run_key": predictor.meta["run_key"]}
     child = None
     try:
         with stopping.held():  # a stop lands after `child` is known, so it can be closed
@@ -52,7 +49,7 @@ def evaluate(uri: str, cfg, data_dir: str | None, device: str = "cpu",
                                     f"cell ({predictor.meta['cell']}, run {run_id})",
                                     predictor.temperature or 1.0)
     except BaseException as err:  # a signal included: the run never stays RUNNING
-        _closed(child or tracking.run_tagged(exp_id, "invocation_id", tags["invocation_id"]), err)
+        _closed(child, err)
         raise
     logged = logged_model.run_metrics(child)
     out = []

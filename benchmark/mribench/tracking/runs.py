@@ -58,18 +58,6 @@ def close_if_running(run_id: str, status: str, reason: str, stop_signal: str | N
 
 
 @holding
-def run_tagged(experiment_id: str, key: str, value: str) -> str | None:
-    """The id of the experiment's run whose tag `key` is `value` (a unique token), or None.
-    Best effort: on a failing store, None."""
-    try:
-        runs = MlflowClient().search_runs([experiment_id], f"tags.`{key}` = '{value}'",
-                                          max_results=1)
-    except Exception:
-        return None
-    return runs[0].info.run_id if runs else None
-
-
-@holding
 def set_run_tag(run_id: str, key: str, value: str) -> None:
     MlflowClient().set_tag(run_id, key, value)
 
@@ -102,25 +90,17 @@ def parent_run(experiment_id: str, suite_name: str, params: dict[str, Any],
     """The invocation's run. Under `mlflow run` the launcher's run may live in another
     experiment; it then gets a tag pointing at the suite's parent run. Ends like `cell_run`."""
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)
-    commit, started = git_commit(), False
-    try:
-        with held():
-            run = mlflow.start_run(experiment_id=experiment_id,
-                                   run_name=run_name or f"{suite_name} {role}")
-            started = True
-            mlflow.set_tags({**(tags or {}), "suite": suite_name, "role": role,
-                             "git_commit": commit, "package_version": mribench.__version__})
-            log_params(params)
-            if launcher and launcher != run.info.run_id:
-                MlflowClient().set_tag(launcher, "mribench.suite_run_id", run.info.run_id)
-                mlflow.set_tag("mribench.launcher_run_id", launcher)
-        yield run.info.run_id
-    except BaseException as err:
-        if started:
-            _end_with(err, ())
-        raise
-    with held():
-        mlflow.end_run("FINISHED")
+
+    def describe(run) -> None:
+        mlflow.set_tags({**(tags or {}), "suite": suite_name, "role": role})
+        log_params(params)
+        if launcher and launcher != run.info.run_id:
+            MlflowClient().set_tag(launcher, "mribench.suite_run_id", run.info.run_id)
+            mlflow.set_tag("mribench.launcher_run_id", launcher)
+    with _active(lambda: mlflow.start_run(experiment_id=experiment_id,
+                                          run_name=run_name or f"{suite_name} {role}"),
+                 describe, ()) as run_id:
+        yield run_id
 
 
 @contextmanager
@@ -130,18 +110,30 @@ def cell_run(title: str, tags: dict[str, str], role: str = "cell",
     """A nested run (or the claimed run `run_id`, resumed). An exception marks it FAILED with
     the error as a tag, then propagates; an interruption (a signal, Ctrl-C) or an exception of
     the `stopped` types (e.g. a pruned tuning trial) ends it KILLED instead."""
+    def start():
+        if run_id:
+            return mlflow.start_run(run_id=run_id, nested=True)
+        return mlflow.start_run(run_name=title, nested=True, tags={**tags, "role": role})
+    with _active(start, lambda run: None, stopped) as started_id:
+        yield started_id
+
+
+@contextmanager
+def _active(start, describe, stopped: tuple[type[BaseException], ...]) -> Iterator[str]:
+    """MLflow's active run from `start()`, described by `describe(run)` and the version tags,
+    ended FINISHED, or as `_end_with` says after an error. A stop while the run starts is held
+    until it is the active run, then ends it; an error in `start()` itself ends nothing (the
+    active run is then the parent's, or none)."""
     commit, started = git_commit(), False
-    try:  # a stop while the run starts is held until it is MLflow's active run, then ends it
+    try:
         with held():
-            if run_id:
-                run = mlflow.start_run(run_id=run_id, nested=True)
-            else:
-                run = mlflow.start_run(run_name=title, nested=True, tags={**tags, "role": role})
+            run = start()
             started = True
             mlflow.set_tags({"git_commit": commit, "package_version": mribench.__version__})
+            describe(run)
         yield run.info.run_id
     except BaseException as err:
-        if started:  # else the active run is the parent's, or none: nothing of ours to end
+        if started:
             _end_with(err, stopped)
         raise
     with held():
